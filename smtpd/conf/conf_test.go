@@ -1,0 +1,255 @@
+package conf
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestTokenize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+		bad  bool
+	}{
+		{"ournets 10.0.0.0/8, 192.168.1.0/24 # comment", []string{"ournets", "10.0.0.0/8", "192.168.1.0/24"}, false},
+		{"  \t ", nil, false},
+		{"# only a comment", nil, false},
+		{`mailer /bin/sh -c 'echo a, b # c'`, []string{"mailer", "/bin/sh", "-c", "echo a, b # c"}, false},
+		{`x 'it''s' \#hash a\,b`, []string{"x", "it's", "#hash", "a,b"}, false},
+		{`x ''`, []string{"x", ""}, false},
+		{"x 'open", nil, true},
+		{`x \`, nil, true},
+		{"x \x01", nil, true},
+		{"x '\x01'", nil, true},
+	}
+	for _, tt := range tests {
+		got, err := Tokenize(tt.in)
+		if (err != nil) != tt.bad || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Tokenize(%q) = %q, %v; want %q, bad=%v", tt.in, got, err, tt.want, tt.bad)
+		}
+	}
+	for _, w := range []string{"plain", "", "a b", "it's", "#x", `a\b`, "a,b"} {
+		got, err := Tokenize("v " + Quote(w))
+		if err != nil || len(got) != 2 || got[1] != w {
+			t.Errorf("Quote(%q) = %q does not round-trip: %q %v", w, Quote(w), got, err)
+		}
+	}
+}
+
+func TestApply(t *testing.T) {
+	c, acts, err := Apply(Default(), "ctl", `
+defaultdomain Example.ORG
+norelay on
+greylist on
+ournets 10.0.0.0/8 192.168.1.7
+ournets 10.0.0.0/8 172.16
+ourdomains example.org *.example.net
+evil 203.0.113.0/24
+maxsize 10m
+greywindow 1m 2h
+backoff 1m 5m
+delaywarn off
+kick
+retry q1 q2
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DefaultDomain != "example.org" || !c.NoRelay || !c.Greylist || c.MaxSize != 10<<20 ||
+		c.GreyMin != time.Minute || c.GreyMax != 2*time.Hour || c.DelayWarn != 0 {
+		t.Errorf("settings not applied: %+v", c)
+	}
+	wantNets := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32"), netip.MustParsePrefix("172.16.0.0/16")}
+	if !reflect.DeepEqual(c.OurNets, wantNets) {
+		t.Errorf("ournets = %v, want %v", c.OurNets, wantNets)
+	}
+	if !reflect.DeepEqual(acts, []Action{{"kick", []string{}}, {"retry", []string{"q1", "q2"}}}) {
+		t.Errorf("actions = %q", acts)
+	}
+	for ip, want := range map[string]bool{"10.1.2.3": true, "::ffff:10.1.2.3": true, "192.168.1.8": false, "172.16.9.9": true} {
+		if got := c.Trusted(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("Trusted(%s) = %v", ip, got)
+		}
+	}
+	for d, want := range map[string]bool{"example.org": true, "EXAMPLE.org.": true, "a.b.example.net": true,
+		"example.net": true, "example.com": false, "localuser": true, "[10.0.0.1]": false, "[]": false, "": false} {
+		if got := c.OurDomain(d); got != want {
+			t.Errorf("OurDomain(%q) = %v", d, got)
+		}
+	}
+}
+
+func TestApplyAllOrNothing(t *testing.T) {
+	orig := Default()
+	before := orig.Dump()
+	tests := []struct{ text, line string }{
+		{"greylist on\ngreylist maybe\n", "line 2 'greylist maybe'"},
+		{"norelay on\nfrobnicate\n", "line 2 frobnicate: unknown verb"},
+		{"maxsize -1", "bad size"},
+		{"maxrcpts 10", "from 100"},
+		{"ournets 10.0.0.0/33", "bad address"},
+		{"ourdomains exa mple..org", "bad domain"},
+		{"greywindow 2h 1h", "more than"},
+		{"smarthost unix!/tmp/x", "tcp dial string"},
+		{"resolver localhost:53", "ip:port"},
+		{"tlscert /nonexistent.pem", "tlscert"},
+		{"mailer /nonexistent/mailer", "mailer"},
+		{"greylist", "usage: greylist on|off"},
+		{"clear kick", "not a setting"},
+		{"retry ../x", "bad message id"},
+		{"unwhitelist 1.2.3.4.5", "bad address"},
+	}
+	for _, tt := range tests {
+		c, _, err := Apply(orig, "ctl", tt.text)
+		var le *LineError
+		if !errors.As(err, &le) || !strings.HasPrefix(err.Error(), "invalid ctl line") || !strings.Contains(err.Error(), tt.line) {
+			t.Errorf("Apply(%q) error = %v, want one containing %q", tt.text, err, tt.line)
+		}
+		if c != orig || orig.Dump() != before {
+			t.Errorf("Apply(%q) changed the config", tt.text)
+		}
+	}
+	if _, _, err := Apply(orig, "smtpd.conf", "kick"); err == nil || !strings.Contains(err.Error(), "smtpd.conf line 1") {
+		t.Errorf("runtime verb in a file: %v", err)
+	}
+}
+
+func TestDumpRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	cert := writeCert(t, dir)
+	c, _, err := Apply(Default(), "ctl", "ournets 10.0.0.0/8 ::1\nourdomains example.org\nevil 1.2.3.4\n"+
+		"mailer /bin/sh -c 'cat > /dev/null'\ntlscert "+Quote(cert)+"\nsmarthost tcp!mx.example.org!587\n"+
+		"resolver 127.0.0.1:5353\nbackoff 90s 1h30m 1d\nmaxsize 1000001\nlifetime 36h\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Dump()
+	c2, _, err := Apply(Default(), "ctl", d)
+	if err != nil {
+		t.Fatalf("dump does not apply: %v\n%s", err, d)
+	}
+	if d2 := c2.Dump(); d2 != d {
+		t.Errorf("dump does not round-trip:\n%s\n---\n%s", d, d2)
+	}
+	for _, want := range []string{"ournets 10.0.0.0/8 ::1\n", "mailer /bin/sh -c 'cat > /dev/null'\n", "backoff 1m30s 1h30m 1d\n", "maxsize 1000001\n", "greylist off\n"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("dump lacks %q:\n%s", want, d)
+		}
+	}
+	// Applying a dump to the config it came from changes nothing.
+	c3, _, _ := Apply(c, "ctl", d)
+	if c3.Dump() != d {
+		t.Errorf("re-applying the dump changed it")
+	}
+	if c2.TLSCert == nil {
+		t.Errorf("certificate not loaded")
+	}
+}
+
+func TestClear(t *testing.T) {
+	c, _, err := Apply(Default(), "ctl", "ournets 10.0.0.0/8\nmaxsize 1k\nsmarthost mx.example.org\nclear ournets\nclear maxsize\nclear smarthost\nclear defaultdomain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Default()
+	if c.OurNets != nil || c.MaxSize != d.MaxSize || c.SmartHost != "" || c.DefaultDomain != d.DefaultDomain {
+		t.Errorf("clear did not restore defaults: %+v", c)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "smtpd.conf")
+	os.WriteFile(f, []byte("greylist on\nnorelay off\n"), 0644)
+	c, err := Load(f, []string{"norelay on"})
+	if err != nil || !c.Greylist || !c.NoRelay {
+		t.Errorf("Load: %v %+v", err, c)
+	}
+	if _, err := Load(filepath.Join(dir, "missing"), nil); err != nil {
+		t.Errorf("missing file: %v", err)
+	}
+	os.WriteFile(f, []byte("greylist on\n\nbogus\n"), 0644)
+	if _, err := Load(f, nil); err == nil || !strings.Contains(err.Error(), f+" line 3") {
+		t.Errorf("bad file: %v", err)
+	}
+}
+
+func TestDuration(t *testing.T) {
+	for s, want := range map[string]time.Duration{"5d": 120 * time.Hour, "1d12h": 36 * time.Hour, "90s": 90 * time.Second, "14h": 14 * time.Hour} {
+		d, err := ParseDuration(s)
+		if err != nil || d != want {
+			t.Errorf("ParseDuration(%q) = %v, %v", s, d, err)
+		}
+		if back, _ := ParseDuration(FormatDuration(d)); back != d {
+			t.Errorf("FormatDuration(%v) = %q does not round-trip", d, FormatDuration(d))
+		}
+	}
+	for _, s := range []string{"", "0s", "-5m", "d", "5x", "99999d"} {
+		if _, err := ParseDuration(s); err == nil {
+			t.Errorf("ParseDuration(%q) succeeded", s)
+		}
+	}
+	if s := FormatDuration(1500 * time.Millisecond); s != "1.5s" {
+		t.Errorf("FormatDuration(1.5s) = %q", s)
+	}
+}
+
+func writeCert(t *testing.T, dir string) string {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"localhost"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	f := filepath.Join(dir, "cert with space.pem")
+	data := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})...)
+	if err := os.WriteFile(f, data, 0600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// FuzzApply checks that no input panics, that a failed Apply changes
+// nothing, and that whatever Apply accepts dumps to text that applies back
+// to the same dump.
+func FuzzApply(f *testing.F) {
+	for _, s := range []string{"greylist on", "ournets 10.0.0.0/8, ::1/128", "mailer 'a b' c", "clear ournets",
+		"backoff 1m 1d2h", "maxsize 12k", "retry abc", "x 'it''s' \\#", "defaultdomain EXAMPLE.org."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		orig := Default()
+		before := orig.Dump()
+		c, _, err := Apply(orig, "ctl", text)
+		if orig.Dump() != before {
+			t.Fatalf("Apply changed its input")
+		}
+		if err != nil {
+			return
+		}
+		d := c.Dump()
+		c2, _, err := Apply(Default(), "ctl", d)
+		if err != nil {
+			t.Fatalf("dump %q does not apply: %v", d, err)
+		}
+		if c2.Dump() != d {
+			t.Fatalf("dump does not round-trip: %q vs %q", d, c2.Dump())
+		}
+	})
+}

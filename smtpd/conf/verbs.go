@@ -1,0 +1,510 @@
+package conf
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"smtpfs/smtp"
+)
+
+// A verb is one entry of the table: its name, how many words it takes, and
+// how to set, render and reset the setting it names. Action verbs have no
+// setting; Apply hands them back to the caller.
+type verb struct {
+	name     string
+	usage    string
+	min, max int // number of arguments; max -1 means no limit
+	action   bool
+	set      func(c *Config, args []string) error
+	get      func(c *Config) []string // nil result: not rendered
+	reset    func(c *Config)          // for clear; nil: reset from Default
+	check    func(args []string) error
+}
+
+// verbs is the table, in the order Dump renders settings. It is filled in
+// by init because clear refers back to it.
+var verbs []*verb
+
+func init() {
+	verbs = []*verb{
+		str("defaultdomain", "domain", func(c *Config) *string { return &c.DefaultDomain }, checkDomain),
+		str("hostname", "name", func(c *Config) *string { return &c.Hostname }, checkDomain),
+		onoff("norelay", func(c *Config) *bool { return &c.NoRelay }),
+		onoff("verifysenderdom", func(c *Config) *bool { return &c.VerifySenderDom }),
+		onoff("saveblockedmsg", func(c *Config) *bool { return &c.SaveBlockedMsg }),
+		onoff("requireauth", func(c *Config) *bool { return &c.RequireAuth }),
+		onoff("plaintextauth", func(c *Config) *bool { return &c.PlaintextAuth }),
+		onoff("debug", func(c *Config) *bool { return &c.Debug }),
+		onoff("tarpit", func(c *Config) *bool { return &c.Tarpit }),
+		onoff("greylist", func(c *Config) *bool { return &c.Greylist }),
+		onoff("helocheck", func(c *Config) *bool { return &c.HeloCheck }),
+		nets("ournets", func(c *Config) *[]netip.Prefix { return &c.OurNets }),
+		{name: "ourdomains", usage: "domain|*.domain...", min: 1, max: -1,
+			set: setOurDomains, get: func(c *Config) []string { return orNil(c.OurDomains) },
+			reset: func(c *Config) { c.OurDomains = nil }},
+		nets("evil", func(c *Config) *[]netip.Prefix { return &c.Evil }),
+		{name: "tlscert", usage: "certfile [keyfile]", min: 1, max: 2, set: setTLSCert,
+			get: func(c *Config) []string {
+				if c.TLSCertFile == "" {
+					return nil
+				}
+				return orNil(slices.DeleteFunc([]string{c.TLSCertFile, c.TLSKeyFile}, isEmpty))
+			},
+			reset: func(c *Config) { c.TLSCertFile, c.TLSKeyFile, c.TLSCert = "", "", nil }},
+		{name: "mailer", usage: "command [arg...]", min: 1, max: -1, set: setMailer,
+			get:   func(c *Config) []string { return orNil(c.Mailer) },
+			reset: func(c *Config) { c.Mailer = nil }},
+		str("smarthost", "dialstring", func(c *Config) *string { return &c.SmartHost }, checkDial),
+		str("resolver", "host:port", func(c *Config) *string { return &c.Resolver }, checkHostPort),
+		{name: "maxsize", usage: "bytes", min: 1, max: 1, set: func(c *Config, a []string) error {
+			n, err := parseSize(a[0])
+			c.MaxSize = n
+			return err
+		}, get: func(c *Config) []string { return []string{formatSize(c.MaxSize)} }},
+		count("maxrcpts", 100, func(c *Config) *int { return &c.MaxRcpts }), // RFC 5321 §4.5.3.1.8: at least 100
+		count("maxconns", 1, func(c *Config) *int { return &c.MaxConns }),
+		count("maxperip", 1, func(c *Config) *int { return &c.MaxPerIP }),
+		count("maxerrors", 1, func(c *Config) *int { return &c.MaxErrors }),
+		durations("cmdtimeout", "duration", 1, func(c *Config) []*time.Duration { return []*time.Duration{&c.CmdTimeout} }),
+		durations("datatimeout", "duration", 1, func(c *Config) []*time.Duration { return []*time.Duration{&c.DataTimeout} }),
+		durations("greywindow", "min max", 2, func(c *Config) []*time.Duration { return []*time.Duration{&c.GreyMin, &c.GreyMax} }),
+		{name: "greyprefix", usage: "ipv4-len ipv6-len", min: 2, max: 2, set: setGreyPrefix,
+			get: func(c *Config) []string {
+				return []string{strconv.Itoa(c.GreyPrefix4), strconv.Itoa(c.GreyPrefix6)}
+			}},
+		durations("tarpitdelay", "normal long", 2, func(c *Config) []*time.Duration { return []*time.Duration{&c.TarpitShort, &c.TarpitLong} }),
+		{name: "backoff", usage: "duration...", min: 1, max: 32, set: setBackoff,
+			get: func(c *Config) []string {
+				var s []string
+				for _, d := range c.Backoff {
+					s = append(s, FormatDuration(d))
+				}
+				return s
+			}},
+		durations("lifetime", "duration", 1, func(c *Config) []*time.Duration { return []*time.Duration{&c.Lifetime} }),
+		{name: "delaywarn", usage: "duration|off", min: 1, max: 1, set: func(c *Config, a []string) error {
+			if a[0] == "off" {
+				c.DelayWarn = 0
+				return nil
+			}
+			d, err := ParseDuration(a[0])
+			c.DelayWarn = d
+			return err
+		}, get: func(c *Config) []string {
+			if c.DelayWarn == 0 {
+				return []string{"off"}
+			}
+			return []string{FormatDuration(c.DelayWarn)}
+		}},
+		count("deliveries", 1, func(c *Config) *int { return &c.Deliveries }),
+		{name: "clear", usage: "verb", min: 1, max: 1, set: clearVerb},
+
+		{name: "reload", usage: "", action: true},
+		{name: "kick", usage: "", action: true},
+		{name: "retry", usage: "id...", min: 1, max: -1, action: true, check: checkIDs},
+		{name: "delete", usage: "id...", min: 1, max: -1, action: true, check: checkIDs},
+		{name: "hold", usage: "id...", min: 1, max: -1, action: true, check: checkIDs},
+		{name: "release", usage: "id...", min: 1, max: -1, action: true, check: checkIDs},
+		{name: "unwhitelist", usage: "ip[/len]...", min: 1, max: -1, action: true, check: func(a []string) error {
+			for _, s := range a {
+				if _, err := ParsePrefix(s); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+	}
+}
+
+func lookup(name string) *verb {
+	for _, v := range verbs {
+		if v.name == name {
+			return v
+		}
+	}
+	return nil
+}
+
+// Verbs returns the names of the settings and actions, in table order.
+func Verbs() []string {
+	var s []string
+	for _, v := range verbs {
+		s = append(s, v.name)
+	}
+	return s
+}
+
+func onoff(name string, f func(*Config) *bool) *verb {
+	return &verb{name: name, usage: "on|off", min: 1, max: 1,
+		set: func(c *Config, a []string) error {
+			switch strings.ToLower(a[0]) {
+			case "on":
+				*f(c) = true
+			case "off":
+				*f(c) = false
+			default:
+				return fmt.Errorf("%s takes on or off, not %s", name, Quote(a[0]))
+			}
+			return nil
+		},
+		get: func(c *Config) []string {
+			if *f(c) {
+				return []string{"on"}
+			}
+			return []string{"off"}
+		}}
+}
+
+func str(name, usage string, f func(*Config) *string, check func(string) (string, error)) *verb {
+	return &verb{name: name, usage: usage, min: 1, max: 1,
+		set: func(c *Config, a []string) error {
+			s, err := check(a[0])
+			if err != nil {
+				return err
+			}
+			*f(c) = s
+			return nil
+		},
+		get: func(c *Config) []string {
+			if *f(c) == "" {
+				return nil
+			}
+			return []string{*f(c)}
+		},
+		reset: func(c *Config) { *f(c) = *f(Default()) }}
+}
+
+func count(name string, least int, f func(*Config) *int) *verb {
+	return &verb{name: name, usage: "number", min: 1, max: 1,
+		set: func(c *Config, a []string) error {
+			n, err := strconv.Atoi(a[0])
+			if err != nil || n < least || n > 1<<30 {
+				return fmt.Errorf("%s takes a number from %d, not %s", name, least, Quote(a[0]))
+			}
+			*f(c) = n
+			return nil
+		},
+		get: func(c *Config) []string { return []string{strconv.Itoa(*f(c))} }}
+}
+
+func durations(name, usage string, n int, f func(*Config) []*time.Duration) *verb {
+	return &verb{name: name, usage: usage, min: n, max: n,
+		set: func(c *Config, a []string) error {
+			ds := f(c)
+			for i, s := range a {
+				d, err := ParseDuration(s)
+				if err != nil {
+					return err
+				}
+				*ds[i] = d
+			}
+			if n == 2 && *ds[0] > *ds[1] {
+				return fmt.Errorf("%s: %s is more than %s", name, a[0], a[1])
+			}
+			return nil
+		},
+		get: func(c *Config) []string {
+			var s []string
+			for _, d := range f(c) {
+				s = append(s, FormatDuration(*d))
+			}
+			return s
+		}}
+}
+
+func nets(name string, f func(*Config) *[]netip.Prefix) *verb {
+	return &verb{name: name, usage: "ip[/len]...", min: 1, max: -1,
+		set: func(c *Config, a []string) error {
+			l := f(c)
+			for _, s := range a {
+				p, err := ParsePrefix(s)
+				if err != nil {
+					return err
+				}
+				if !slices.Contains(*l, p) {
+					*l = append(*l, p)
+				}
+			}
+			return nil
+		},
+		get: func(c *Config) []string {
+			var s []string
+			for _, p := range *f(c) {
+				s = append(s, FormatPrefix(p))
+			}
+			return s
+		},
+		reset: func(c *Config) { *f(c) = nil }}
+}
+
+func clearVerb(c *Config, a []string) error {
+	v := lookup(strings.ToLower(a[0]))
+	if v == nil || v.action || v.get == nil {
+		return fmt.Errorf("clear: %s is not a setting", Quote(a[0]))
+	}
+	if v.reset != nil {
+		v.reset(c)
+		return nil
+	}
+	// Restore the default by rendering it and setting it again, which keeps
+	// the knowledge of each field in its verb alone.
+	return v.set(c, v.get(Default()))
+}
+
+func setOurDomains(c *Config, a []string) error {
+	for _, s := range a {
+		s = strings.TrimSuffix(strings.ToLower(s), ".")
+		if _, err := checkDomain(strings.TrimPrefix(s, "*.")); err != nil {
+			return err
+		}
+		if !slices.Contains(c.OurDomains, s) {
+			c.OurDomains = append(c.OurDomains, s)
+		}
+	}
+	return nil
+}
+
+func setTLSCert(c *Config, a []string) error {
+	certf, keyf := a[0], ""
+	if len(a) > 1 {
+		keyf = a[1]
+	}
+	cert, err := LoadCert(certf, keyf)
+	if err != nil {
+		return err
+	}
+	c.TLSCertFile, c.TLSKeyFile, c.TLSCert = certf, keyf, cert
+	return nil
+}
+
+// LoadCert loads a PEM certificate chain and its key. The key is read from
+// keyfile if given, else from certfile itself, else from the file beside it
+// with the extension .key instead of .pem or .crt.
+func LoadCert(certfile, keyfile string) (*tls.Certificate, error) {
+	tries := []string{keyfile}
+	if keyfile == "" {
+		base := strings.TrimSuffix(strings.TrimSuffix(certfile, ".pem"), ".crt")
+		tries = []string{certfile, base + ".key"}
+	}
+	var err error
+	for _, k := range tries {
+		var cert tls.Certificate
+		if cert, err = tls.LoadX509KeyPair(certfile, k); err == nil {
+			return &cert, nil
+		}
+	}
+	return nil, fmt.Errorf("tlscert: %v", err)
+}
+
+func setMailer(c *Config, a []string) error {
+	if _, err := exec.LookPath(a[0]); err != nil {
+		return fmt.Errorf("mailer: %v", err)
+	}
+	c.Mailer = append([]string(nil), a...)
+	return nil
+}
+
+func setGreyPrefix(c *Config, a []string) error {
+	v4, err1 := strconv.Atoi(a[0])
+	v6, err2 := strconv.Atoi(a[1])
+	if err1 != nil || err2 != nil || v4 < 8 || v4 > 32 || v6 < 16 || v6 > 128 {
+		return errors.New("greyprefix takes an IPv4 length from 8 to 32 and an IPv6 length from 16 to 128")
+	}
+	c.GreyPrefix4, c.GreyPrefix6 = v4, v6
+	return nil
+}
+
+func setBackoff(c *Config, a []string) error {
+	c.Backoff = c.Backoff[:0]
+	for _, s := range a {
+		d, err := ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		c.Backoff = append(c.Backoff, d)
+	}
+	return nil
+}
+
+func checkIDs(a []string) error {
+	for _, id := range a {
+		if id == "" || len(id) > 64 || strings.ContainsAny(id, "/\\.") {
+			return fmt.Errorf("bad message id %s", Quote(id))
+		}
+	}
+	return nil
+}
+
+// checkDomain validates a host or domain name (RFC 1035 §2.3.4: 255 octets,
+// labels of 63) and returns it in lower case without a final dot.
+func checkDomain(s string) (string, error) {
+	d := strings.TrimSuffix(strings.ToLower(s), ".")
+	if d == "" || len(d) > 255 {
+		return "", fmt.Errorf("bad domain %s", Quote(s))
+	}
+	for _, l := range strings.Split(d, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return "", fmt.Errorf("bad domain %s", Quote(s))
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return "", fmt.Errorf("bad domain %s", Quote(s))
+			}
+		}
+	}
+	return d, nil
+}
+
+func checkDial(s string) (string, error) {
+	d, err := smtp.ParseDialString(s)
+	if err != nil {
+		return "", err
+	}
+	if d.Net != "tcp" {
+		return "", fmt.Errorf("smarthost must be a tcp dial string, not %s", Quote(s))
+	}
+	return s, nil
+}
+
+func checkHostPort(s string) (string, error) {
+	h, p, err := net.SplitHostPort(s)
+	if err == nil {
+		_, err = netip.ParseAddr(h)
+	}
+	if n, perr := strconv.Atoi(p); err == nil && (perr != nil || n <= 0 || n > 65535) {
+		err = errors.New("bad port")
+	}
+	if err != nil {
+		return "", fmt.Errorf("resolver takes ip:port, not %s", Quote(s))
+	}
+	return s, nil
+}
+
+// ParsePrefix parses an address or network for ournets and evil: a.b.c.d/n
+// or an IPv6 prefix; a bare address is that one host; as the smtpd(6) man
+// page says, two or three octets mean a /16 or /24 network.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	bad := fmt.Errorf("bad address %s", Quote(s))
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, bad
+		}
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
+		}
+		return p.Masked(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	parts := strings.Split(s, ".")
+	if len(parts) == 2 || len(parts) == 3 {
+		full := s + strings.Repeat(".0", 4-len(parts))
+		if a, err := netip.ParseAddr(full); err == nil && a.Is4() {
+			return netip.PrefixFrom(a, 8*len(parts)), nil
+		}
+	}
+	return netip.Prefix{}, bad
+}
+
+// FormatPrefix renders p as ParsePrefix reads it: a bare address for one host.
+func FormatPrefix(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+// ParseDuration parses a Go duration with one more unit, d for 24 hours
+// (e.g. "5d", "1d12h"). The result must be positive.
+func ParseDuration(s string) (time.Duration, error) {
+	var days int64
+	rest := s
+	if i := strings.IndexByte(s, 'd'); i > 0 {
+		n, err := strconv.ParseInt(s[:i], 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("bad duration %s", Quote(s))
+		}
+		days, rest = n, s[i+1:]
+	}
+	var d time.Duration
+	if rest != "" {
+		var err error
+		if d, err = time.ParseDuration(rest); err != nil {
+			return 0, fmt.Errorf("bad duration %s", Quote(s))
+		}
+	}
+	d += time.Duration(days) * 24 * time.Hour
+	if d <= 0 || days > 3650 {
+		return 0, fmt.Errorf("bad duration %s", Quote(s))
+	}
+	return d, nil
+}
+
+// FormatDuration renders d as ParseDuration reads it, as briefly as it can
+// (5d, 14h, 1h30m, 90s).
+func FormatDuration(d time.Duration) string {
+	if d%time.Second != 0 || d <= 0 {
+		return d.String()
+	}
+	var b strings.Builder
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}} {
+		if d >= u.unit {
+			fmt.Fprintf(&b, "%d%s", d/u.unit, u.name)
+			d %= u.unit
+		}
+	}
+	return b.String()
+}
+
+var sizeUnits = []struct {
+	suffix string
+	n      int64
+}{{"g", 1 << 30}, {"m", 1 << 20}, {"k", 1 << 10}}
+
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	num := strings.ToLower(s)
+	for _, u := range sizeUnits {
+		if t, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = t, u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("bad size %s", Quote(s))
+	}
+	return n * mult, nil
+}
+
+func formatSize(n int64) string {
+	for _, u := range sizeUnits {
+		if n%u.n == 0 {
+			return strconv.FormatInt(n/u.n, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func orNil(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+func isEmpty(s string) bool { return s == "" }
