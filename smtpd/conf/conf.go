@@ -37,6 +37,7 @@ type Config struct {
 	Tarpit          bool   // tarpit (-D)
 	Greylist        bool   // greylist (-g)
 	HeloCheck       bool   // helocheck: upas's "Liar!" checks of HELO names
+	MkBox           bool   // mkbox: make a Maildir for a new local user on first delivery
 
 	OurNets    []netip.Prefix // ournets: trusted client networks
 	OurDomains []string       // ourdomains: "dom" or "*.dom", lower case
@@ -79,6 +80,8 @@ func Default() *Config {
 	return &Config{
 		DefaultDomain: host,
 		Hostname:      host,
+		NoRelay:       true, // upas's default is off: an open relay
+		MkBox:         true,
 		MaxSize:       32 << 20,
 		MaxRcpts:      1000,
 		MaxConns:      20000,

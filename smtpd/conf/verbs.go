@@ -46,6 +46,7 @@ func init() {
 		onoff("tarpit", func(c *Config) *bool { return &c.Tarpit }),
 		onoff("greylist", func(c *Config) *bool { return &c.Greylist }),
 		onoff("helocheck", func(c *Config) *bool { return &c.HeloCheck }),
+		onoff("mkbox", func(c *Config) *bool { return &c.MkBox }),
 		nets("ournets", func(c *Config) *[]netip.Prefix { return &c.OurNets }),
 		{name: "ourdomains", usage: "domain|*.domain...", min: 1, max: -1,
 			set: setOurDomains, get: func(c *Config) []string { return orNil(c.OurDomains) },
