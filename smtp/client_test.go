@@ -378,7 +378,9 @@ func TestDeliverTLS(t *testing.T) {
 		{"unknown certificate", func(c *smtp.Client, cert *testlib.Cert) {}, "tls permanent"},
 		{"other CA", func(c *smtp.Client, cert *testlib.Cert) { c.RootCAs = other.Pool() }, "tls permanent"},
 		{"other pin", func(c *smtp.Client, cert *testlib.Cert) { c.Pins = pinFile(t, "x509 sha256="+other.SHA256+"\n") }, "tls permanent"},
-		{"implicit TLS", func(c *smtp.Client, cert *testlib.Cert) { c.RootCAs, c.ImplicitTLS, c.StartTLS = cert.Pool(), true, smtp.NoTLS }, ""},
+		{"implicit TLS", func(c *smtp.Client, cert *testlib.Cert) {
+			c.RootCAs, c.ImplicitTLS, c.StartTLS = cert.Pool(), true, smtp.NoTLS
+		}, ""},
 	}
 	for _, tt := range tests {
 		opt := testlib.SinkOptions{Implicit: strings.HasPrefix(tt.name, "implicit")}
