@@ -228,6 +228,9 @@ func (c *Client) deliver(ctx context.Context, dest, from string, rcpts []string,
 	if err != nil {
 		return fill(rcptErrs, &Error{Phase: "dial", Host: dest, Err: permanent(err)})
 	}
+	if !validHello(c.Hello) {
+		return fill(rcptErrs, &Error{Phase: "hello", Host: d.Host, Err: permanent(fmt.Errorf("invalid EHLO name %q", c.Hello))})
+	}
 	if err := checkPath(from, true); err != nil {
 		return fill(rcptErrs, &Error{Phase: "mailfrom", Host: d.Host, Err: permanent(err)})
 	}
@@ -261,6 +264,20 @@ func (c *Client) deliver(ctx context.Context, dest, from string, rcpts []string,
 		return fill(rcptErrs, err)
 	}
 	return rcptErrs, nil
+}
+
+// validHello reports whether name may follow EHLO: a domain or an address
+// literal (RFC 5321 §4.1.1.1), at least nothing that would end the line.
+func validHello(name string) bool {
+	if len(name) > maxDomain {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] <= ' ' || name[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // fill sets every unset entry of errs to err.

@@ -277,6 +277,11 @@ func TestDeliverInvalidAddresses(t *testing.T) {
 	if phaseOf(err) != "mailfrom permanent" {
 		t.Errorf("bad sender: %v", err)
 	}
+	c.Hello = "client.example.net\r\nRSET"
+	_, err = c.Deliver(context.Background(), "example.org", "", []string{"bob@example.org"}, strings.NewReader(testMsg))
+	if phaseOf(err) != "hello permanent" {
+		t.Errorf("bad EHLO name: %v", err)
+	}
 }
 
 // TestDeliverParams: SIZE when the size is known, BODY=8BITMIME, and

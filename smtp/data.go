@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bytes"
 	"io"
 	"strconv"
 )
@@ -32,8 +33,29 @@ func newDataWriter(w io.Writer, tr func(string)) *dataWriter {
 // Write converts p and passes it on.
 func (d *dataWriter) Write(p []byte) (int, error) {
 	d.buf = d.buf[:0]
-	for _, c := range p {
+	for rest := p; len(rest) > 0; {
+		c := rest[0]
+		if c != '\r' && c != '\n' {
+			// A run of text up to the next line end.
+			i := bytes.IndexAny(rest, "\r\n")
+			if i < 0 {
+				i = len(rest)
+			}
+			if d.lineLen == 0 && c == '.' {
+				d.buf = append(d.buf, '.')
+			}
+			d.buf = append(d.buf, rest[:i]...)
+			if d.tr != nil && !d.body && len(d.line) < maxReplyLine {
+				d.line = append(d.line, rest[:min(i, maxReplyLine-len(d.line))]...)
+			}
+			d.lineLen += i
+			d.n += int64(i)
+			d.cr = false
+			rest = rest[i:]
+			continue
+		}
 		d.n++
+		rest = rest[1:]
 		if c == '\n' && d.cr {
 			// The LF of a CRLF whose line end went out with the CR.
 			d.cr = false
@@ -43,19 +65,8 @@ func (d *dataWriter) Write(p []byte) (int, error) {
 			continue
 		}
 		d.cr = c == '\r'
-		if c == '\n' || c == '\r' {
-			d.buf = append(d.buf, '\r', '\n')
-			d.endLine()
-			continue
-		}
-		if d.lineLen == 0 && c == '.' {
-			d.buf = append(d.buf, '.')
-		}
-		d.lineLen++
-		d.buf = append(d.buf, c)
-		if d.tr != nil && !d.body && len(d.line) < maxReplyLine {
-			d.line = append(d.line, c)
-		}
+		d.buf = append(d.buf, '\r', '\n')
+		d.endLine()
 	}
 	if _, err := d.w.Write(d.buf); err != nil {
 		return 0, err

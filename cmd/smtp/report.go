@@ -40,7 +40,7 @@ func report(w io.Writer, now time.Time, dest string, rcpts []string, rcptErrs []
 	if err != nil {
 		var e *smtp.Error
 		if errors.As(err, &e) {
-			fmt.Fprintf(w, "%s connect to %s%s %s:\n%s\n", date, dest, where(e), e.Phase, cause(e.Err))
+			fmt.Fprintf(w, "%s connect to %s%s %s:\n%s\n", date, dest, where(e, dest), e.Phase, cause(e.Err))
 		} else {
 			fmt.Fprintf(w, "%s connect to %s: %v\n", date, dest, err)
 		}
@@ -59,7 +59,7 @@ func report(w io.Writer, now time.Time, dest string, rcpts []string, rcptErrs []
 		if failed == 0 {
 			var e *smtp.Error
 			errors.As(re, &e)
-			fmt.Fprintf(w, "%s connect to %s%s rcptto:\n", date, dest, where(e))
+			fmt.Fprintf(w, "%s connect to %s%s rcptto:\n", date, dest, where(e, dest))
 		}
 		failed++
 		temporary = temporary && smtp.IsTemporary(re)
@@ -76,9 +76,9 @@ func report(w io.Writer, now time.Time, dest string, rcpts []string, rcptErrs []
 }
 
 // where is " (mx ip:port)" for an error that has them.
-func where(e *smtp.Error) string {
+func where(e *smtp.Error, dest string) string {
 	switch {
-	case e == nil || e.Host == "":
+	case e == nil || e.Host == "" || e.Host == dest && e.Addr == "":
 		return ""
 	case e.Addr == "":
 		return " (" + e.Host + ")"
