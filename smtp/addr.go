@@ -171,13 +171,59 @@ func rewriteAddrList(v string, conv func(string) string) string {
 	return b.String()
 }
 
+// A lexer follows quoted strings and comments (RFC 5322 §3.2.4, §3.2.2)
+// through an address list read byte by byte.
+type lexer struct {
+	depth int // comment nesting
+	quote bool
+}
+
+// Kinds of byte, for lexer.next.
+const (
+	plain = iota
+	quoted
+	comment
+)
+
+// next says what v[i] is: plain, part of a quoted string (its quotes
+// included) or of a comment (its parentheses included). It returns the
+// index of the last byte it took: past the escaped byte of a quoted pair.
+func (l *lexer) next(v string, i int) (int, int) {
+	c := v[i]
+	switch {
+	case l.quote || l.depth > 0:
+		kind := comment
+		if l.quote {
+			kind = quoted
+		}
+		switch {
+		case c == '\\' && i+1 < len(v):
+			return i + 1, kind
+		case l.quote && c == '"':
+			l.quote = false
+		case !l.quote && c == '(':
+			l.depth++
+		case !l.quote && c == ')':
+			l.depth--
+		}
+		return i, kind
+	case c == '"':
+		l.quote = true
+		return i, quoted
+	case c == '(':
+		l.depth = 1
+		return i, comment
+	}
+	return i, plain
+}
+
 // addrSpans finds the addresses of an address list: the inside of each
 // <...>, else the whole of each element between commas, trimmed of
 // spaces and comments. A colon outside brackets ends a group's name.
 func addrSpans(v string) []span {
 	var spans []span
-	var depth int // comment nesting
-	quote, lit := false, false
+	var lx lexer
+	lit := false  // in a domain literal
 	angleAt := -1 // just after the open '<', when inside one
 	elem, sawAngle := 0, false
 	flush := func(end int) {
@@ -189,28 +235,14 @@ func addrSpans(v string) []span {
 		sawAngle = false
 	}
 	for i := 0; i < len(v); i++ {
+		var kind int
+		if i, kind = lx.next(v, i); kind != plain {
+			continue
+		}
 		c := v[i]
 		switch {
-		case quote:
-			if c == '\\' {
-				i++
-			} else if c == '"' {
-				quote = false
-			}
-		case depth > 0:
-			if c == '\\' {
-				i++
-			} else if c == '(' {
-				depth++
-			} else if c == ')' {
-				depth--
-			}
 		case lit:
 			lit = c != ']'
-		case c == '"':
-			quote = true
-		case c == '(':
-			depth = 1
 		case c == '[':
 			lit = true
 		case angleAt >= 0:
@@ -240,35 +272,16 @@ func addrSpans(v string) []span {
 // simple token.
 func bareSpan(v string, s, e int) (span, bool) {
 	first, last := -1, -1
-	depth, quote := 0, false
+	var lx lexer
 	for i := s; i < e; i++ {
-		c := v[i]
-		switch {
-		case quote:
-			if c == '\\' {
-				i++
-			} else if c == '"' {
-				quote = false
-			}
-		case depth > 0:
-			if c == '\\' {
-				i++
-			} else if c == '(' {
-				depth++
-			} else if c == ')' {
-				depth--
-			}
-			continue
-		case c == '(':
-			depth = 1
-			continue
-		case c == '"':
-			quote = true
-		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+		start := i
+		var kind int
+		i, kind = lx.next(v, i)
+		if kind == comment || kind == plain && isSpace(v[i]) {
 			continue
 		}
 		if first < 0 {
-			first = i
+			first = start
 		}
 		last = min(i+1, e)
 	}

@@ -127,3 +127,21 @@ func TestRewriteAddrList(t *testing.T) {
 		}
 	}
 }
+
+func TestAddressLiteral(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"192.0.2.1", "[192.0.2.1]"},
+		{"[192.0.2.1]", "[192.0.2.1]"},
+		{"2001:db8::1", "[IPv6:2001:db8::1]"},
+		{"[IPv6:2001:db8::1]", "[IPv6:2001:db8::1]"},
+		{"[ipv6:::ffff:192.0.2.1]", "[192.0.2.1]"},
+		{"example.org", ""},
+		{"[example.org]", ""},
+		{"fe80::1%eth0", ""},
+	}
+	for _, tt := range tests {
+		if got := AddressLiteral(tt.in); got != tt.want {
+			t.Errorf("AddressLiteral(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

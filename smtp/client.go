@@ -345,6 +345,10 @@ loop:
 			note(e)
 		}
 	}
+	if best == nil {
+		// Cancelled before the first try.
+		return nil, &Error{Phase: "dial", Host: d.Host, Err: cmp.Or(ctx.Err(), errors.New("no host to try"))}
+	}
 	if retry && !best.Temporary() {
 		b := *best
 		b.Err = retryError{b.Err}
@@ -354,17 +358,15 @@ loop:
 }
 
 // phaseRank orders the phases before the transaction by how far they got.
+// A session that fails in one of them leaves the message to the next host
+// (RFC 5321 §5.1: a host that cannot be reached or refuses service is
+// skipped); after them, its answer is final.
 var phaseRank = map[string]int{"dns": 0, "dial": 1, "tls": 2, "greeting": 3, "hello": 4, "starttls": 5}
 
-// nextHost reports whether a failure leaves the message for the next host:
-// one before the transaction began (RFC 5321 §5.1: a host that cannot be
-// reached or refuses service is skipped).
+// nextHost reports whether a failure leaves the message for the next host.
 func (e *Error) nextHost() bool {
-	switch e.Phase {
-	case "dial", "greeting", "hello", "starttls", "tls":
-		return true
-	}
-	return false
+	_, ok := phaseRank[e.Phase]
+	return ok
 }
 
 // failf logs a failure to FailLog, or Log.

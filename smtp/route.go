@@ -91,9 +91,20 @@ func (c *Client) hopFor(d DialString) hop {
 	return h
 }
 
-// IsAddressLiteral reports whether host is an IP address, bare or as an
-// address literal: such a destination is dialled as it is, without MX.
-func IsAddressLiteral(host string) bool { return literal(host).IsValid() }
+// AddressLiteral returns host as the domain of an address (RFC 5321
+// §4.1.3: "[192.0.2.1]", "[IPv6:2001:db8::1]") if it is an IP address,
+// bare or bracketed, else "". Such a destination is dialled as it is,
+// without MX.
+func AddressLiteral(host string) string {
+	a := literal(host)
+	switch {
+	case !a.IsValid():
+		return ""
+	case a.Is4():
+		return "[" + a.String() + "]"
+	}
+	return "[IPv6:" + a.String() + "]"
+}
 
 // literal parses an address literal (RFC 5321 §4.1.3) or a bare address:
 // 192.0.2.1, [192.0.2.1], [IPv6:2001:db8::1], 2001:db8::1.

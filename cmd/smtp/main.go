@@ -130,9 +130,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	for _, r := range f.rcpts {
 		rcpts = append(rcpts, ad.Convert(r, rcptDomain(ds)))
 	}
-	msg, err := smtp.Convert(stdin, smtp.Conversion{Addresser: ad, From: from, Rcpts: rcpts})
-	if err != nil {
-		return failed(stderr, fmt.Errorf("reading the message: %v", err))
+	var msg io.Reader
+	if !f.ping || f.filter { // a ping reads no message
+		msg, err = smtp.Convert(stdin, smtp.Conversion{Addresser: ad, From: from, Rcpts: rcpts})
+		if err != nil {
+			return failed(stderr, fmt.Errorf("reading the message: %v", err))
+		}
 	}
 	if f.filter {
 		if _, err := io.Copy(stdout, msg); err != nil {
@@ -158,10 +161,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // host (upas used the owner name of the first DNS answer, the same in
 // practice), in brackets when it is an address.
 func rcptDomain(ds smtp.DialString) string {
-	if smtp.IsAddressLiteral(ds.Host) {
-		return "[" + ds.Host + "]"
-	}
-	return ds.Host
+	return cmp.Or(smtp.AddressLiteral(ds.Host), ds.Host)
 }
 
 // client configures the engine from the flags, the environment and the
