@@ -269,6 +269,11 @@ func TestSMTPPing(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "mail to nobody@example.org failed: 550") {
 		t.Errorf("ping of a bad recipient: exit %d\n%s", code, stderr)
 	}
+	w.sink.SetReply(onArg("RCPT", "full", 452, "4.2.2"))
+	code, _, stderr = w.run(smtpMsg, "-p", "single.example", "glenda@example.com", "bob@example.org", "full@example.org")
+	if code != 2 || !strings.Contains(stderr, "mail to full@example.org failed: 452") {
+		t.Errorf("ping of a full mailbox: exit %d\n%s", code, stderr)
+	}
 	if cmds := w.commands(); strings.Contains(cmds, "DATA") || !strings.Contains(cmds, "RCPT TO:<nobody@example.org>") {
 		t.Errorf("ping sessions:\n%s", cmds)
 	}

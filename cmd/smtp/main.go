@@ -154,7 +154,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	} else {
 		rcptErrs, err = c.Deliver(ctx, f.dest, from, rcpts, msg)
 	}
-	return report(stderr, time.Now(), f.dest, rcpts, rcptErrs, err)
+	return report(stderr, time.Now(), f.dest, rcpts, rcptErrs, err, f.ping)
 }
 
 // rcptDomain is the domain of bare recipient names: the destination's

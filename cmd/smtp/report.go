@@ -34,8 +34,9 @@ const (
 // The status is 2 (Retry) when every failure was temporary and nobody got
 // the message, else 1: when some recipients have it, trying the whole
 // message again would send it to them twice, so a partial failure is
-// permanent, as in upas, and the sender hears of it.
-func report(w io.Writer, now time.Time, dest string, rcpts []string, rcptErrs []error, err error) int {
+// permanent, as in upas, and the sender hears of it. A ping sends nothing,
+// so for it only the refusals count.
+func report(w io.Writer, now time.Time, dest string, rcpts []string, rcptErrs []error, err error, ping bool) int {
 	date := now.Format("Jan _2 15:04:05")
 	if err != nil {
 		var e *smtp.Error
@@ -68,7 +69,7 @@ func report(w io.Writer, now time.Time, dest string, rcpts []string, rcptErrs []
 	switch {
 	case failed == 0:
 		return exitOK
-	case failed < len(rcpts) && temporary:
+	case failed < len(rcpts) && temporary && !ping:
 		fmt.Fprintf(w, "%d of %d recipients have the message; not retrying the others\n", len(rcpts)-failed, len(rcpts))
 		return status(w, false)
 	}
