@@ -2,7 +2,23 @@
 // vocabulary it shares with the server engine: the Reply type, dial strings.
 //
 // RFCs: 5321 (SMTP), 3207 (STARTTLS), 4954 (AUTH), 2034 and 3463 (enhanced
-// status codes), 7505 (null MX).
+// status codes), 7505 (null MX), 2920 (PIPELINING), 1870 (SIZE), 6152
+// (8BITMIME), 6531 (SMTPUTF8, refused when not offered), 4616 (PLAIN),
+// 2195 (CRAM-MD5), 8314 (implicit TLS), 1035 and 7766 (DNS over UDP and
+// TCP), 5322 (the header conversion).
+//
+// Policy. A Client delivers one message to the recipients of one
+// destination over one session: MX hosts by preference, each address in
+// turn, until one of them gets as far as MAIL FROM; from there its answers
+// are final. Every recipient gets its own result, so that one refusal
+// never costs the others their copy; DATA goes out as soon as one is
+// accepted. Every failure says whether it is temporary (4xx, network, DNS
+// trouble) or permanent (5xx, no such domain, null MX, a certificate we
+// cannot trust). Nothing we send can end a line early: addresses and the
+// EHLO name are checked, and the message goes with CRLF line ends and
+// dot-stuffing whatever it came with. TLS is used as the Client's policy
+// says, and once STARTTLS is asked for there is no plaintext fallback.
+// Passwords go over TLS only, unless the caller says otherwise.
 package smtp
 
 import (

@@ -36,16 +36,11 @@ func NewDNS(t testing.TB, zone string) *DNS {
 	if err := d.Set(zone); err != nil {
 		t.Fatal(err)
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, l, err := listenUDPTCP()
 	if err != nil {
 		t.Fatal(err)
 	}
 	d.Addr = pc.LocalAddr().String()
-	l, err := net.Listen("tcp", d.Addr)
-	if err != nil {
-		pc.Close()
-		t.Fatal(err)
-	}
 	udp := &dns.Server{PacketConn: pc, Handler: d}
 	tcp := &dns.Server{Listener: l, Handler: d}
 	go udp.ActivateAndServe()
@@ -55,6 +50,26 @@ func NewDNS(t testing.TB, zone string) *DNS {
 		tcp.Shutdown()
 	})
 	return d
+}
+
+// listenUDPTCP listens on one port of 127.0.0.1 for UDP and TCP. The
+// port the UDP listener got may be taken for TCP (by any connection on
+// the machine), so it tries a few ports.
+func listenUDPTCP() (net.PacketConn, net.Listener, error) {
+	var err error
+	for try := 0; try < 20; try++ {
+		var pc net.PacketConn
+		pc, err = net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, err
+		}
+		var l net.Listener
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			return pc, l, nil
+		}
+		pc.Close()
+	}
+	return nil, nil, err
 }
 
 // Set replaces the zone.

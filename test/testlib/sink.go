@@ -34,6 +34,8 @@ type SinkOptions struct {
 	TLS      *tls.Config       // offer STARTTLS with it
 	Implicit bool              // with TLS: TLS from the first byte (smtps)
 	Users    map[string]string // offer AUTH PLAIN LOGIN, checking these passwords
+	Listen   string            // host:port to listen on; "" means 127.0.0.1 and any port
+	Mute     bool              // greet only once the client has said something (for smtp -A)
 }
 
 // SetReply makes f decide the sink's answers from now on. Before each
@@ -71,7 +73,11 @@ type SinkSession struct {
 // NewSink starts a sink for the life of the test.
 func NewSink(t testing.TB, opt SinkOptions) *Sink {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := opt.Listen
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +168,11 @@ func (s *Sink) session(c net.Conn) {
 	}
 	sc := &sinkConn{s: s, c: c, r: bufio.NewReader(c), w: bufio.NewWriter(c), sess: sess}
 	_, sc.msg.TLS = c.(*tls.Conn)
+	if s.Mute {
+		if _, err := sc.r.Peek(1); err != nil {
+			return
+		}
+	}
 	if !sc.reply("greeting", "", smtp.Replyf(220, "", "sink ESMTP")) {
 		return
 	}
@@ -206,8 +217,12 @@ func (sc *sinkConn) command(verb, arg string) bool {
 		if sc.s.TLS == nil || sc.msg.TLS {
 			return sc.reply("STARTTLS", arg, smtp.Replyf(502, "5.5.1", "no"))
 		}
-		if !sc.reply("STARTTLS", arg, smtp.Replyf(220, "2.0.0", "go ahead")) {
+		r := sc.answer("STARTTLS", arg, smtp.Replyf(220, "2.0.0", "go ahead"))
+		if r == Hangup || !sc.send(r) {
 			return false
+		}
+		if r.Code != 220 {
+			return true // refused: the session goes on in plaintext
 		}
 		tc := tls.Server(sc.c, sc.s.TLS)
 		if tc.Handshake() != nil {

@@ -1,0 +1,224 @@
+// Command smtp sends one message by SMTP, as upas smtp does:
+//
+//	smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-R root] [.domain] destaddr sender rcpt-list
+//
+// The message comes on standard input, an upas "From sender date" line
+// first if it likes. It is converted as upas converts it (Message-ID, Date,
+// From and To added when missing, bang paths to user@domain, bare names
+// qualified; -f shows the result) and sent to destaddr, a dial string: a
+// domain (its MX hosts, or the domain itself), an address literal
+// ([192.0.2.1]), or a host with a port. The exit status is 0 when the
+// message was delivered to every recipient (for -p: every recipient was
+// accepted), 2 when it should be tried again later, 1 when it failed for
+// good; standard error then says why, in upas's words.
+//
+// Flags, as in upas:
+//
+//	-a  AUTH PLAIN, LOGIN or CRAM-MD5 with the password of the netrc entry
+//	    for destaddr's host ($NETRC, else ~/.netrc); only over TLS unless
+//	    -i; implies -s
+//	-A  send NOOP at once to provoke a greeting from a server that waits
+//	-b  never use this MX host (repeatable)
+//	-d  the conversation on standard error, AUTH payloads masked, the
+//	    message body left out
+//	-f  write the converted message on standard output, LF line ends, and
+//	    send nothing
+//	-g  dial this gateway when nothing else can be dialled
+//	-h  our host name (EHLO, Message-ID, bare names); default the system's
+//	-i  with -a, authenticate without TLS too
+//	-o  with -s or -t, accept a certificate that cannot be verified
+//	-p  ping: ask for each recipient, then QUIT without sending
+//	-s  STARTTLS when the server offers it; the certificate must be pinned
+//	    in root/lib/tls/smtp or verify against the system's CAs
+//	-t  TLS from the first byte (port 465)
+//	-u  the login to look for in netrc; default the entry's own
+//	-R  the mail root, for lib/tls/smtp and the logs log/smtp and
+//	    log/smtp.fail (written only if the root exists); default ./mail
+//
+// $SMTPFS_RESOLVER (host:port) names the DNS server, else /etc/resolv.conf.
+// $SMTPFS_SMTP_PORT sets the port of MX hosts (default 25), for tests and
+// for sites whose mail exchangers listen elsewhere.
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"smtpfs/cmd/internal/arg"
+	"smtpfs/smtp"
+	"smtpfs/smtp/mlog"
+)
+
+const usage = "smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-R root] [.domain] destaddr sender rcpt-list"
+
+// Exit statuses.
+const (
+	exitOK        = 0
+	exitPermanent = 1
+	exitRetry     = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// flags are the command line.
+type flags struct {
+	auth, provoke, debug, filter, insecureAuth, insecure, ping, starttls, implicit bool
+
+	busted              []string
+	gateway, host, user string
+	root                string
+	domain              string // .domain, without the dot
+	dest, sender        string
+	rcpts               []string
+}
+
+func parse(args []string) (*flags, error) {
+	f := &flags{root: "mail"}
+	set := arg.New(usage)
+	for c, p := range map[byte]*bool{'a': &f.auth, 'A': &f.provoke, 'd': &f.debug, 'f': &f.filter,
+		'i': &f.insecureAuth, 'o': &f.insecure, 'p': &f.ping, 's': &f.starttls, 't': &f.implicit} {
+		set.Bool(c, p)
+	}
+	set.List('b', &f.busted)
+	set.String('g', &f.gateway)
+	set.String('h', &f.host)
+	set.String('u', &f.user)
+	set.String('R', &f.root)
+	rest, err := set.Parse(args)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) > 0 && len(rest[0]) > 1 && rest[0][0] == '.' {
+		f.domain, rest = rest[0][1:], rest[1:]
+	}
+	if len(rest) < 3 {
+		return nil, fmt.Errorf("missing arguments")
+	}
+	f.dest, f.sender, f.rcpts = rest[0], rest[1], rest[2:]
+	return f, nil
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	f, err := parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "smtp: %v\nusage: %s\n", err, usage)
+		return exitPermanent
+	}
+	ds, err := smtp.ParseDialString(f.dest)
+	if err != nil {
+		return failed(stderr, err)
+	}
+	host := f.host
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	ad := smtp.Addresser{HostDomain: smtp.Domainify(host, f.domain), Domain: f.domain}
+	from := ad.Convert(f.sender, "")
+	var rcpts []string
+	for _, r := range f.rcpts {
+		rcpts = append(rcpts, ad.Convert(r, rcptDomain(ds)))
+	}
+	var msg io.Reader
+	if !f.ping || f.filter { // a ping reads no message
+		msg, err = smtp.Convert(stdin, smtp.Conversion{Addresser: ad, From: from, Rcpts: rcpts})
+		if err != nil {
+			return failed(stderr, fmt.Errorf("reading the message: %v", err))
+		}
+	}
+	if f.filter {
+		if _, err := io.Copy(stdout, msg); err != nil {
+			fmt.Fprintf(stderr, "smtp: %v\n", err)
+			return exitPermanent
+		}
+		return exitOK
+	}
+	c, err := f.client(ds, ad.HostDomain, stderr)
+	if err != nil {
+		return failed(stderr, err)
+	}
+	var rcptErrs []error
+	if f.ping {
+		rcptErrs, err = c.Ping(ctx, f.dest, from, rcpts)
+	} else {
+		rcptErrs, err = c.Deliver(ctx, f.dest, from, rcpts, msg)
+	}
+	return report(stderr, time.Now(), f.dest, rcpts, rcptErrs, err, f.ping)
+}
+
+// rcptDomain is the domain of bare recipient names: the destination's
+// host (upas used the owner name of the first DNS answer, the same in
+// practice), in brackets when it is an address.
+func rcptDomain(ds smtp.DialString) string {
+	return cmp.Or(smtp.AddressLiteral(ds.Host), ds.Host)
+}
+
+// client configures the engine from the flags, the environment and the
+// mail root.
+func (f *flags) client(ds smtp.DialString, hostdomain string, stderr io.Writer) (*smtp.Client, error) {
+	c := &smtp.Client{
+		Hello:       hostdomain,
+		Port:        os.Getenv("SMTPFS_SMTP_PORT"),
+		DNS:         smtp.NewResolver(os.Getenv("SMTPFS_RESOLVER")),
+		Gateway:     f.gateway,
+		Busted:      f.busted,
+		ImplicitTLS: f.implicit,
+		Insecure:    f.insecure,
+		Provoke:     f.provoke,
+	}
+	if f.starttls || f.auth {
+		c.StartTLS = smtp.TryTLS
+	}
+	if f.debug {
+		c.Transcript = stderr
+	}
+	pins, err := smtp.LoadPins(filepath.Join(f.root, "lib", "tls", "smtp"))
+	if err != nil {
+		return nil, err
+	}
+	c.Pins = pins
+	if fi, err := os.Stat(f.root); err == nil && fi.IsDir() {
+		l := mlog.New(filepath.Join(f.root, "log"), nil)
+		c.Log, c.FailLog = l.Logger("smtp"), l.Logger("smtp.fail")
+	}
+	if f.auth {
+		a, err := netrcAuth(ds.Host, f.user)
+		if err != nil {
+			return nil, err
+		}
+		c.Auth, c.AuthWithoutTLS = a, f.insecureAuth
+	}
+	return c, nil
+}
+
+// netrcAuth finds the credentials for machine in $NETRC or ~/.netrc.
+func netrcAuth(machine, user string) (*smtp.Auth, error) {
+	file := os.Getenv("NETRC")
+	if file == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil, err
+		}
+		file = filepath.Join(home, ".netrc")
+	}
+	entries, err := smtp.ReadNetrc(file)
+	if err != nil {
+		return nil, err
+	}
+	e, ok := smtp.LookupNetrc(entries, machine, user)
+	if !ok || e.Password == "" {
+		return nil, fmt.Errorf("no password for machine %s in %s", machine, file)
+	}
+	return &smtp.Auth{User: cmp.Or(e.Login, user, os.Getenv("USER")), Password: e.Password}, nil
+}
