@@ -123,10 +123,16 @@ func span6(p netip.Prefix) span[v6] {
 	return span[v6]{lo, hi}
 }
 
-// normalize sorts s and merges overlapping and adjacent ranges, in place.
+// normalize sorts s and merges overlapping and adjacent ranges, in place,
+// then gives back the room merging freed, if it is worth a copy: the
+// result is kept for as long as the index.
 func normalize[T point[T]](s []span[T]) []span[T] {
 	slices.SortFunc(s, func(a, b span[T]) int { return a.lo.cmp(b.lo) })
-	return coalesce(s)
+	s = coalesce(s)
+	if cap(s) > len(s)+len(s)/8+64 {
+		s = slices.Clone(s)
+	}
+	return s
 }
 
 // coalesce merges overlapping and adjacent ranges of s, which is sorted by
@@ -146,7 +152,7 @@ func coalesce[T point[T]](s []span[T]) []span[T] {
 		}
 		out = append(out, r)
 	}
-	return slices.Clip(out)
+	return out
 }
 
 // union returns the normalized union of the normalized a and b, in a new

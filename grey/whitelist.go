@@ -1,6 +1,7 @@
 package grey
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -405,7 +406,8 @@ func (w *Whitelist) openLocked(flag int) (*os.File, error) {
 // (192.0.2.0/24 removes that line, not 192.0.2.7), keeping every other
 // line, comments and malformed lines included, and returns how many lines
 // it removed. The new file is written beside the old one, synced and
-// renamed over it, so a crash leaves one or the other.
+// renamed over it, so a crash leaves one or the other. It streams, so it
+// works on a file of any size.
 func (w *Whitelist) Remove(ps ...netip.Prefix) (int, error) {
 	drop := map[netip.Prefix]bool{}
 	for _, p := range ps {
@@ -420,30 +422,28 @@ func (w *Whitelist) Remove(ps ...netip.Prefix) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("whitelist: %v", err)
 	}
-	defer f.Close()
-	old, err := io.ReadAll(io.LimitReader(f, MaxWhitelist+1))
+	defer f.Close() // and unlock, after the rename
+	fi, err := f.Stat()
 	if err != nil {
 		return 0, fmt.Errorf("whitelist: %v", err)
 	}
-	if len(old) > MaxWhitelist {
-		return 0, errTooLong
+	tmp, err := os.CreateTemp(filepath.Dir(w.path), ".whitelist-*")
+	if err != nil {
+		return 0, fmt.Errorf("whitelist: %v", err)
 	}
-	var keep bytes.Buffer
-	removed := 0
-	for rest := old; len(rest) > 0; {
-		line, after, _ := bytes.Cut(rest, []byte{'\n'})
-		if p, ok, _ := parseEntry(string(line)); ok && drop[p] {
-			removed++
-		} else {
-			keep.Write(rest[:len(rest)-len(after)])
-		}
-		rest = after
+	removed, err := filter(tmp, f, drop)
+	if err == nil && removed > 0 {
+		err = commit(tmp, fi.Mode().Perm(), w.path)
+	}
+	if err != nil || removed == 0 {
+		tmp.Close()
+		os.Remove(tmp.Name())
+	}
+	if err != nil {
+		return 0, fmt.Errorf("whitelist: %v", err)
 	}
 	if removed == 0 {
 		return 0, nil
-	}
-	if err := w.replace(f, keep.Bytes()); err != nil {
-		return 0, err
 	}
 	nf, err := os.Open(w.path)
 	if err != nil {
@@ -454,21 +454,31 @@ func (w *Whitelist) Remove(ps ...netip.Prefix) (int, error) {
 	return removed, w.catchUp(nf)
 }
 
-// replace puts data in place of f, the locked file at the path.
-func (w *Whitelist) replace(f *os.File, data []byte) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("whitelist: %v", err)
+// filter copies the lines of r to w, but for the entries in drop, and
+// returns how many it dropped.
+func filter(w io.Writer, r io.Reader, drop map[netip.Prefix]bool) (int, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	removed := 0
+	for {
+		line, err := br.ReadString('\n')
+		if p, ok, _ := parseEntry(strings.TrimSuffix(line, "\n")); ok && drop[p] {
+			removed++
+		} else {
+			bw.WriteString(line)
+		}
+		if err == io.EOF {
+			return removed, bw.Flush()
+		}
+		if err != nil {
+			return 0, err
+		}
 	}
-	dir := filepath.Dir(w.path)
-	tmp, err := os.CreateTemp(dir, ".whitelist-*")
-	if err != nil {
-		return fmt.Errorf("whitelist: %v", err)
-	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(fi.Mode().Perm())
-	}
+}
+
+// commit puts tmp, written, in place of the file at path, with mode perm.
+func commit(tmp *os.File, perm fs.FileMode, path string) error {
+	err := tmp.Chmod(perm)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -476,13 +486,12 @@ func (w *Whitelist) replace(f *os.File, data []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), w.path)
+		err = os.Rename(tmp.Name(), path)
 	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("whitelist: %v", err)
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
 	}
-	return syncDir(dir)
+	return err
 }
 
 func syncDir(dir string) error {

@@ -351,3 +351,18 @@ func TestWhitelistConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestWhitelistRemoveUnterminated(t *testing.T) {
+	for _, tt := range []struct{ remove, want string }{
+		{"192.0.2.1/32", "192.0.2.2"},
+		{"192.0.2.2/32", "192.0.2.1\n"},
+	} {
+		w, _ := openWL(t, "192.0.2.1\n192.0.2.2")
+		if n, err := w.Remove(netip.MustParsePrefix(tt.remove)); n != 1 || err != nil {
+			t.Errorf("Remove(%s) = %d, %v", tt.remove, n, err)
+		}
+		if got := readFile(t, w.Path()); got != tt.want {
+			t.Errorf("Remove(%s): file %q, want %q", tt.remove, got, tt.want)
+		}
+	}
+}
