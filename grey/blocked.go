@@ -104,7 +104,8 @@ func (b *Blocked) Path() string { return b.path }
 
 // Reload reads the file again. A missing file classifies nobody. On error
 // (the file cannot be read, or has bad lines) the classification in force
-// stays, and the error names the file and every bad line (the first ten).
+// stays, and the error, one line, names the file and every bad line (the
+// first ten).
 func (b *Blocked) Reload() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -317,12 +318,11 @@ func (p *patterns) add(pat string) error {
 // for errors.
 func parseBlocked(r io.Reader, size int64, name string) (*table, error) {
 	t := &table{}
-	var errs []error
+	var errs []string
+	nbad := 0
 	bad := func(n int, line string, err error) {
-		if len(errs) < maxLogged {
-			errs = append(errs, fmt.Errorf("invalid %s line %d %s: %v", name, n, quote(line), err))
-		} else if len(errs) == maxLogged {
-			errs = append(errs, errors.New("and more"))
+		if nbad++; nbad <= maxLogged {
+			errs = append(errs, fmt.Sprintf("invalid %s line %d %s: %v", name, n, quote(line), err))
 		}
 	}
 	do := func(line string, n int) {
@@ -339,8 +339,11 @@ func parseBlocked(r io.Reader, size int64, name string) (*table, error) {
 	if tail != "" {
 		do(tail, lines+1)
 	}
+	if nbad > maxLogged {
+		errs = append(errs, fmt.Sprintf("%d more bad lines", nbad-maxLogged))
+	}
 	if errs != nil {
-		return nil, errors.Join(errs...)
+		return nil, errors.New(strings.Join(errs, "; "))
 	}
 	for i := range t.ip {
 		t.ip[i].normalize()

@@ -228,6 +228,11 @@ func TestBlockedBadLinesAllNamed(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "line 1 ") || !strings.Contains(err.Error(), "line 3 ") {
 		t.Errorf("Reload = %v, want lines 1 and 3", err)
 	}
+	writeFile(t, b.Path(), strings.Repeat("bogus\n", 12))
+	err = b.Reload()
+	if err == nil || !strings.Contains(err.Error(), "line 10 ") || strings.Contains(err.Error(), "line 11 ") || !strings.HasSuffix(err.Error(), "; 2 more bad lines") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("Reload = %v, want ten lines named on one line and 2 more", err)
+	}
 }
 
 func TestBlockedMissing(t *testing.T) {

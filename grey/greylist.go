@@ -89,9 +89,13 @@ func Open(root string, logger *log.Logger) (*Greylist, error) {
 // Whitelist returns the whitelist the greylist uses.
 func (g *Greylist) Whitelist() *Whitelist { return g.white }
 
-// SetSettings replaces the settings; the next Check uses them. Invalid
-// settings are refused and the old ones kept.
+// SetSettings replaces the settings; the next Check uses them. A zero
+// MaxTriplets means DefaultSettings.MaxTriplets. Invalid settings are
+// refused and the old ones kept.
 func (g *Greylist) SetSettings(s Settings) error {
+	if s.MaxTriplets == 0 {
+		s.MaxTriplets = DefaultSettings.MaxTriplets
+	}
 	if err := s.check(); err != nil {
 		return err
 	}

@@ -194,7 +194,7 @@ func TestGreylistSettings(t *testing.T) {
 		{Min: -1, Max: time.Hour, Prefix4: 32, Prefix6: 128, MaxTriplets: 1},
 		{Min: 0, Max: time.Hour, Prefix4: 33, Prefix6: 128, MaxTriplets: 1},
 		{Min: 0, Max: time.Hour, Prefix4: 32, Prefix6: 129, MaxTriplets: 1},
-		{Min: 0, Max: time.Hour, Prefix4: 32, Prefix6: 128},
+		{Min: 0, Max: time.Hour, Prefix4: 32, Prefix6: 128, MaxTriplets: -1},
 	} {
 		if err := gt.g.SetSettings(s); err == nil || !strings.HasPrefix(err.Error(), "invalid") {
 			t.Errorf("SetSettings(%+v) = %v, want an error", s, err)
@@ -206,8 +206,11 @@ func TestGreylistSettings(t *testing.T) {
 	gt.check(client, []string{"bob"}, false, "")
 	gt.clk.Add(2 * time.Minute)
 	gt.check(client, []string{"bob"}, false, "too soon")
-	if err := gt.g.SetSettings(Settings{Min: time.Minute, Max: time.Hour, Prefix4: 32, Prefix6: 128, MaxTriplets: 10}); err != nil {
+	if err := gt.g.SetSettings(Settings{Min: time.Minute, Max: time.Hour, Prefix4: 32, Prefix6: 128}); err != nil {
 		t.Fatal(err)
+	}
+	if got := gt.g.Settings().MaxTriplets; got != DefaultSettings.MaxTriplets {
+		t.Errorf("MaxTriplets = %d, want the default", got)
 	}
 	gt.check(client, []string{"bob"}, true, "was grey")
 }
