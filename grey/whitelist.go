@@ -45,9 +45,10 @@ const maxLogged = 10
 // The index follows the file. Add and Remove change both at once. Changes
 // made by others are noticed by a stat at most once a second, from within
 // Contains: lines appended since the last read (another smtpd process,
-// `echo ip >> whitelist`) are read alone; a file replaced or rewritten in
-// place is read again whole, and meanwhile lookups use the old index.
-// A line counts once its newline is written. Reload reads it all on demand.
+// `echo ip >> whitelist`) are read alone; a file replaced (another inode),
+// shortened, or rewritten in place (the last bytes read differ) is read
+// again whole, and meanwhile lookups use the old index. A line counts
+// once its newline is written. Reload reads it all on demand.
 //
 // Writers in this and other processes (Add, Remove, and another smtpfs or
 // smtpd on the same root) take an exclusive flock on the file and check,
