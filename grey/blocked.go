@@ -197,19 +197,22 @@ type table struct {
 	acct [Delay + 1]patterns
 }
 
-// patterns are the sender patterns of one verb.
+// patterns are the sender patterns of one verb, in maps, so that a file
+// of many thousands of them costs a few lookups per sender, not a scan.
 type patterns struct {
-	doms  map[string]bool // dom: a domain of the path is dom
-	wild  map[string]bool // *.dom: a domain of the path is dom or ends in .dom
-	users []userPattern
+	doms     map[string]bool      // dom: a domain of the path is dom
+	wild     map[string]bool      // *.dom: a domain of the path is dom or ends in .dom
+	users    map[string][]userDom // [dom]!user, by user
+	prefixes map[string][]userDom // [dom]!user*, by user
+	longest  int                  // the longest key of prefixes
 }
 
-// userPattern is [dom]!user, *.dom!user or *!user, with user* a prefix.
-type userPattern struct {
-	dom    string // "" for any domain
-	wild   bool   // dom was *.dom
-	user   string
-	prefix bool // user was user*
+// userDom is the domain part of a pattern with a user: "" for any domain
+// (!user, *!user), else the last domain of the path must be dom, or with
+// wild (*.dom!user) end in .dom.
+type userDom struct {
+	dom  string
+	wild bool
 }
 
 // maxDoms is ratfs's bound on the domains of a path; more ! go into the user.
@@ -249,14 +252,28 @@ func (p *patterns) match(doms []string, user string) bool {
 			return true
 		}
 	}
-	for _, u := range p.users {
-		if u.prefix && !strings.HasPrefix(user, u.user) || !u.prefix && user != u.user {
-			continue
+	if lastMatch(doms, p.users[user]) {
+		return true
+	}
+	for k := 1; k <= min(len(user), p.longest); k++ {
+		if lastMatch(doms, p.prefixes[user[:k]]) {
+			return true
 		}
+	}
+	return false
+}
+
+// lastMatch reports whether one of l allows the last domain of doms.
+func lastMatch(doms []string, l []userDom) bool {
+	for _, u := range l {
 		if u.dom == "" {
 			return true
 		}
-		if n := len(doms); n > 0 && (doms[n-1] == u.dom || u.wild && strings.HasSuffix(doms[n-1], "."+u.dom)) {
+		if len(doms) == 0 {
+			continue
+		}
+		d := doms[len(doms)-1]
+		if d == u.dom || u.wild && len(d) > len(u.dom) && d[len(d)-len(u.dom)-1] == '.' && d[len(d)-len(u.dom):] == u.dom {
 			return true
 		}
 	}
@@ -306,11 +323,15 @@ func (p *patterns) add(pat string) error {
 	if dom == "*" {
 		dom = ""
 	}
-	u := userPattern{dom: dom, wild: wild, user: user}
+	m := &p.users
 	if rest, ok := strings.CutSuffix(user, "*"); ok {
-		u.user, u.prefix = rest, true
+		m, user = &p.prefixes, rest
+		p.longest = max(p.longest, len(user))
 	}
-	p.users = append(p.users, u)
+	if *m == nil {
+		*m = map[string][]userDom{}
+	}
+	(*m)[user] = append((*m)[user], userDom{dom, wild})
 	return nil
 }
 

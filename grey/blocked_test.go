@@ -173,6 +173,7 @@ func TestBlockedAccountVerbs(t *testing.T) {
 *dial *.dialup.example
 *  delay slow.example, !later*
 *relay relay.example!x
+*block a.example!bob *.b.example!bob c.example!bo*
 block 192.0.2.66
 allow 192.0.2.1
 `)
@@ -185,6 +186,10 @@ allow 192.0.2.1
 		{"192.0.2.9", "x.example!laterz", Delay},
 		{"192.0.2.9", "relay.example!x", Delay},
 		{"192.0.2.9", "example.com!bob", None},
+		{"192.0.2.9", "a.example!bob", Block},
+		{"192.0.2.9", "x.b.example!bob", Block},
+		{"192.0.2.9", "c.example!bob", Block},
+		{"192.0.2.9", "d.example!bob", None},
 		{"192.0.2.9", "", None},
 		// an address verdict comes first; an address allow still lets the
 		// sender be judged, as in upas
