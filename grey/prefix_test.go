@@ -195,3 +195,48 @@ func TestEachLine(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexDense scatters 10,000 random hosts over a /16 and a /112, so
+// that ranges merge and the summary has hundreds of blocks, and checks
+// every address of both, built at once and grown through the recent set.
+func TestIndexDense(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	in := map[netip.Addr]bool{}
+	var whole set
+	grown := &index{}
+	for range 10000 {
+		var a netip.Addr
+		if r.IntN(2) == 0 {
+			a = netip.AddrFrom4([4]byte{10, 0, byte(r.IntN(256)), byte(r.IntN(256))})
+		} else {
+			a = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(r.IntN(256)), 15: byte(r.IntN(256))})
+		}
+		in[a] = true
+		p := netip.PrefixFrom(a, a.BitLen())
+		whole.add(p)
+		var s set
+		s.add(p)
+		s.normalize()
+		grown = grown.with(s, 1)
+	}
+	whole.normalize()
+	built := &index{base: whole}
+	if len(whole.k4) < 100 || len(whole.k6) < 100 {
+		t.Fatalf("only %d and %d blocks", len(whole.k4), len(whole.k6))
+	}
+	for i := range 1 << 16 {
+		for _, a := range []netip.Addr{
+			netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}),
+			netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)}),
+		} {
+			if built.contains(a) != in[a] || grown.contains(a) != in[a] {
+				t.Fatalf("%v: built %v, grown %v, want %v", a, built.contains(a), grown.contains(a), in[a])
+			}
+		}
+	}
+	for _, a := range []string{"9.255.255.255", "10.1.0.0", "2001:db8::1:0", "2001:db7:ffff:ffff:ffff:ffff:ffff:ffff"} {
+		if built.contains(netip.MustParseAddr(a)) {
+			t.Errorf("%s found", a)
+		}
+	}
+}
