@@ -101,7 +101,7 @@ type Stats interface {
 type Config struct {
 	Control   Control
 	Whitelist List
-	Blocked   List  // the blocked file is there only when this is set
+	Blocked   List // the blocked file is there only when this is set
 	Queue     Queue
 	Stats     Stats // nil: the stats file is empty
 	Version   string
