@@ -247,6 +247,11 @@ func (c *conn) dispatch(frame []byte) bool {
 	r := &request{fc: fc}
 	c.mu.Lock()
 	c.inflight[tag] = r
+	if rd, ok := fc.(*proto.TRead); ok {
+		// Registered here, not in the handler, so that a Tflush read
+		// next finds the read even before its handler runs.
+		c.beginRead(rd.Fid)
+	}
 	c.mu.Unlock()
 	c.wg.Add(1)
 	go c.handle(r)
@@ -296,8 +301,7 @@ func (c *conn) call(fc proto.FCall) (resp proto.FCall) {
 		c.mu.Lock()
 		m.Count = min(m.Count, c.msize-11) // size[4] Rread tag[2] count[4]
 		c.mu.Unlock()
-		c.beginRead(m.Fid)
-		defer c.endRead(m.Fid)
+		defer c.endRead(m.Fid) // begun by dispatch
 		resp, err = srv.Read(gc, m)
 	case *proto.TWrite:
 		resp, err = srv.Write(gc, m)
@@ -568,10 +572,8 @@ func (c *conn) isAborted() bool {
 }
 
 // beginRead and endRead bracket a Tread, so that Tflush and teardown can
-// reach a read blocked on fid through readInterrupt.
+// reach a read blocked on fid through readInterrupt. c.mu is held.
 func (c *conn) beginRead(fid uint32) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	p := c.reads[fid]
 	if p == nil {
 		p = &pendingRead{ch: make(chan struct{})}

@@ -1,0 +1,83 @@
+package fs_test
+
+import (
+	"testing"
+
+	"github.com/knusbaum/go9p/proto"
+
+	"smtpfs/fs/fstest"
+)
+
+func TestMalformed(t *testing.T) {
+	e := newEnv(t)
+	fstest.CheckMalformed(t, e.ds)
+}
+
+func TestVersions(t *testing.T) {
+	e := newEnv(t)
+	fstest.CheckVersions(t, e.ds)
+}
+
+func TestFlood(t *testing.T) {
+	e := newEnv(t)
+	fstest.CheckFlood(t, e.ds, 1000)
+}
+
+func TestFlush(t *testing.T) {
+	e := newEnv(t)
+	e.hub.Write([]byte("Nov 24 15:23:01 smtpd: a recent line\n"))
+	fstest.CheckFlush(t, e.ds, "log")
+}
+
+// TestRemoveOpen: go9p drops a removed fid without closing its file; the
+// loop closes it first, so a log reader removed (and refused) is gone.
+func TestRemoveOpen(t *testing.T) {
+	e := newEnv(t)
+	s := fstest.Session(t, e.ds)
+	s.Open(t, 2, "log", proto.Oread)
+	if n := e.hub.Followers(); n != 1 {
+		t.Fatalf("%d followers, want 1", n)
+	}
+	fstest.Send(t, s.C, &proto.TRemove{Header: proto.Header{Type: proto.Tremove, Tag: 3}, Fid: 2})
+	if r, ok := fstest.Recv(t, s.R).(*proto.RError); !ok || r.Ename != "permission denied" {
+		t.Errorf("remove of log: got %v, want permission denied", r)
+	}
+	if n := e.hub.Followers(); n != 0 {
+		t.Errorf("%d followers after remove, want 0", n)
+	}
+}
+
+// TestWalkChecks: what walk(5) forbids and go9p allows.
+func TestWalkChecks(t *testing.T) {
+	e := newEnv(t)
+	s := fstest.Session(t, e.ds)
+	s.Open(t, 2, "ctl", proto.Oread)
+	walk := func(fid, newfid uint32, names ...string) proto.FCall {
+		fstest.Send(t, s.C, &proto.TWalk{Header: proto.Header{Type: proto.Twalk, Tag: 4}, Fid: fid, Newfid: newfid,
+			Nwname: uint16(len(names)), Wname: names})
+		return fstest.Recv(t, s.R)
+	}
+	for _, tc := range []struct {
+		what        string
+		fid, newfid uint32
+		names       []string
+		want        string
+	}{
+		{"walk of an open fid", 2, 3, nil, "walk of an open fid"},
+		{"newfid in use", 1, 2, []string{"queue"}, "fid in use"},
+		{"unknown fid", 9, 10, []string{"queue"}, "unknown fid"},
+		{"missing file", 1, 10, []string{"nonesuch"}, "file does not exist"},
+	} {
+		r, ok := walk(tc.fid, tc.newfid, tc.names...).(*proto.RError)
+		if !ok || r.Ename != tc.want {
+			t.Errorf("%s: got %v, want %q", tc.what, r, tc.want)
+		}
+	}
+	// A partial walk through ".." leaves no newfid behind.
+	if r, ok := walk(1, 10, "..", "ctl").(*proto.RWalk); !ok || r.Nwqid != 0 {
+		t.Errorf("walk .. ctl from the root: got %v", r)
+	}
+	if r, ok := walk(10, 11).(*proto.RError); !ok || r.Ename != "unknown fid" {
+		t.Errorf("newfid of a partial walk: got %v, want unknown fid", r)
+	}
+}
