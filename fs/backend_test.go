@@ -47,6 +47,12 @@ func (b *ctlBackend) Config() string {
 	return b.c.Dump()
 }
 
+func (b *ctlBackend) actions() []conf.Action {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]conf.Action(nil), b.acts...)
+}
+
 func (b *ctlBackend) greylist() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -137,6 +143,12 @@ func (q *queueBackend) Submit(ctx context.Context, msg []byte) (string, error) {
 	return fmt.Sprintf("q%04d", len(q.submitted)), nil
 }
 
+func (q *queueBackend) set(items []queue.Item, fail error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.items, q.fail = items, fail
+}
+
 func (q *queueBackend) got() []string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -155,15 +167,13 @@ func (s statsBackend) Stats() []fs.Stat { return s }
 
 // env is a tree served with the fake backends on a Unix socket.
 type env struct {
-	srv   *fs.Server
-	ctl   *ctlBackend
-	wl    *listBackend
-	q     *queueBackend
-	hub   *fs.Log
-	sock  string // path of the socket
-	ds    string // its dial string
-	now   time.Time
-	clock func() time.Time
+	srv  *fs.Server
+	ctl  *ctlBackend
+	wl   *listBackend
+	q    *queueBackend
+	hub  *fs.Log
+	sock string // path of the socket
+	ds   string // its dial string
 }
 
 var testNow = time.Date(2025, 11, 24, 15, 23, 1, 0, time.UTC)
@@ -176,7 +186,6 @@ func newEnv(t testing.TB, edit ...func(*fs.Config)) *env {
 		wl:  &listBackend{text: "# whitelist\n192.0.2.7 mx.example.net\n"},
 		q:   &queueBackend{},
 		hub: fs.NewLog(0),
-		now: testNow,
 	}
 	cfg := fs.Config{
 		Control:   e.ctl,

@@ -116,8 +116,8 @@ func TestCtl(t *testing.T) {
 	if err := fstest.Write(fsys, "ctl", plan9.OWRITE|plan9.OTRUNC, "kick\n"); err != nil {
 		t.Errorf("kick: %v", err)
 	}
-	if len(e.ctl.acts) != 1 || e.ctl.acts[0].Verb != "kick" {
-		t.Errorf("actions %v, want kick", e.ctl.acts)
+	if acts := e.ctl.actions(); len(acts) != 1 || acts[0].Verb != "kick" {
+		t.Errorf("actions %v, want kick", acts)
 	}
 }
 
@@ -302,7 +302,7 @@ func TestBlocked(t *testing.T) {
 
 func TestQueueList(t *testing.T) {
 	e := newEnv(t)
-	e.q.items = []queue.Item{
+	e.q.set([]queue.Item{
 		{ID: "q1", From: "alice@example.org", Rcpts: []string{"bob@example.net"}, Size: 1234,
 			Arrived: testNow.Add(-5 * time.Minute), Next: testNow.Add(time.Minute)},
 		{ID: "q2", Rcpts: []string{"a@example.net", "b@example.com"}, Size: 10,
@@ -312,7 +312,8 @@ func TestQueueList(t *testing.T) {
 			Arrived: testNow.Add(-90 * time.Second), Next: testNow.Add(-10 * time.Second), Tries: 1,
 			LastErr: "dial tcp: timeout\nsecond line"},
 		{ID: "q4", From: "d@example.org", Rcpts: []string{"e@example.org"}},
-	}
+	}, nil)
+
 	fsys := fstest.Dial(t, e.ds)
 	want := "q1 alice@example.org bob@example.net 1234 5m 0 1m ''\n" +
 		"q2 '<>' a@example.net,b@example.com 10 1d2h 3 held '451 4.7.1 can''t deliver now'\n" +
@@ -391,7 +392,7 @@ func TestQueueBadMessages(t *testing.T) {
 		t.Errorf("close after a failure: %v", err)
 	}
 
-	e.q.fail = errors.New("disk full")
+	e.q.set(nil, errors.New("disk full"))
 	err = fstest.Write(fsys, "queue", plan9.OWRITE, message)
 	if errText(err) != "message not queued: disk full" {
 		t.Errorf("failed submit: %q", errText(err))
