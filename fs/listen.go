@@ -73,7 +73,9 @@ func parseDial(ds string) (network, addr string, err error) {
 		return "unix", f[1], nil
 	case len(f) == 3 && (f[0] == "tcp" || f[0] == "net"):
 		host, port = f[1], f[2]
-	case len(f) == 2:
+	case len(f) == 2 && (f[0] == "tcp" || f[0] == "net"):
+		return "", "", fmt.Errorf("invalid dial string %q: no port", ds)
+	case len(f) == 2 && f[0] != "unix":
 		host, port = f[0], f[1]
 	case len(f) == 1:
 		if host, port, err = net.SplitHostPort(ds); err != nil {

@@ -198,12 +198,21 @@ func (c *conn) readFrame(br *bufio.Reader) ([]byte, error) {
 	return b, nil
 }
 
-// parseFrame parses one message. go9p's parser panics on some malformed
-// messages (a Twrite whose count exceeds its data).
+// parseFrame parses one T-message. go9p's parser allocates what a
+// Twrite's (or an Rread's) count says before it finds the data missing,
+// and then panics: so R-messages are refused unparsed, a Twrite's count
+// must be what its size says, and the parser runs under recover().
 func parseFrame(b []byte) (fc proto.FCall, err error) {
+	if !isRequest(b[4]) {
+		return nil, fmt.Errorf("unexpected message type %d", b[4])
+	}
+	// size[4] Twrite tag[2] fid[4] offset[8] count[4] data[count]
+	if b[4] == proto.Twrite && (len(b) < 23 || binary.LittleEndian.Uint32(b[19:]) != uint32(len(b)-23)) {
+		return nil, errors.New("malformed Twrite: count and size disagree")
+	}
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("malformed %d message: %v", b[4], p)
+			err = fmt.Errorf("malformed message of type %d: %v", b[4], p)
 		}
 	}()
 	return proto.ParseCall(bytes.NewReader(b))
@@ -213,9 +222,6 @@ func parseFrame(b []byte) (fc proto.FCall, err error) {
 func (c *conn) dispatch(frame []byte) bool {
 	tag := binary.LittleEndian.Uint16(frame[5:])
 	fc, err := parseFrame(frame)
-	if err == nil && !isRequest(frame[4]) {
-		err = fmt.Errorf("unexpected message type %d", frame[4])
-	}
 	if err != nil {
 		c.logBad(err)
 		c.send(rerror(tag, "invalid 9P message"))
