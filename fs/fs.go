@@ -9,6 +9,7 @@
 //	queue      rw  one line per queued message; write a message to queue it
 //	log        r   recent log lines, then new ones as they come (blocks)
 //	log.recent r   the recent log lines, then end of file
+//	queue.d/   r   a file per queued message, by id; rm deletes the message
 //	stats      r   counters, `name value` a line
 //	version    r   the daemon's version
 //
@@ -26,7 +27,8 @@
 // the log. Only write errors reach a shell: a clunk error is lost, so what
 // can be checked is checked while writing (a message's header as soon as
 // its blank line arrives), and the outcome of a clunk (a message queued)
-// goes to the log. Nothing can be created, removed or renamed.
+// goes to the log. Nothing can be created or renamed, and only a queued
+// message can be removed.
 //
 // Serving. The tree is posted as a Unix socket in the plan9port name space
 // directory, private to its owner, and may listen on TCP (loopback unless
@@ -103,7 +105,7 @@ type Config struct {
 	Whitelist List
 	Blocked   List // the blocked file is there only when this is set
 	Queue     Queue
-	Stats     Stats // nil: the stats file is empty
+	Stats     Stats // nil: the stats file has the tree's counters only
 	Version   string
 
 	// Log is the hub behind the log files. The daemon makes it with
@@ -178,7 +180,7 @@ func New(c Config) *Server {
 		ninep.WithCreateDir(func(*ninep.FS, ninep.Dir, string, string, uint32, uint8) (ninep.Dir, error) {
 			return nil, errPerm
 		}),
-		ninep.WithRemoveFile(func(*ninep.FS, ninep.FSNode) error { return errPerm }),
+		ninep.WithRemoveFile(s.remove), // only queue.d's messages
 	)
 	s.root = s.build()
 	s.fsys.Root = s.root
@@ -203,16 +205,26 @@ func (s *Server) build() *dir {
 	}
 	root.add(&queueFile{node: file("queue", 0644), q: c.Queue, max: c.MaxMessage, now: c.Now,
 		ctx: s.ctx, aborted: s.aborted, log: s.log})
+	if msgs, ok := c.Queue.(Messages); ok {
+		root.add(&queueDir{node: file("queue.d", proto.DMDIR|0555), s: s, msgs: msgs})
+	}
 	root.add(&logFile{node: file("log", 0444), hub: s.hub, mark: max(c.Mark, 0), now: c.Now, intr: s.interrupt})
 	root.add(&textFile{node: file("log.recent", 0444), render: s.hub.Recent})
-	root.add(&textFile{node: file("stats", 0444), render: func() []byte {
-		if c.Stats == nil {
-			return nil
-		}
-		return renderStats(c.Stats.Stats())
-	}})
+	root.add(&textFile{node: file("stats", 0444), render: s.stats})
 	root.add(&textFile{node: file("version", 0444), render: func() []byte { return []byte(c.Version + "\n") }})
 	return root
+}
+
+// stats renders the backend's counters and the tree's own.
+func (s *Server) stats() []byte {
+	var l []Stat
+	if s.cfg.Stats != nil {
+		l = s.cfg.Stats.Stats()
+	}
+	s.mu.Lock()
+	conns := len(s.conns)
+	s.mu.Unlock()
+	return renderStats(append(l, Stat{"9p.connections", int64(conns)}, Stat{"9p.logreaders", int64(s.hub.Followers())}))
 }
 
 // newConn registers a connection with go9p. go9p's NewConn increments its

@@ -71,7 +71,7 @@ func TestReadOnlyFiles(t *testing.T) {
 	e := newEnv(t)
 	fsys := fstest.Dial(t, e.ds)
 	for _, tc := range []struct{ name, want string }{
-		{"stats", "connections 12\nmessages.accepted 3\n"},
+		{"stats", "connections 12\nmessages.accepted 3\n9p.connections 1\n9p.logreaders 0\n"},
 		{"version", "smtpfs test\n"},
 	} {
 		if got := fstest.Read(t, fsys, tc.name); got != tc.want {

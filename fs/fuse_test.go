@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"smtpfs/fs"
 	"smtpfs/fs/fstest"
 	"smtpfs/smtp/queue"
 	"smtpfs/test/testlib"
@@ -134,7 +135,7 @@ func session(t *testing.T, e *env, msgFile string) []step {
 			}
 			testlib.WaitFor(t, 10*time.Second, "the reader gone", func() bool { return e.hub.Followers() == 0 })
 		}},
-		{"cat stats", true, same("stats", func() string { return "connections 12\nmessages.accepted 3\n" })},
+		{"cat stats", true, same("stats", func() string { return "connections 12\nmessages.accepted 3\n9p.connections 2\n9p.logreaders 0\n" })},
 		{"mv ctl ctl.old", false, nil},
 		{"echo x > newfile", false, nil},
 		{"mkdir dir", false, nil},
@@ -192,4 +193,36 @@ if not echo bogus refused: $status
 		t.Errorf("rc script:\n%s\nwant:\n%s\n...\nbogus refused...", out, strings.Join(want, "\n"))
 	}
 	runSteps(t, rc, mnt, session(t, e, writeMessage(t)))
+}
+
+// TestMount9pQueueDir lists and reads queued messages through FUSE (one
+// longer than mount9p's 16 KiB reads), and removes one.
+func TestMount9pQueueDir(t *testing.T) {
+	big := strings.Repeat("A line of a long message body.\n", 4000)
+	q := msgQueue{&queueBackend{}, map[string]string{"q1": message, "q2": big}}
+	q.set([]queue.Item{{ID: "q1"}, {ID: "q2"}}, nil)
+	e := newEnv(t, func(c *fs.Config) { c.Queue = q })
+	mnt := mount(t, e)
+	runSteps(t, "sh", mnt, []step{
+		{"ls queue.d", true, func(t *testing.T, out string) {
+			if out != "q1\nq2\n" {
+				t.Errorf("ls queue.d = %q", out)
+			}
+		}},
+		{"cat queue.d/q2 | wc -c", true, func(t *testing.T, out string) {
+			if strings.TrimSpace(out) != fmt.Sprint(len(big)) {
+				t.Errorf("cat queue.d/q2 gave %s bytes, want %d", out, len(big))
+			}
+		}},
+		{"cat queue.d/q1", true, func(t *testing.T, out string) {
+			if out != message {
+				t.Errorf("cat queue.d/q1 = %q", out)
+			}
+		}},
+		{"rm queue.d/q1", true, func(t *testing.T, _ string) {
+			if acts := e.ctl.actions(); len(acts) != 1 || acts[0].Verb != "delete" {
+				t.Errorf("ctl actions after rm: %v", acts)
+			}
+		}},
+	})
 }

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -8,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -236,21 +236,23 @@ func checkNamespace(dir string) error {
 
 // quietGo9p stops go9p's fs server from writing a line to the standard
 // logger on every Tattach ("glenda attached"), the one line it still logs
-// under our loop: the standard logger's output is wrapped once to drop
-// exactly those lines. A daemon that sets the standard logger's output
-// should do it before New.
+// under our loop. The attach is made in the name go9pUser, and the
+// standard logger's output is wrapped, once, to drop exactly the lines
+// that name makes. A daemon that sets the standard logger's output should
+// do it before New.
 func quietGo9p() {
 	quietOnce.Do(func() { log.SetOutput(&dropAttached{w: log.Writer()}) })
 }
+
+// go9pUser is the name every attach is made in.
+const go9pUser = "smtpfs.9p.attach"
 
 var quietOnce sync.Once
 
 type dropAttached struct{ w io.Writer }
 
-var attachedLine = regexp.MustCompile(`^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d(\.\d+)? )?\S* attached\n$`)
-
 func (d *dropAttached) Write(p []byte) (int, error) {
-	if attachedLine.Match(p) {
+	if bytes.HasSuffix(p, []byte(" "+go9pUser+" attached\n")) {
 		return len(p), nil
 	}
 	return d.w.Write(p)

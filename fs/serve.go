@@ -292,6 +292,10 @@ func (c *conn) call(fc proto.FCall) (resp proto.FCall) {
 		if c.hasFid(m.Fid) {
 			return rerror(tag, "fid in use")
 		}
+		// go9p checks nothing with the name under IgnorePermissions, and
+		// writes it to the standard logger: it gets one that quietGo9p
+		// knows, never the client's.
+		m.Uname = go9pUser
 		if resp, err = srv.Attach(gc, m); isType[*proto.RAttach](resp) {
 			c.setFid(m.Fid, false)
 		}
