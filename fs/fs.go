@@ -120,6 +120,7 @@ type Config struct {
 	Owner        string           // owner of the files; default the current user
 	MaxMessage   int64            // largest message written to queue; default DefaultMaxMessage
 	MaxFollowers int              // readers of log at once; default DefaultMaxFollowers
+	MaxConns     int              // 9P connections at once; default DefaultMaxConns
 	Mark         time.Duration    // a blocked log read gets a mark line after this; default 30s, <0 never
 	Now          func() time.Time // the clock; default time.Now
 }
@@ -158,6 +159,9 @@ func New(c Config) *Server {
 	}
 	if c.MaxMessage <= 0 {
 		c.MaxMessage = DefaultMaxMessage
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
 	}
 	if c.MaxFollowers <= 0 {
 		c.MaxFollowers = DefaultMaxFollowers
@@ -245,11 +249,11 @@ func (s *Server) connOf(fid uint64) *conn {
 	return s.conns[uint32(fid>>32)]
 }
 
-// aborted reports whether fid's connection died or was reset, so that a
-// Close is not the client's clunk.
+// aborted reports whether the Close of fid is not the client's clunk but
+// ours, for a connection that died or was reset.
 func (s *Server) aborted(fid uint64) bool {
 	c := s.connOf(fid)
-	return c == nil || c.isAborted()
+	return c == nil || c.isAborting()
 }
 
 // interrupt returns a channel that is closed when the read in progress on

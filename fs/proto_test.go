@@ -2,10 +2,13 @@ package fs_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/knusbaum/go9p/proto"
 
+	"smtpfs/fs"
 	"smtpfs/fs/fstest"
+	"smtpfs/test/testlib"
 )
 
 func TestMalformed(t *testing.T) {
@@ -80,4 +83,29 @@ func TestWalkChecks(t *testing.T) {
 	if r, ok := walk(10, 11).(*proto.RError); !ok || r.Ename != "unknown fid" {
 		t.Errorf("newfid of a partial walk: got %v, want unknown fid", r)
 	}
+}
+
+// TestClunkThenGone: a message whose Tclunk the client sent is queued even
+// when the connection ends right after, before the reply.
+func TestClunkThenGone(t *testing.T) {
+	e := newEnv(t)
+	s := fstest.Session(t, e.ds)
+	s.Open(t, 2, "queue", proto.Owrite)
+	fstest.Send(t, s.C,
+		&proto.TWrite{Header: proto.Header{Type: proto.Twrite, Tag: 3}, Fid: 2, Count: uint32(len(message)), Data: []byte(message)},
+		&proto.TClunk{Header: proto.Header{Type: proto.Tclunk, Tag: 4}, Fid: 2})
+	s.C.Close()
+	testlib.WaitFor(t, 10*time.Second, "the message queued", func() bool { return len(e.q.got()) == 1 })
+}
+
+func TestMaxConns(t *testing.T) {
+	e := newEnv(t, func(c *fs.Config) { c.MaxConns = 3 })
+	for range 3 {
+		fstest.Session(t, e.ds)
+	}
+	c := fstest.DialRaw(t, e.ds)
+	if n, err := c.Read(make([]byte, 1)); err == nil {
+		t.Errorf("a connection beyond the limit was served: read %d bytes", n)
+	}
+	waitLog(t, e, "9p: refused a connection: 3 connections already\n")
 }

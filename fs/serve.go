@@ -38,15 +38,20 @@ import (
 //     done; otherwise after the old request's reply, which a blocked read of
 //     the log file gives up at once ("interrupted");
 //   - remembers the fids of the connection, and when it ends (or is reset
-//     by Tversion) clunks those still there, so that every file's Close
-//     runs, with the connection marked aborted (Server.aborted) so that a
-//     half-written message is dropped, not queued;
+//     by Tversion) clunks those still there once its requests are done, so
+//     that every file's Close runs, knowing (Server.aborted) that the client
+//     did not clunk: a half-written message is dropped, not queued, while a
+//     Tclunk the client did send before going is honoured;
 //   - refuses walks of open fids, walks to fids in use, and walks longer
 //     than 16 names, which go9p lets through.
 //
 // Idle connections are kept: a FUSE mount is idle for hours. A dead one is
 // found by TCP keep-alives, by the failure to write a reply (writeTimeout),
 // or when a blocked log read writes its mark line.
+// DefaultMaxConns bounds the 9P connections served at once. Each FUSE
+// mount is one; each `9p` command is one while it runs.
+const DefaultMaxConns = 256
+
 const (
 	// maxOutstanding requests of one connection are handled at once. go9p's
 	// own loop has 100 workers and dies when 100 more requests wait;
@@ -88,7 +93,8 @@ type conn struct {
 
 	mu       sync.Mutex
 	msize    uint32 // 0 until Tversion
-	aborted  bool   // ended, or being reset
+	ending   bool   // the connection is gone: reads give up
+	aborting bool   // the fids left are being clunked for the client
 	inflight map[uint16]*request
 	fids     map[uint32]bool // fids of the session; true when open
 	reads    map[uint32]*pendingRead
@@ -130,7 +136,10 @@ func (s *Server) register(nc net.Conn) *conn {
 		fids: map[uint32]bool{}, reads: map[uint32]*pendingRead{}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || len(s.conns) >= s.cfg.MaxConns {
+		if !s.closed {
+			s.log.Printf("refused a connection: %d connections already", len(s.conns))
+		}
 		nc.Close()
 		return nil
 	}
@@ -509,15 +518,9 @@ func (c *conn) version(m *proto.TRVersion) bool {
 	return true
 }
 
-// reset clunks the fids of the session, marked aborted.
+// reset clunks the fids of the session (no request is in progress).
 func (c *conn) reset() {
-	c.mu.Lock()
-	c.aborted = true
-	c.mu.Unlock()
 	c.clunkAll()
-	c.mu.Lock()
-	c.aborted = false
-	c.mu.Unlock()
 }
 
 // teardown runs when the connection ends: blocked reads give up, requests
@@ -525,7 +528,7 @@ func (c *conn) reset() {
 func (c *conn) teardown() {
 	c.close()
 	c.mu.Lock()
-	c.aborted = true
+	c.ending = true
 	for _, p := range c.reads {
 		p.interrupt()
 	}
@@ -538,12 +541,19 @@ func (c *conn) teardown() {
 	c.s.wg.Done()
 }
 
-// clunkAll clunks every fid of the session, whatever each Close does.
+// clunkAll clunks every fid of the session for the client, whatever each
+// Close does. No request is in progress.
 func (c *conn) clunkAll() {
 	c.mu.Lock()
 	fids := c.fids
 	c.fids = map[uint32]bool{}
+	c.aborting = true
 	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.aborting = false
+		c.mu.Unlock()
+	}()
 	for fid := range fids {
 		func() {
 			defer func() {
@@ -575,10 +585,10 @@ func (c *conn) dropFid(fid uint32) {
 	delete(c.fids, fid)
 }
 
-func (c *conn) isAborted() bool {
+func (c *conn) isAborting() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.aborted
+	return c.aborting
 }
 
 // beginRead and endRead bracket a Tread, so that Tflush and teardown can
@@ -590,7 +600,7 @@ func (c *conn) beginRead(fid uint32) {
 		c.reads[fid] = p
 	}
 	p.n++
-	if c.aborted {
+	if c.ending {
 		p.interrupt()
 	}
 }
@@ -610,7 +620,7 @@ func (c *conn) endRead(fid uint32) {
 func (c *conn) readInterrupt(fid uint32) <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.aborted {
+	if c.ending {
 		return closedChan
 	}
 	if p := c.reads[fid]; p != nil {
