@@ -16,7 +16,9 @@
 // The package only presents: it declares small interfaces for what it
 // shows and steers (Control, List, Queue, Stats) and the daemon implements
 // them. It speaks 9P2000 (Plan 9 manual section 5) through go9p, whose
-// package is also called fs and is imported as ninep everywhere.
+// package is also called fs and is imported as ninep everywhere. Messages
+// written to the queue file are RFC 5322 messages, with an optional upas
+// "From " line.
 //
 // Policy. Every file reports length 0 and ignores offsets on write, so
 // that FUSE clients neither cache nor cut what they read (reference/ninep.md

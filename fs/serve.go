@@ -48,6 +48,7 @@ import (
 // Idle connections are kept: a FUSE mount is idle for hours. A dead one is
 // found by TCP keep-alives, by the failure to write a reply (writeTimeout),
 // or when a blocked log read writes its mark line.
+
 // DefaultMaxConns bounds the 9P connections served at once. Each FUSE
 // mount is one; each `9p` command is one while it runs.
 const DefaultMaxConns = 256
