@@ -43,7 +43,8 @@ import (
 //     did not clunk: a half-written message is dropped, not queued, while a
 //     Tclunk the client did send before going is honoured;
 //   - refuses walks of open fids, walks to fids in use, and walks longer
-//     than 16 names, which go9p lets through.
+//     than 16 names, which go9p lets through, and keeps an open of a fid
+//     from running beside other requests on it (go9p would race).
 //
 // Idle connections are kept: a FUSE mount is idle for hours. A dead one is
 // found by TCP keep-alives, by the failure to write a reply (writeTimeout),
@@ -98,7 +99,16 @@ type conn struct {
 	aborting bool   // the fids left are being clunked for the client
 	inflight map[uint16]*request
 	fids     map[uint32]bool // fids of the session; true when open
+	locks    map[uint32]*fidLock
 	reads    map[uint32]*pendingRead
+}
+
+// A fidLock orders the requests on one fid that go9p would race on: its
+// Open and Create change its record of the fid without a lock, which its
+// Read, Write and Clunk read.
+type fidLock struct {
+	sync.RWMutex
+	refs int
 }
 
 // A request is one T-message being handled.
@@ -134,7 +144,7 @@ func (s *Server) register(nc net.Conn) *conn {
 	gc, id := s.newConn()
 	c := &conn{s: s, nc: nc, gc: gc, id: id, slots: make(chan struct{}, maxOutstanding),
 		done: make(chan struct{}), inflight: map[uint16]*request{},
-		fids: map[uint32]bool{}, reads: map[uint32]*pendingRead{}}
+		fids: map[uint32]bool{}, locks: map[uint32]*fidLock{}, reads: map[uint32]*pendingRead{}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || len(s.conns) >= s.cfg.MaxConns {
@@ -293,6 +303,9 @@ func (c *conn) call(fc proto.FCall) (resp proto.FCall) {
 			resp = rerror(tag, "internal error")
 		}
 	}()
+	if fid, ok := fidOf(fc); ok {
+		defer c.lockFid(fid, isType[*proto.TOpen](fc) || isType[*proto.TCreate](fc))()
+	}
 	srv, gc := c.s.srv, c.gc
 	var err error
 	switch m := fc.(type) {
@@ -338,6 +351,60 @@ func (c *conn) call(fc proto.FCall) (resp proto.FCall) {
 		return rerror(tag, "invalid 9P message")
 	}
 	return c.result(tag, resp, err)
+}
+
+// fidOf returns the fid a request works on, if it works on an existing one.
+func fidOf(fc proto.FCall) (uint32, bool) {
+	switch m := fc.(type) {
+	case *proto.TWalk:
+		return m.Fid, true
+	case *proto.TOpen:
+		return m.Fid, true
+	case *proto.TCreate:
+		return m.Fid, true
+	case *proto.TRead:
+		return m.Fid, true
+	case *proto.TWrite:
+		return m.Fid, true
+	case *proto.TClunk:
+		return m.Fid, true
+	case *proto.TRemove:
+		return m.Fid, true
+	case *proto.TStat:
+		return m.Fid, true
+	case *proto.TWstat:
+		return m.Fid, true
+	}
+	return 0, false
+}
+
+// lockFid takes fid's lock, exclusive or shared, and returns its release.
+func (c *conn) lockFid(fid uint32, exclusive bool) func() {
+	c.mu.Lock()
+	l := c.locks[fid]
+	if l == nil {
+		l = &fidLock{}
+		c.locks[fid] = l
+	}
+	l.refs++
+	c.mu.Unlock()
+	if exclusive {
+		l.Lock()
+	} else {
+		l.RLock()
+	}
+	return func() {
+		if exclusive {
+			l.Unlock()
+		} else {
+			l.RUnlock()
+		}
+		c.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(c.locks, fid)
+		}
+		c.mu.Unlock()
+	}
 }
 
 func isType[T proto.FCall](fc proto.FCall) bool {
