@@ -6,7 +6,6 @@
 package fstest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -267,24 +266,6 @@ func Shell(t testing.TB, shell, dir, script string) (string, error) {
 		t.Fatalf("%s -c %q: killed after %v\n%s", shell, script, Timeout, out)
 	}
 	return string(out), err
-}
-
-// ReadLines reads lines from r until one satisfies ok, and returns all it
-// read. It fails the test at EOF or an error; bound it with a deadline on
-// the connection behind r.
-func ReadLines(t testing.TB, r *bufio.Reader, ok func(line string) bool) []string {
-	t.Helper()
-	var lines []string
-	for {
-		l, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("reading lines %q: %v", lines, err)
-		}
-		lines = append(lines, strings.TrimSuffix(l, "\n"))
-		if ok(lines[len(lines)-1]) {
-			return lines
-		}
-	}
 }
 
 // IsExit reports whether err is a command's non-zero exit.
