@@ -3,9 +3,12 @@ package fs_test
 import (
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	"smtpfs/fs/fstest"
@@ -104,4 +107,45 @@ func TestListenTCP(t *testing.T) {
 	if _, err := e.srv.Listen("tcp!127.0.0.1!0"); err == nil {
 		t.Errorf("Listen after Close succeeded")
 	}
+}
+
+// TestPeerCred: on Linux, a process of another user is refused even when
+// the socket's mode would let it in.
+func TestPeerCred(t *testing.T) {
+	if runtime.GOOS != "linux" || os.Getuid() != 0 {
+		t.Skip("needs Linux and root, to connect as another user")
+	}
+	py := "/usr/bin/python3" // one that another user may run
+	if _, err := os.Stat(py); err != nil {
+		t.Skip("needs /usr/bin/python3, to connect as another user")
+	}
+	e := newEnv(t)
+	os.Chmod(filepath.Dir(e.sock), 0755)
+	os.Chmod(e.sock, 0666)
+	// Tversion, then print what comes back.
+	script := `import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.settimeout(10)
+try:
+    s.sendall(bytes.fromhex("1300000064ffff002000000600395032303030"))
+    print(len(s.recv(100)))
+except (BrokenPipeError, ConnectionResetError):
+    print(0)`
+	run := func(uid uint32) string {
+		cmd := exec.Command(py, "-c", script, e.sock)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("python3 as uid %d: %v\n%s", uid, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := run(0); got != "19" {
+		t.Errorf("root got %s bytes, want a 19-byte Rversion", got)
+	}
+	if got := run(65534); got != "0" {
+		t.Errorf("another user got %s bytes, want the connection closed", got)
+	}
+	waitLog(t, e, "refused a connection from another user")
 }
