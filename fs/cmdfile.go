@@ -1,0 +1,126 @@
+package fs
+
+import (
+	"bytes"
+	"errors"
+	"log"
+	"strings"
+	"sync"
+
+	"github.com/knusbaum/go9p/proto"
+)
+
+// maxLine bounds a line written to ctl, whitelist or blocked while it
+// waits for its newline. The longest honest line is a dumped list verb
+// (`evil` with a few thousand networks); 64 KiB per fid keeps a client that
+// never sends a newline from holding more.
+const maxLine = 64 << 10
+
+var errLineTooLong = errors.New("line too long")
+
+// cmdFile is a file of lines: ctl, whitelist and blocked. Reading it gives
+// a snapshot rendered at open. Writes are cut into lines, whatever the
+// offset (reference/ninep.md §4.2, §4.3): the complete lines of each write
+// are applied together, all or none, and the write fails with the
+// backend's reason when one is bad; a final line without its newline waits
+// for the next write on the same fid, or for the clunk, where it is applied
+// and its error logged (9pfuse and the kernel drop clunk errors, so a FUSE
+// user sees only write errors; a 9P client sees it from Close).
+type cmdFile struct {
+	node
+	what   string // "ctl", "whitelist entry": the noun of error texts
+	apply  func(text string) error
+	render func() string
+	log    *log.Logger
+	fids   fidMap[cmdFid]
+}
+
+type cmdFid struct {
+	mu      sync.Mutex
+	snap    []byte // what a read sees, rendered at open
+	write   bool
+	partial []byte // a written line waiting for its newline
+}
+
+// Open takes the snapshot for readers and an empty line buffer for writers.
+func (f *cmdFile) Open(fid uint64, mode proto.Mode) error {
+	read, write, err := access(mode, true, true)
+	if err != nil {
+		return err
+	}
+	st := &cmdFid{write: write}
+	if read {
+		st.snap = []byte(f.render())
+	}
+	f.fids.put(fid, st)
+	return nil
+}
+
+// Read returns the snapshot from offset.
+func (f *cmdFile) Read(fid uint64, off, count uint64) ([]byte, error) {
+	st := f.fids.get(fid)
+	if st == nil {
+		return nil, errFid
+	}
+	return readAt(st.snap, off, count), nil
+}
+
+// Write applies the complete lines of data, with the partial line left by
+// the previous write in front. The offset is ignored. A failed write leaves
+// nothing pending.
+func (f *cmdFile) Write(fid uint64, off uint64, data []byte) (uint32, error) {
+	st := f.fids.get(fid)
+	if st == nil {
+		return 0, errFid
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	i := bytes.LastIndexByte(data, '\n')
+	rest := data[i+1:]
+	if i < 0 && len(st.partial)+len(data) > maxLine || len(rest) > maxLine {
+		st.partial = nil
+		f.log.Printf("%s: %v", f.Stat().Name, errLineTooLong)
+		return 0, errLineTooLong
+	}
+	if i < 0 {
+		st.partial = append(st.partial, data...)
+		return uint32(len(data)), nil
+	}
+	text := string(st.partial) + string(data[:i])
+	st.partial = append(st.partial[:0], rest...)
+	if err := f.run(text); err != nil {
+		st.partial = nil
+		return 0, err
+	}
+	return uint32(len(data)), nil
+}
+
+// Close applies a pending partial line, and drops the fid's state.
+func (f *cmdFile) Close(fid uint64) error {
+	st := f.fids.take(fid)
+	if st == nil {
+		return nil
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.partial) == 0 {
+		return nil
+	}
+	return f.run(string(st.partial))
+}
+
+// run applies text and logs each line that took effect, or the error.
+func (f *cmdFile) run(text string) error {
+	name := f.Stat().Name
+	if err := f.apply(text); err != nil {
+		f.log.Printf("%s: %v", name, err)
+		return clientError(f.what, err)
+	}
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" && line[0] != '#' {
+			f.log.Printf("%s: %s", name, line)
+		}
+	}
+	return nil
+}

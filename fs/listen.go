@@ -1,0 +1,259 @@
+package fs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// A listener is one accept loop.
+type listener struct {
+	l    net.Listener
+	addr string // the dial string it listens on
+}
+
+// Post posts the tree as a Unix socket called name in the plan9port name
+// space directory ($NAMESPACE, else /tmp/ns.$USER.$DISPLAY), where
+// `9p -a unix!...`, 9pfuse and mount9p find it. The directory is made
+// (mode 0700) when it is missing, and refused when someone else owns it or
+// others may write it. A stale socket left by a server that died is
+// replaced; one that a live server answers on is not ("busy"). Post
+// returns the dial string, unix!path.
+func (s *Server) Post(name string) (string, error) {
+	if name == "" || strings.Contains(name, "/") {
+		return "", fmt.Errorf("post %q: invalid service name", name)
+	}
+	ns := namespace()
+	if err := checkNamespace(ns); err != nil {
+		return "", err
+	}
+	return s.listenUnix(filepath.Join(ns, name))
+}
+
+// Listen serves the tree on a dial string: unix!path, or tcp!host!port
+// (also net!host!port, host!port, host:port). Port 0 picks a free port; a
+// host of * or nothing means every address, which the log remarks on,
+// since 9P has no authentication here and anyone who can reach the port
+// controls the server. Listen returns the dial string it listens on.
+func (s *Server) Listen(dialstring string) (string, error) {
+	network, addr, err := parseDial(dialstring)
+	if err != nil {
+		return "", err
+	}
+	if network == "unix" {
+		return s.listenUnix(addr)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	ta := l.Addr().(*net.TCPAddr)
+	ds := "tcp!" + ta.IP.String() + "!" + fmt.Sprint(ta.Port)
+	if !ta.IP.IsLoopback() {
+		s.log.Printf("listening on %s, which is not loopback: anyone who can reach it controls this server", ds)
+	}
+	return ds, s.start(l, ds)
+}
+
+// parseDial splits a dial string into a network and an address.
+func parseDial(ds string) (network, addr string, err error) {
+	f := strings.Split(ds, "!")
+	var host, port string
+	switch {
+	case len(f) == 2 && f[0] == "unix" && f[1] != "":
+		return "unix", f[1], nil
+	case len(f) == 3 && (f[0] == "tcp" || f[0] == "net"):
+		host, port = f[1], f[2]
+	case len(f) == 2 && (f[0] == "tcp" || f[0] == "net"):
+		return "", "", fmt.Errorf("invalid dial string %q: no port", ds)
+	case len(f) == 2 && f[0] != "unix":
+		host, port = f[0], f[1]
+	case len(f) == 1:
+		if host, port, err = net.SplitHostPort(ds); err != nil {
+			return "", "", fmt.Errorf("invalid dial string %q", ds)
+		}
+	default:
+		return "", "", fmt.Errorf("invalid dial string %q", ds)
+	}
+	if port == "" {
+		return "", "", fmt.Errorf("invalid dial string %q: no port", ds)
+	}
+	if host == "*" {
+		host = ""
+	}
+	return "tcp", net.JoinHostPort(host, port), nil
+}
+
+// listenUnix listens on a socket at path, private to its owner.
+func (s *Server) listenUnix(path string) (string, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return "", fmt.Errorf("post %s: permission denied: exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return "", fmt.Errorf("post %s: busy: another server answers there", path)
+		}
+		os.Remove(path)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(path, 0600); err != nil {
+		l.Close()
+		return "", err
+	}
+	ds := "unix!" + path
+	return ds, s.start(l, ds)
+}
+
+func (s *Server) start(l net.Listener, ds string) error {
+	ln := &listener{l: l, addr: ds}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		l.Close()
+		return errors.New("server closed")
+	}
+	s.listeners[ln] = true
+	s.wg.Add(1)
+	go s.accept(ln)
+	return nil
+}
+
+// accept serves the connections of one listener until it is closed,
+// backing off when accepting fails (out of file descriptors).
+func (s *Server) accept(ln *listener) {
+	defer s.wg.Done()
+	var delay time.Duration
+	for {
+		nc, err := ln.l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Printf("accept on %s: %v", ln.addr, err)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		if !peerAllowed(nc) {
+			s.log.Printf("%s: refused a connection from another user", ln.addr)
+			nc.Close()
+			continue
+		}
+		if c := s.register(nc); c != nil {
+			go c.serve()
+		}
+	}
+}
+
+// Close stops the listeners, removes the posted sockets, ends every
+// connection (blocked readers wake, every open file is closed, half-written
+// messages are dropped) and waits for them.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	var conns []*conn
+	for _, c := range s.conns {
+		conns = append(conns, c)
+	}
+	for ln := range s.listeners {
+		ln.l.Close() // a Unix listener removes its socket
+	}
+	s.mu.Unlock()
+	s.cancel()
+	for _, c := range conns {
+		c.close()
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// namespace returns the plan9port name space directory, as plan9port's
+// getns and 9fans.net/go/plan9/client do: $NAMESPACE, else
+// /tmp/ns.$USER.$DISPLAY with $DISPLAY's ".0" dropped, :0 without one.
+func namespace() string {
+	if ns := os.Getenv("NAMESPACE"); ns != "" {
+		return ns
+	}
+	disp := os.Getenv("DISPLAY")
+	if disp == "" {
+		disp = ":0"
+	}
+	if i := strings.LastIndexByte(disp, ':'); i >= 0 {
+		if j := strings.IndexByte(disp[i:], '.'); j >= 0 && disp[i+j:] == ".0" {
+			disp = disp[:i+j]
+		}
+	}
+	disp = strings.ReplaceAll(disp, "/", "_")
+	u := os.Getenv("USER")
+	if u == "" {
+		u = currentUser()
+	}
+	return "/tmp/ns." + u + "." + disp
+}
+
+// checkNamespace makes dir (mode 0700) if it is missing, and refuses it
+// unless it is a directory of ours that only we may write.
+func checkNamespace(dir string) error {
+	fi, err := os.Lstat(dir)
+	if os.IsNotExist(err) {
+		if err = os.MkdirAll(dir, 0700); err != nil {
+			return err
+		}
+		fi, err = os.Lstat(dir)
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("name space %s: not a directory", dir)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+		return fmt.Errorf("name space %s: permission denied: owned by uid %d", dir, st.Uid)
+	}
+	if fi.Mode().Perm()&022 != 0 {
+		return fmt.Errorf("name space %s: permission denied: mode %#o lets others write", dir, fi.Mode().Perm())
+	}
+	return nil
+}
+
+// quietGo9p stops go9p's fs server from writing a line to the standard
+// logger on every Tattach ("glenda attached"), the one line it still logs
+// under our loop. The attach is made in the name go9pUser, and the
+// standard logger's output is wrapped, once, to drop exactly the lines
+// that name makes. A daemon that sets the standard logger's output should
+// do it before New.
+func quietGo9p() {
+	quietOnce.Do(func() { log.SetOutput(&dropAttached{w: log.Writer()}) })
+}
+
+// go9pUser is the name every attach is made in.
+const go9pUser = "smtpfs.9p.attach"
+
+var quietOnce sync.Once
+
+type dropAttached struct{ w io.Writer }
+
+func (d *dropAttached) Write(p []byte) (int, error) {
+	if bytes.HasSuffix(p, []byte(" "+go9pUser+" attached\n")) {
+		return len(p), nil
+	}
+	return d.w.Write(p)
+}

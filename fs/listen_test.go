@@ -1,0 +1,151 @@
+package fs_test
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+
+	"smtpfs/fs/fstest"
+)
+
+func TestPost(t *testing.T) {
+	base, err := os.MkdirTemp("", "fs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	ns := filepath.Join(base, "ns")
+	t.Setenv("NAMESPACE", ns)
+
+	e := newEnv(t)
+	ds, err := e.srv.Post("smtpfs")
+	sock := filepath.Join(ns, "smtpfs")
+	if err != nil || ds != "unix!"+sock {
+		t.Fatalf("Post = %q, %v; want unix!%s", ds, err, sock)
+	}
+	for _, tc := range []struct {
+		path string
+		want os.FileMode
+	}{{ns, os.ModeDir | 0700}, {sock, os.ModeSocket | 0600}} {
+		if fi, err := os.Stat(tc.path); err != nil || fi.Mode() != tc.want {
+			t.Errorf("%s: mode %v (%v), want %v", tc.path, fi.Mode(), err, tc.want)
+		}
+	}
+	if _, err := fstest.Dial(t, ds).Stat("ctl"); err != nil {
+		t.Errorf("stat ctl through the posted socket: %v", err)
+	}
+
+	// A live service is not replaced; a stale socket is.
+	e2 := newEnv(t)
+	if _, err := e2.srv.Post("smtpfs"); err == nil || !strings.Contains(err.Error(), "busy") {
+		t.Errorf("second Post: %v, want busy", err)
+	}
+	e.srv.Close()
+	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket after Close: %v", err)
+	}
+	stale := filepath.Join(ns, "stale")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	if ds, err := e2.srv.Post("stale"); err != nil {
+		t.Errorf("Post over a stale socket: %v", err)
+	} else if _, err := fstest.Dial(t, ds).Stat("ctl"); err != nil {
+		t.Errorf("stat ctl through the reposted socket: %v", err)
+	}
+
+	if err := os.WriteFile(filepath.Join(ns, "plain"), nil, 0600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, mode string
+		chmod      os.FileMode
+		want       string
+	}{
+		{"plain", "", 0700, "exists and is not a socket"},
+		{"a/b", "", 0700, "invalid service name"},
+		{"open", "group writable", 0770, "permission denied: mode 0770 lets others write"},
+		{"open", "world writable", 0703, "permission denied: mode 0703 lets others write"},
+	} {
+		if err := os.Chmod(ns, tc.chmod); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e2.srv.Post(tc.name); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Post %s %s: %v, want %q", tc.name, tc.mode, err, tc.want)
+		}
+	}
+}
+
+func TestListenTCP(t *testing.T) {
+	e := newEnv(t)
+	ds, err := e.srv.Listen("tcp!127.0.0.1!0")
+	if err != nil || !regexp.MustCompile(`^tcp!127\.0\.0\.1!\d+$`).MatchString(ds) {
+		t.Fatalf("Listen = %q, %v", ds, err)
+	}
+	if got := fstest.Read(t, fstest.Dial(t, ds), "version"); got != "smtpfs test\n" {
+		t.Errorf("version over TCP = %q", got)
+	}
+	if strings.Contains(string(e.hub.Recent()), "not loopback") {
+		t.Errorf("loopback listener warned:\n%s", e.hub.Recent())
+	}
+	if _, err := e.srv.Listen("tcp!*!0"); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Close()
+	if !strings.Contains(string(e.hub.Recent()), "which is not loopback: anyone who can reach it controls this server") {
+		t.Errorf("no warning for a listener on every address:\n%s", e.hub.Recent())
+	}
+	if _, err := e.srv.Listen("tcp!127.0.0.1!0"); err == nil {
+		t.Errorf("Listen after Close succeeded")
+	}
+}
+
+// TestPeerCred: on Linux, a process of another user is refused even when
+// the socket's mode would let it in.
+func TestPeerCred(t *testing.T) {
+	if runtime.GOOS != "linux" || os.Getuid() != 0 {
+		t.Skip("needs Linux and root, to connect as another user")
+	}
+	py := "/usr/bin/python3" // one that another user may run
+	if _, err := os.Stat(py); err != nil {
+		t.Skip("needs /usr/bin/python3, to connect as another user")
+	}
+	e := newEnv(t)
+	os.Chmod(filepath.Dir(e.sock), 0755)
+	os.Chmod(e.sock, 0666)
+	// Tversion, then print what comes back.
+	script := `import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.settimeout(10)
+try:
+    s.sendall(bytes.fromhex("1300000064ffff002000000600395032303030"))
+    print(len(s.recv(100)))
+except (BrokenPipeError, ConnectionResetError):
+    print(0)`
+	run := func(uid uint32) string {
+		cmd := exec.Command(py, "-c", script, e.sock)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("python3 as uid %d: %v\n%s", uid, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := run(0); got != "19" {
+		t.Errorf("root got %s bytes, want a 19-byte Rversion", got)
+	}
+	if got := run(65534); got != "0" {
+		t.Errorf("another user got %s bytes, want the connection closed", got)
+	}
+	waitLog(t, e, "refused a connection from another user")
+}

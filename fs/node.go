@@ -1,0 +1,175 @@
+package fs
+
+import (
+	"errors"
+	"strings"
+	"sync"
+
+	ninep "github.com/knusbaum/go9p/fs"
+	"github.com/knusbaum/go9p/proto"
+)
+
+// Errors that reach 9P clients. Each carries a word 9pfuse maps to an
+// errno (reference/ninep.md §2): "permission denied" → EACCES, "busy" →
+// EBUSY, "interrupted" → EINTR, "too long" → E2BIG.
+var (
+	errPerm        = errors.New("permission denied")
+	errBusy        = errors.New("log busy: too many readers")
+	errInterrupted = errors.New("interrupted")
+	errFid         = errors.New("unknown fid")
+)
+
+// mappable words: an error text holding one of them is passed to the
+// client as it is; any other gets a prefix that 9pfuse maps to EINVAL, so
+// that a shell never reports "Numerical result out of range".
+var mappable = []string{"invalid", "permission", "not found", "does not exist",
+	"too long", "busy", "exist", "illegal", "argument"}
+
+// clientError returns err with a text a 9pfuse user can understand:
+// unchanged when it already carries a word 9pfuse maps, else prefixed with
+// "invalid " and what (as in "invalid message: no recipients").
+func clientError(what string, err error) error {
+	s := strings.ToLower(err.Error())
+	for _, w := range mappable {
+		if strings.Contains(s, w) {
+			return err
+		}
+	}
+	return errors.New("invalid " + what + ": " + err.Error())
+}
+
+// node is what every file and directory of the tree shares: a stat that
+// never changes after construction (length 0, so that mount9p turns on
+// direct I/O and nothing is cached) and a parent.
+type node struct {
+	stat   proto.Stat
+	mu     sync.Mutex
+	parent ninep.Dir
+}
+
+func newNode(fsys *ninep.FS, name, owner string, mode uint32) node {
+	return node{stat: *fsys.NewStat(name, owner, owner, mode)}
+}
+
+// Stat returns the node's stat.
+func (n *node) Stat() proto.Stat { return n.stat }
+
+// SetParent records the node's directory; go9p calls it from AddChild.
+func (n *node) SetParent(d ninep.Dir) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.parent = d
+}
+
+// Parent returns the node's directory.
+func (n *node) Parent() ninep.Dir {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.parent
+}
+
+// WriteStat accepts a wstat that changes nothing but the length to 0 and
+// the times (which are not kept): `echo x > ctl` truncates before it writes
+// (Twstat length 0, reference/ninep.md §2), and touch sets times. Renames,
+// mode, owner and other lengths are refused. go9p hands over the old stat
+// with the requested fields laid over it.
+func (n *node) WriteStat(s *proto.Stat) error {
+	old := n.stat
+	if s.Name != old.Name || s.Mode != old.Mode || s.Uid != old.Uid ||
+		s.Gid != old.Gid || s.Length != 0 {
+		return errPerm
+	}
+	return nil
+}
+
+// dir is a directory whose children are fixed when the tree is built.
+type dir struct {
+	node
+	children map[string]ninep.FSNode // read-only once the tree is served
+}
+
+func newDir(fsys *ninep.FS, name, owner string) *dir {
+	return &dir{node: newNode(fsys, name, owner, proto.DMDIR|0555), children: map[string]ninep.FSNode{}}
+}
+
+func (d *dir) add(n ninep.FSNode) {
+	d.children[n.Stat().Name] = n
+	n.SetParent(d)
+}
+
+// Children returns the directory's entries. go9p only reads the map.
+func (d *dir) Children() map[string]ninep.FSNode { return d.children }
+
+// access checks an open mode against what a file allows and says whether
+// the fid reads and whether it writes. OTRUNC is accepted and ignored on
+// writable files (plan9port's `9p write` always sends it); ORCLOSE and
+// OEXEC are refused, since nothing here can be removed or run.
+func access(mode proto.Mode, canRead, canWrite bool) (read, write bool, err error) {
+	if mode&proto.Orclose != 0 {
+		return false, false, errPerm
+	}
+	switch mode & 3 {
+	case proto.Oread:
+		read = true
+	case proto.Owrite:
+		write = true
+	case proto.Ordwr:
+		read, write = true, true
+	default:
+		return false, false, errPerm
+	}
+	if read && !canRead || write && !canWrite || mode&proto.Otrunc != 0 && !canWrite {
+		return false, false, errPerm
+	}
+	return read, write, nil
+}
+
+// fidMap holds the per-fid state of one file, from Open to Close. go9p
+// calls a file's methods from many goroutines at once.
+type fidMap[T any] struct {
+	mu sync.Mutex
+	m  map[uint64]*T
+}
+
+func (f *fidMap[T]) put(fid uint64, v *T) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[uint64]*T{}
+	}
+	f.m[fid] = v
+}
+
+func (f *fidMap[T]) get(fid uint64) *T {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.m[fid]
+}
+
+// take removes and returns the state of fid, nil if there was none.
+func (f *fidMap[T]) take(fid uint64) *T {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := f.m[fid]
+	delete(f.m, fid)
+	return v
+}
+
+func (f *fidMap[T]) len() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.m)
+}
+
+// readAt returns up to count bytes of b from offset off: reads of a
+// snapshot taken at open.
+func readAt(b []byte, off, count uint64) []byte {
+	if off >= uint64(len(b)) {
+		return nil
+	}
+	b = b[off:]
+	if count < uint64(len(b)) {
+		b = b[:count]
+	}
+	return b
+}
