@@ -91,7 +91,7 @@ type Server struct {
 	sessions map[*session]struct{}
 	perIP    map[netip.Addr]int
 	ls       map[net.Listener]struct{}
-	left     *sync.Cond // signalled when a session ends
+	left     *sync.Cond      // signalled when a session ends
 	drainCtx context.Context // done when Shutdown starts: finish the transaction, then go
 	drain    context.CancelFunc
 	killCtx  context.Context // done when Shutdown's grace period is over: abandon deliveries
