@@ -71,7 +71,7 @@ func scanHeader(msg []byte) headerInfo {
 			flush()
 			colon := bytes.IndexByte(line, ':')
 			if colon <= 0 || !isFieldName(line[:colon]) {
-				h.end, h.blank = off, off == 0
+				h.end = off // the body starts here, and needs an empty line before it
 				return h
 			}
 			n := strings.ToLower(string(line[:colon]))

@@ -29,10 +29,11 @@ type Maildir struct {
 	MkBox func() bool
 	Now   func() time.Time // the clock, for file names
 
-	host string // for unique file names
-	seq  atomic.Uint64
-	mu   sync.Mutex
-	dirs map[string]*dirSync
+	host  string                 // for unique file names
+	fsync func(dir string) error // syncPath; tests count and stall it
+	seq   atomic.Uint64
+	mu    sync.Mutex
+	dirs  map[string]*dirSync
 }
 
 // NewMaildir returns a Maildir for the boxes in dir.
@@ -42,7 +43,7 @@ func NewMaildir(dir string) *Maildir {
 		host = "localhost"
 	}
 	host = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
-	return &Maildir{Dir: dir, Now: time.Now, host: host, dirs: map[string]*dirSync{}}
+	return &Maildir{Dir: dir, Now: time.Now, host: host, fsync: syncPath, dirs: map[string]*dirSync{}}
 }
 
 // BoxName returns the box of a local part: lower case, without a +tag,
@@ -212,7 +213,7 @@ func (m *Maildir) syncDir(dir string) error {
 	m.mu.Lock()
 	g := m.dirs[dir]
 	if g == nil {
-		g = &dirSync{dir: dir}
+		g = &dirSync{dir: dir, fsync: m.fsync}
 		g.cond = sync.NewCond(&g.mu)
 		m.dirs[dir] = g
 	}
@@ -234,6 +235,7 @@ func (m *Maildir) syncDir(dir string) error {
 // served by the next.
 type dirSync struct {
 	dir     string
+	fsync   func(string) error
 	users   int // callers between lookup and return, under Maildir.mu
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -258,7 +260,7 @@ func (g *dirSync) sync() error {
 		g.running = true
 		lo, hi := g.done+1, g.want
 		g.mu.Unlock()
-		err := syncPath(g.dir)
+		err := g.fsync(g.dir)
 		g.mu.Lock()
 		g.running = false
 		g.done = hi
