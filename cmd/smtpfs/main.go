@@ -39,8 +39,7 @@ const grace = 10 * time.Second
 func main() {
 	var f setup.Flags
 	var listen, ninep []string
-	set := arg.New("smtpfs [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-R root] [-C conf] [-l dialstring]... [-9 dialstring]...")
-	f.Register(set)
+	set := argSet(&f)
 	set.List('l', &listen)
 	set.List('9', &ninep)
 	args, err := set.Parse(os.Args[1:])
@@ -84,6 +83,12 @@ func run(f *setup.Flags, listen, ninep []string) error {
 	d.log.Printf("smtpfs started, mail root %s", root)
 	fmt.Fprintln(os.Stderr, "smtpfs: ready")
 	return d.wait()
+}
+
+func argSet(f *setup.Flags) *arg.Set {
+	s := arg.New("smtpfs [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-R root] [-C conf] [-l dialstring]... [-9 dialstring]...")
+	f.Register(s)
+	return s
 }
 
 // listenSMTP listens on a dial string; without a port, on 25.
