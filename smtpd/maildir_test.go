@@ -195,3 +195,47 @@ func BenchmarkMaildirDeliver(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSessions is the whole server: clients on loopback, each in its
+// own session, send 5 KB messages to a local user, each answered 250 only
+// once it is fsynced in the Maildir. msgs/s is what the disk and the group
+// commit allow.
+func BenchmarkSessions(b *testing.B) {
+	msg := "Subject: bench\r\n\r\n" + strings.Repeat("The quick brown fox jumps over the lazy dog.\r\n", 110)
+	for _, clients := range []int{1, 10, 50} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			ts := newTestServer(b, "maxperip 1000")
+			ts.Log = nil
+			b.SetBytes(int64(len(msg)))
+			work := make(chan struct{})
+			var wg sync.WaitGroup
+			for range clients {
+				c := ts.ehloed("192.0.2.7")
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range work {
+						c.send("MAIL FROM:<a@sender.net>")
+						c.reply()
+						c.send("RCPT TO:<bob@example.org>")
+						c.reply()
+						c.send("DATA")
+						c.reply()
+						c.write(msg + ".\r\n")
+						if l := c.reply(); l[0] != "250 2.5.0 sent" {
+							b.Errorf("got %q", l)
+						}
+					}
+				}()
+			}
+			start := time.Now()
+			b.ResetTimer()
+			for range b.N {
+				work <- struct{}{}
+			}
+			close(work)
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+		})
+	}
+}
