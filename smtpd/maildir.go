@@ -186,10 +186,10 @@ func (m *Maildir) makeBox(box, rcpt string) error {
 			return err
 		}
 	}
-	if err := syncPath(dir); err != nil {
+	if err := m.fsync(dir); err != nil {
 		return err
 	}
-	return syncPath(m.Dir)
+	return m.fsync(m.Dir)
 }
 
 // uniqueName returns a Maildir file name, <sec>.M<usec>P<pid>Q<n>.<host>,

@@ -109,6 +109,7 @@ func TestGroupCommit(t *testing.T) {
 		}
 		return nil
 	}
+	m.makeBox("bob", "bob")
 	const n = 20
 	var wg sync.WaitGroup
 	deliver := func() {
@@ -237,5 +238,25 @@ func BenchmarkSessions(b *testing.B) {
 			wg.Wait()
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 		})
+	}
+}
+
+// TestMaildirDurabilityOrder: the message is in new/ when new/ is
+// fsynced, the box's directories were fsynced when it was made, and
+// Deliver returns only after all of it.
+func TestMaildirDurabilityOrder(t *testing.T) {
+	m := NewMaildir(t.TempDir())
+	var synced []string
+	m.fsync = func(dir string) error {
+		ents, _ := os.ReadDir(dir)
+		synced = append(synced, fmt.Sprintf("%s:%d", strings.TrimPrefix(dir, m.Dir), len(ents)))
+		return syncPath(dir)
+	}
+	if err := m.Deliver(context.Background(), "", []string{"bob"}, strings.NewReader("x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// bob/ with tmp, new, cur; the boxes with bob; new/ with the message.
+	if got := strings.Join(synced, " "); got != "/bob:3 :1 /bob/new:1" {
+		t.Errorf("fsyncs %q", got)
 	}
 }

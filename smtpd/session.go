@@ -124,7 +124,6 @@ func (s *session) serve() {
 		case err != nil:
 			s.readFailed(err)
 		default:
-			s.pause()
 			s.command(line)
 		}
 		if !s.quit && s.errors >= s.cfg.MaxErrors {
@@ -141,6 +140,9 @@ func (s *session) command(line []byte) {
 	c, err := parseCommand(line)
 	s.cur = maskAuth(string(line))
 	s.tr.in(s.cur)
+	if c.verb != "QUIT" {
+		s.pause()
+	}
 	spec, known := commands[c.verb]
 	switch {
 	case err != nil:
@@ -309,9 +311,9 @@ func (s *session) flush() error {
 
 func (s *session) logf(format string, args ...any) { s.srv.logf(format, args...) }
 
-// pause is upas's tarpit after a refused command: 8 s, 16 s, 32 s, ...,
-// at most the long tarpit delay; only with tarpit on, never for trusted
-// clients.
+// pause is upas's tarpit after a refused command, before every command
+// but QUIT: 8 s, 16 s, 32 s, ..., at most the long tarpit delay; only with
+// tarpit on, never for trusted clients.
 func (s *session) pause() {
 	if !s.cfg.Tarpit || s.trusted || s.errors == 0 {
 		return
