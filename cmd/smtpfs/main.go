@@ -53,6 +53,10 @@ func main() {
 }
 
 func run(f *setup.Flags, listen, ninep []string) error {
+	// Signals are caught from the start: one that came between "ready"
+	// and the handler would kill the daemon.
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	if len(listen) == 0 {
 		listen = []string{"tcp!127.0.0.1!2525"}
 	}
@@ -82,7 +86,7 @@ func run(f *setup.Flags, listen, ninep []string) error {
 	}
 	d.log.Printf("smtpfs started, mail root %s", root)
 	fmt.Fprintln(os.Stderr, "smtpfs: ready")
-	return d.wait()
+	return d.wait(sig)
 }
 
 func argSet(f *setup.Flags) *arg.Set {
@@ -112,9 +116,7 @@ func dialString(a net.Addr) string {
 }
 
 // wait serves the signals until SIGTERM or SIGINT, then shuts down.
-func (d *daemon) wait() error {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+func (d *daemon) wait(sig <-chan os.Signal) error {
 	for s := range sig {
 		if s == syscall.SIGHUP {
 			d.log.Printf("SIGHUP: reloading")
