@@ -58,10 +58,10 @@ func parseCommand(line []byte) (command, error) {
 	return command{verb: strings.ToUpper(verb), arg: strings.TrimLeft(arg, " \t")}, nil
 }
 
-// A Path is a reverse-path or forward-path of RFC 5321 §4.1.2, with upas's
+// A mailPath is a reverse-path or forward-path of RFC 5321 §4.1.2, with upas's
 // extension that the domain may be missing (a local name). A source route
 // is checked for syntax and dropped, as §4.1.1.3 and Appendix C allow.
-type Path struct {
+type mailPath struct {
 	Local  string // the local part, unquoted
 	Quoted bool   // the local part was a quoted string
 	Domain string // lower case, no final dot; "[192.0.2.1]", "[IPv6:...]", "[]" for upas's loopback; "" if none
@@ -70,7 +70,7 @@ type Path struct {
 
 // Addr returns the path as local@domain, the local part quoted if it must
 // be; "" for the null path; the local part alone when there is no domain.
-func (p Path) Addr() string {
+func (p mailPath) Addr() string {
 	if p.Null {
 		return ""
 	}
@@ -82,7 +82,7 @@ func (p Path) Addr() string {
 }
 
 // Bang returns upas's form of the path: domain!local, "/dev/null" for <>.
-func (p Path) Bang() string {
+func (p mailPath) Bang() string {
 	switch {
 	case p.Null:
 		return "/dev/null"
@@ -120,21 +120,21 @@ type param struct {
 // ("TO:"): the prefix in any case, optional blanks (upas allows them,
 // many clients send them), a path in angle brackets, then ESMTP parameters
 // separated by spaces.
-func parsePathArg(arg, prefix string) (Path, []param, error) {
+func parsePathArg(arg, prefix string) (mailPath, []param, error) {
 	if len(arg) < len(prefix) || !strings.EqualFold(arg[:len(prefix)], prefix) {
-		return Path{}, nil, errArgs
+		return mailPath{}, nil, errArgs
 	}
 	rest := strings.TrimLeft(arg[len(prefix):], " \t")
 	end := pathEnd(rest)
 	if end < 0 {
-		return Path{}, nil, errPathSyntax
+		return mailPath{}, nil, errPathSyntax
 	}
 	if end > maxPath {
-		return Path{}, nil, errPathLong
+		return mailPath{}, nil, errPathLong
 	}
 	p, err := parsePath(rest[:end])
 	if err != nil {
-		return Path{}, nil, err
+		return mailPath{}, nil, err
 	}
 	ps, err := parseParams(rest[end:])
 	return p, ps, err
@@ -180,27 +180,27 @@ func parseParams(s string) ([]param, error) {
 	return ps, nil
 }
 
-// parsePath parses <...> (RFC 5321 §4.1.2 Path, plus <> and upas's
+// parsePath parses <...> (RFC 5321 §4.1.2 mailPath, plus <> and upas's
 // domainless <local>).
-func parsePath(s string) (Path, error) {
+func parsePath(s string) (mailPath, error) {
 	if len(s) > maxPath {
-		return Path{}, errPathLong
+		return mailPath{}, errPathLong
 	}
 	if len(s) < 2 || s[0] != '<' || s[len(s)-1] != '>' {
-		return Path{}, errPathSyntax
+		return mailPath{}, errPathSyntax
 	}
 	s = s[1 : len(s)-1]
 	if s == "" {
-		return Path{Null: true}, nil
+		return mailPath{Null: true}, nil
 	}
 	if s[0] == '@' { // A-d-l ":" Mailbox
 		i := strings.IndexByte(s, ':')
 		if i < 0 {
-			return Path{}, errPathSyntax
+			return mailPath{}, errPathSyntax
 		}
 		for _, ad := range strings.Split(s[:i], ",") {
 			if len(ad) < 2 || ad[0] != '@' || !validDomain(ad[1:]) {
-				return Path{}, errPathSyntax
+				return mailPath{}, errPathSyntax
 			}
 		}
 		s = s[i+1:]
@@ -209,13 +209,13 @@ func parsePath(s string) (Path, error) {
 }
 
 // parseMailbox parses Local-part ["@" (Domain / address-literal)].
-func parseMailbox(s string) (Path, error) {
-	var p Path
+func parseMailbox(s string) (mailPath, error) {
+	var p mailPath
 	var rest string
 	if strings.HasPrefix(s, `"`) {
 		local, n, ok := unquote(s)
 		if !ok {
-			return Path{}, errPathSyntax
+			return mailPath{}, errPathSyntax
 		}
 		p.Local, p.Quoted, rest = local, true, s[n:]
 	} else {
@@ -225,24 +225,24 @@ func parseMailbox(s string) (Path, error) {
 		}
 		p.Local, rest = s[:i], s[i:]
 		if !isDotString(p.Local) {
-			return Path{}, errPathSyntax
+			return mailPath{}, errPathSyntax
 		}
 	}
 	if len(s)-len(rest) > maxLocal {
-		return Path{}, errLocalLong
+		return mailPath{}, errLocalLong
 	}
 	if rest == "" {
 		if p.Local == "" {
-			return Path{}, errPathSyntax
+			return mailPath{}, errPathSyntax
 		}
 		return p, nil
 	}
 	if rest[0] != '@' {
-		return Path{}, errPathSyntax
+		return mailPath{}, errPathSyntax
 	}
 	d, err := parseDomain(rest[1:])
 	if err != nil {
-		return Path{}, err
+		return mailPath{}, err
 	}
 	p.Domain = d
 	return p, nil

@@ -50,8 +50,8 @@ func TestParsePathArg(t *testing.T) {
 	dom := strings.Repeat("abcdefghi.", 24) + "com" // 243 octets
 	for _, tc := range []struct {
 		arg    string
-		bang   string // Path.Bang of the result
-		addr   string // Path.Addr
+		bang   string // mailPath.Bang of the result
+		addr   string // mailPath.Addr
 		params string // key=value, space separated
 		err    *smtp.Reply
 	}{

@@ -23,7 +23,7 @@ import (
 // or '@' in it (the percent hack, or quoting that hides an address) is
 // refused the same way, or as an unknown user for a client that may
 // relay: we do not route on it.
-func (s *session) route(p Path) (rcpt, bool) {
+func (s *session) route(p mailPath) (rcpt, bool) {
 	elems := strings.Split(p.Local, "!")
 	if p.Domain == "[]" {
 		return s.loopback(p, p.Local)
@@ -78,11 +78,11 @@ func validHop(h string) bool {
 	return validDomain(h)
 }
 
-func unknownUser(p Path) *smtp.Reply {
+func unknownUser(p mailPath) *smtp.Reply {
 	return smtp.Replyf(550, "5.1.1", "<%s> ... user unknown", p.Addr())
 }
 
-func (s *session) refuse(p Path, r *smtp.Reply) (rcpt, bool) {
+func (s *session) refuse(p mailPath, r *smtp.Reply) (rcpt, bool) {
 	s.fail(r)
 	return rcpt{}, false
 }
@@ -92,7 +92,7 @@ func (s *session) mayRelay() bool { return s.trusted || !s.cfg.NoRelay }
 
 // remote accepts a remote recipient addr if the client may relay and the
 // mail can go out.
-func (s *session) relay(p Path, addr, bang string) (rcpt, bool) {
+func (s *session) relay(p mailPath, addr, bang string) (rcpt, bool) {
 	if !s.mayRelay() || addr == "" {
 		s.srv.Stats.RelayDenied.Add(1)
 		s.failLog(errRelay, "Bad Forward %s (%s/%s) (%s)", s.from.Bang(), s.helo, s.remote, p.Bang())
@@ -102,7 +102,7 @@ func (s *session) relay(p Path, addr, bang string) (rcpt, bool) {
 }
 
 // loopback accepts user@[] as user@[client-ip] (upas.md §2.10).
-func (s *session) loopback(p Path, user string) (rcpt, bool) {
+func (s *session) loopback(p mailPath, user string) (rcpt, bool) {
 	if !isDotString(user) || strings.ContainsAny(user, "!%@") {
 		return s.refuse(p, errPathSyntax)
 	}

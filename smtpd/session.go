@@ -67,7 +67,7 @@ type session struct {
 	quit      bool
 	broken    bool // a write failed: say nothing more
 
-	from  Path // the transaction
+	from  mailPath // the transaction
 	rcpts []rcpt
 	body8 bool
 
@@ -334,13 +334,13 @@ func (s *session) delay(d time.Duration) {
 
 // resetTxn forgets the transaction.
 func (s *session) resetTxn() {
-	s.from, s.rcpts, s.body8 = Path{}, nil, false
+	s.from, s.rcpts, s.body8 = mailPath{}, nil, false
 	if s.state&(stMail|stRcpt) != 0 {
 		s.state = stHelo
 	}
 }
 
-// ours reports whether mail to domain d (a Path domain: lower case, "" for
+// ours reports whether mail to domain d (a mailPath domain: lower case, "" for
 // none, or an address literal) is delivered here.
 func (s *session) ours(d string) bool {
 	if strings.HasPrefix(d, "[") {
