@@ -25,6 +25,7 @@ type daemon struct {
 	root     string
 	confFile string
 	verbs    []string // from the environment and the flags: applied after the file, so they win
+	ninep    []string // the -9 dial strings, for the 9P tree to listen on
 	logs     *mlog.Log
 	log      *log.Logger // facility smtpd
 	srv      *smtpd.Server

@@ -71,7 +71,7 @@ func run(f *setup.Flags, listen, ninep []string) error {
 	if err != nil {
 		return err
 	}
-	_ = ninep // the 9P listeners: served once the file tree is wired in
+	d.ninep = ninep // served once the file tree is wired in
 	var ls []net.Listener
 	for _, s := range listen {
 		l, err := listenSMTP(s)
