@@ -328,6 +328,13 @@ func TestSmtpdProgramNoAddress(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "can't get remote system's address") {
 		t.Errorf("got %v: %s", err, out)
 	}
+	bad := t.TempDir()
+	os.WriteFile(filepath.Join(bad, "remote"), []byte("garbage\n"), 0644)
+	os.WriteFile(filepath.Join(bad, "local"), []byte("127.0.0.1!25\n"), 0644)
+	cmd = exec.Command(bin(t, "smtpd"), "-R", root, "-n", bad)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "can't get remote system's address") {
+		t.Errorf("garbage in netdir: %v: %s", err, out)
+	}
 	cmd = exec.Command(bin(t, "smtpd"), "-R", filepath.Join(root, "nonesuch"), "-n", t.TempDir())
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "not a directory") {
 		t.Errorf("missing root: %v: %s", err, out)

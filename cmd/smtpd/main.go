@@ -20,6 +20,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,9 +118,18 @@ type bangAddr string
 func (a bangAddr) Network() string { return "tcp" }
 func (a bangAddr) String() string  { return string(a) }
 
+func (a bangAddr) valid() bool {
+	ip, _, _ := strings.Cut(string(a), "!")
+	_, err := netip.ParseAddr(ip)
+	return err == nil
+}
+
 // stdio returns standard input and output as one connection. They are
 // made non-blocking so that the session's deadlines work on pipes too.
-func stdio(local, remote net.Addr) (net.Conn, error) {
+func stdio(local, remote bangAddr) (net.Conn, error) {
+	if !remote.valid() {
+		return nil, fmt.Errorf("can't get remote system's address: %q is not ip!port", remote)
+	}
 	for _, fd := range []int{0, 1} {
 		if err := syscall.SetNonblock(fd, true); err != nil {
 			return nil, err
