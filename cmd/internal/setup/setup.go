@@ -1,0 +1,186 @@
+// Package setup holds what the smtpd and smtpfs programs share: upas
+// smtpd's flags, each turned into the smtpd.conf verb it stands for; the
+// mail root; the configuration and secrets; a DNS resolver for the sender
+// check.
+package setup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"smtpfs/cmd/internal/arg"
+	"smtpfs/smtpd"
+	"smtpfs/smtpd/conf"
+)
+
+// Flags are upas smtpd's flags and smtpfs's -R and -C.
+type Flags struct {
+	Root, Conf string
+	bools      map[byte]*bool
+	strs       map[byte]*string
+	evil       []string
+}
+
+// boolVerbs and strVerbs name the verb of each flag (SPEC §4).
+var (
+	boolVerbs = map[byte]string{'a': "requireauth", 'd': "debug", 'D': "tarpit", 'f': "norelay",
+		'g': "greylist", 'p': "plaintextauth", 'r': "verifysenderdom", 's': "saveblockedmsg"}
+	strVerbs = map[byte]string{'c': "tlscert", 'h': "defaultdomain", 'm': "mailer"}
+)
+
+// Register defines the flags in s.
+func (f *Flags) Register(s *arg.Set) {
+	f.bools, f.strs = map[byte]*bool{}, map[byte]*string{}
+	for c := range boolVerbs {
+		f.bools[c] = new(bool)
+		s.Bool(c, f.bools[c])
+	}
+	for c := range strVerbs {
+		f.strs[c] = new(string)
+		s.String(c, f.strs[c])
+	}
+	s.List('k', &f.evil)
+	s.String('R', &f.Root)
+	s.String('C', &f.Conf)
+}
+
+// Verbs returns the configuration lines the flags stand for, and the
+// environment's ($SMTPFS_RESOLVER) before them: they are applied after
+// smtpd.conf, so they win.
+func (f *Flags) Verbs() []string {
+	var v []string
+	if r := os.Getenv("SMTPFS_RESOLVER"); r != "" {
+		v = append(v, "resolver "+conf.Quote(r))
+	}
+	for _, c := range []byte("adDfgprs") {
+		if *f.bools[c] {
+			v = append(v, boolVerbs[c]+" on")
+		}
+	}
+	for _, c := range []byte("chm") {
+		if *f.strs[c] != "" {
+			v = append(v, strVerbs[c]+" "+conf.Quote(*f.strs[c]))
+		}
+	}
+	for _, k := range f.evil {
+		v = append(v, "evil "+conf.Quote(k))
+	}
+	return v
+}
+
+// RootDir returns the mail root, absolute: -R, else ./mail.
+func (f *Flags) RootDir() (string, error) {
+	r := f.Root
+	if r == "" {
+		r = "mail"
+	}
+	return filepath.Abs(r)
+}
+
+// ConfFile returns the configuration file: -C, else <root>/lib/smtpd.conf.
+func (f *Flags) ConfFile(root string) string {
+	if f.Conf != "" {
+		return f.Conf
+	}
+	return filepath.Join(root, "lib", "smtpd.conf")
+}
+
+// rootDirs are made by MakeRoot, with their modes: private where mail or
+// secrets live.
+var rootDirs = []struct {
+	name string
+	mode os.FileMode
+}{
+	{".", 0755}, {"lib", 0755}, {"log", 0755}, {"box", 0755}, {"grey", 0755},
+	{"queue", 0700}, {"queue.dump", 0700}, {"tmp", 0700},
+}
+
+// MakeRoot makes the mail root and its directories where missing.
+func MakeRoot(root string) error {
+	for _, d := range rootDirs {
+		if err := os.MkdirAll(filepath.Join(root, d.name), d.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Load reads the configuration (the file, then verbs) and lib/secrets.
+func Load(root, file string, verbs []string) (*conf.Config, *smtpd.Secrets, error) {
+	cfg, err := conf.Load(file, verbs)
+	if err != nil {
+		return nil, nil, err
+	}
+	sec, err := smtpd.LoadSecrets(filepath.Join(root, "lib", "secrets"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, sec, nil
+}
+
+// A Resolver answers the sender and HELO checks from DNS, asking the
+// server of the resolver setting ($SMTPFS_RESOLVER) or else the system's.
+// It is a stopgap on the standard library until the smtp engine's
+// resolver is wired in.
+type Resolver struct {
+	Config func() *conf.Config
+}
+
+// DomainExists reports whether domain has an MX, A or AAAA record. A null
+// MX (RFC 7505) says the domain takes no mail: as a sender it does not
+// exist.
+func (r *Resolver) DomainExists(ctx context.Context, domain string) (bool, error) {
+	res := r.resolver()
+	name := strings.TrimSuffix(domain, ".") + "."
+	mx, err := res.LookupMX(ctx, name)
+	if err == nil && len(mx) > 0 {
+		return !(len(mx) == 1 && mx[0].Host == "."), nil
+	}
+	if err != nil && !notFound(err) {
+		return false, err
+	}
+	ips, err := res.LookupNetIP(ctx, "ip", name)
+	switch {
+	case err == nil:
+		return len(ips) > 0, nil
+	case notFound(err):
+		return false, nil
+	}
+	return false, err
+}
+
+func (r *Resolver) resolver() *net.Resolver {
+	server := ""
+	if r.Config != nil {
+		server = r.Config().Resolver
+	}
+	if server == "" {
+		return net.DefaultResolver
+	}
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		d := net.Dialer{Timeout: 10 * time.Second}
+		return d.DialContext(ctx, network, server)
+	}}
+}
+
+// notFound reports whether err says the name or the record does not
+// exist, as opposed to a failure to find out.
+func notFound(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound
+}
+
+// Usage prints the usage line and exits 1.
+func Usage(s *arg.Set, err error) {
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%v\n", err)
+	}
+	fmt.Fprintf(os.Stderr, "usage: %s\n", s.Usage)
+	os.Exit(1)
+}

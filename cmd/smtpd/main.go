@@ -1,0 +1,162 @@
+// Smtpd serves one SMTP session on its standard input and output, as
+// upas smtpd does: for inetd, systemd socket units, s6 and tcpserver.
+//
+//	smtpd [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-n netdir] [-R root] [-C conf]
+//
+// The flags are upas's (see the README); each is the smtpd.conf verb it
+// stands for, and wins over the file. The client's address comes from
+// -n netdir (files remote and local holding ip!port, as on Plan 9), else
+// from the socket on standard input, else from $TCPREMOTEIP and
+// $TCPLOCALIP (tcpserver); without one, smtpd refuses to run.
+//
+// The mail root (-R) defaults to ./mail, made absolute at start: under
+// inetd or systemd, whose working directory is /, that is /mail, as on
+// Plan 9. smtpd does not make the root (smtpfs does, on its first run);
+// it refuses to run without it, and if lib/secrets is readable by group
+// or others. It logs to <root>/log/smtpd, never to its standard output,
+// which is the client's.
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"smtpfs/cmd/internal/arg"
+	"smtpfs/cmd/internal/setup"
+	"smtpfs/smtp/mlog"
+	"smtpfs/smtpd"
+	"smtpfs/smtpd/conf"
+)
+
+func main() {
+	var f setup.Flags
+	var netdir string
+	set := arg.New("smtpd [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-n netdir] [-R root] [-C conf]")
+	f.Register(set)
+	set.String('n', &netdir)
+	args, err := set.Parse(os.Args[1:])
+	if err != nil || len(args) > 0 {
+		setup.Usage(set, err)
+	}
+	if err := run(&f, netdir); err != nil {
+		fmt.Fprintf(os.Stderr, "smtpd: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(f *setup.Flags, netdir string) error {
+	root, err := f.RootDir()
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
+		return fmt.Errorf("mail root %s: not a directory (make it with smtpfs, or give -R)", root)
+	}
+	cfg, secrets, err := setup.Load(root, f.ConfFile(root), f.Verbs())
+	if err != nil {
+		return err
+	}
+	conn, err := clientConn(netdir)
+	if err != nil {
+		return err
+	}
+	logs := mlog.New(filepath.Join(root, "log"), nil)
+	defer logs.Close()
+	srv := &smtpd.Server{
+		Root:     root,
+		Config:   func() *conf.Config { return cfg },
+		Secrets:  func() *smtpd.Secrets { return secrets },
+		Log:      logs.Logger("smtpd"),
+		Resolver: &setup.Resolver{Config: func() *conf.Config { return cfg }},
+	}
+	srv.ServeConn(conn)
+	return nil
+}
+
+// clientConn returns the connection on standard input and output, with the
+// client's and our addresses.
+func clientConn(netdir string) (net.Conn, error) {
+	if netdir != "" {
+		remote, err1 := os.ReadFile(filepath.Join(netdir, "remote"))
+		local, err2 := os.ReadFile(filepath.Join(netdir, "local"))
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("can't get remote system's address from %s: %v", netdir, firstErr(err1, err2))
+		}
+		return stdio(bangAddr(strings.TrimSpace(string(local))), bangAddr(strings.TrimSpace(string(remote))))
+	}
+	if c, err := net.FileConn(os.Stdin); err == nil {
+		if _, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			return c, nil
+		}
+		c.Close() // a Unix socket or the like: no address to go by
+	}
+	if ip := os.Getenv("TCPREMOTEIP"); ip != "" {
+		return stdio(bangAddr(os.Getenv("TCPLOCALIP")+"!"+os.Getenv("TCPLOCALPORT")),
+			bangAddr(ip+"!"+os.Getenv("TCPREMOTEPORT")))
+	}
+	return nil, fmt.Errorf("can't get remote system's address: give -n netdir, a socket on standard input, or $TCPREMOTEIP")
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// A bangAddr is an address in Plan 9's form, ip!port.
+type bangAddr string
+
+func (a bangAddr) Network() string { return "tcp" }
+func (a bangAddr) String() string  { return string(a) }
+
+func (a bangAddr) valid() bool {
+	ip, _, _ := strings.Cut(string(a), "!")
+	_, err := netip.ParseAddr(ip)
+	return err == nil
+}
+
+// stdio returns standard input and output as one connection. They are
+// made non-blocking so that the session's deadlines work on pipes too.
+func stdio(local, remote bangAddr) (net.Conn, error) {
+	if !remote.valid() {
+		return nil, fmt.Errorf("can't get remote system's address: %q is not ip!port", remote)
+	}
+	for _, fd := range []int{0, 1} {
+		if err := syscall.SetNonblock(fd, true); err != nil {
+			return nil, err
+		}
+	}
+	return &stdioConn{r: os.NewFile(0, "stdin"), w: os.NewFile(1, "stdout"), local: local, remote: remote}, nil
+}
+
+type stdioConn struct {
+	r, w          *os.File
+	local, remote net.Addr
+}
+
+func (c *stdioConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c *stdioConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+func (c *stdioConn) LocalAddr() net.Addr         { return c.local }
+func (c *stdioConn) RemoteAddr() net.Addr        { return c.remote }
+
+func (c *stdioConn) Close() error {
+	c.w.Close()
+	return c.r.Close()
+}
+
+func (c *stdioConn) SetDeadline(t time.Time) error {
+	c.w.SetWriteDeadline(t)
+	return c.r.SetReadDeadline(t)
+}
+
+func (c *stdioConn) SetReadDeadline(t time.Time) error  { return c.r.SetReadDeadline(t) }
+func (c *stdioConn) SetWriteDeadline(t time.Time) error { return c.w.SetWriteDeadline(t) }

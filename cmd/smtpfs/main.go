@@ -1,0 +1,138 @@
+// Smtpfs is the mail daemon: it listens for SMTP, runs the outbound
+// queue and serves the 9P tree.
+//
+//	smtpfs [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-R root] [-C conf] [-l dialstring]... [-9 dialstring]...
+//
+// The flags are upas smtpd's (see the README); each is the smtpd.conf verb
+// it stands for, and wins over the file. -R is the mail root (default
+// ./mail, made on the first run), -C the configuration (default
+// <root>/lib/smtpd.conf), -l an SMTP listener (repeatable; default
+// tcp!127.0.0.1!2525; tcp!*!25 for every address on port 25), -9 a 9P
+// listener, kept for the file tree.
+//
+// It says on standard error where it listens, one line per listener
+// ("smtpfs: smtp listening on tcp!127.0.0.1!2525"), then "smtpfs: ready".
+// SIGHUP re-reads the configuration, lib/secrets and the log files.
+// SIGTERM and SIGINT stop it: no new sessions; sessions in a transaction
+// may finish it for a grace period, then they are closed; a message that
+// was acknowledged is safe, one that was not is simply not acknowledged.
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"smtpfs/cmd/internal/arg"
+	"smtpfs/cmd/internal/setup"
+	"smtpfs/smtp"
+)
+
+// grace is how long sessions may go on finishing their transactions after
+// SIGTERM.
+const grace = 10 * time.Second
+
+func main() {
+	var f setup.Flags
+	var listen, ninep []string
+	set := argSet(&f)
+	set.List('l', &listen)
+	set.List('9', &ninep)
+	args, err := set.Parse(os.Args[1:])
+	if err != nil || len(args) > 0 {
+		setup.Usage(set, err)
+	}
+	if err := run(&f, listen, ninep); err != nil {
+		fmt.Fprintf(os.Stderr, "smtpfs: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(f *setup.Flags, listen, ninep []string) error {
+	// Signals are caught from the start: one that came between "ready"
+	// and the handler would kill the daemon.
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	if len(listen) == 0 {
+		listen = []string{"tcp!127.0.0.1!2525"}
+	}
+	root, err := f.RootDir()
+	if err != nil {
+		return err
+	}
+	if err := setup.MakeRoot(root); err != nil {
+		return err
+	}
+	d, err := newDaemon(root, f.ConfFile(root), f.Verbs(), os.Stderr)
+	if err != nil {
+		return err
+	}
+	d.ninep = ninep // served once the file tree is wired in
+	var ls []net.Listener
+	for _, s := range listen {
+		l, err := listenSMTP(s)
+		if err != nil {
+			return err
+		}
+		ls = append(ls, l)
+	}
+	for _, l := range ls {
+		fmt.Fprintf(os.Stderr, "smtpfs: smtp listening on %s\n", dialString(l.Addr()))
+		go d.srv.Serve(l)
+	}
+	d.log.Printf("smtpfs started, mail root %s", root)
+	fmt.Fprintln(os.Stderr, "smtpfs: ready")
+	return d.wait(sig)
+}
+
+func argSet(f *setup.Flags) *arg.Set {
+	s := arg.New("smtpfs [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-R root] [-C conf] [-l dialstring]... [-9 dialstring]...")
+	f.Register(s)
+	return s
+}
+
+// listenSMTP listens on a dial string; without a port, on 25.
+func listenSMTP(s string) (net.Listener, error) {
+	ds, err := smtp.ParseDialString(s)
+	if err != nil {
+		return nil, err
+	}
+	if ds.Net != "tcp" {
+		return nil, fmt.Errorf("listen %s: smtp listens on tcp only", s)
+	}
+	return net.Listen("tcp", ds.Address("25"))
+}
+
+// dialString writes a listener's address as tcp!host!port.
+func dialString(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return fmt.Sprintf("tcp!%s!%d", t.IP, t.Port)
+	}
+	return a.Network() + "!" + a.String()
+}
+
+// wait serves the signals until SIGTERM or SIGINT, then shuts down.
+func (d *daemon) wait(sig <-chan os.Signal) error {
+	for s := range sig {
+		if s == syscall.SIGHUP {
+			d.log.Printf("SIGHUP: reloading")
+			d.Reload()
+			continue
+		}
+		d.log.Printf("%v: shutting down", s)
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		err := d.srv.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			d.log.Printf("sessions still open after %v were closed", grace)
+		}
+		d.log.Printf("stopped")
+		d.logs.Close()
+		return nil
+	}
+	return nil
+}

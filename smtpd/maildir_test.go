@@ -1,0 +1,262 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"smtpfs/smtp"
+	"smtpfs/test/testlib"
+)
+
+func TestMaildirDeliver(t *testing.T) {
+	m := NewMaildir(t.TempDir())
+	msg := "Subject: hi\r\n\r\nline\r\n" + strings.Repeat("x", 40000) + "\r\n"
+	err := m.Deliver(context.Background(), "a@sender.net", []string{"bob@example.org", "Bob+tag@example.org", "carol"}, strings.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ box, rcpt string }{{"bob", "bob@example.org"}, {"carol", "carol"}} {
+		dir := filepath.Join(m.Dir, tc.box)
+		ents, _ := os.ReadDir(filepath.Join(dir, "new"))
+		if len(ents) != 1 {
+			t.Fatalf("%s/new holds %d files, want 1", tc.box, len(ents))
+		}
+		if tmp, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(tmp) != 0 {
+			t.Errorf("%s/tmp holds %d files", tc.box, len(tmp))
+		}
+		name := ents[0].Name()
+		if !strings.HasSuffix(name, "."+m.host) || strings.Count(name, ".") < 2 {
+			t.Errorf("file name %q", name)
+		}
+		fi, _ := os.Stat(filepath.Join(dir, "new", name))
+		if fi.Mode().Perm() != 0600 {
+			t.Errorf("mode %v", fi.Mode())
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "new", name))
+		want := "Return-Path: <a@sender.net>\nDelivered-To: " + tc.rcpt + "\n" + strings.ReplaceAll(msg, "\r\n", "\n")
+		if string(b) != want {
+			t.Errorf("%s: got %d bytes, want %d", tc.box, len(b), len(want))
+		}
+	}
+}
+
+func TestMaildirNoBox(t *testing.T) {
+	m := NewMaildir(t.TempDir())
+	m.MkBox = func() bool { return false }
+	if err := m.Deliver(context.Background(), "", []string{"postmaster@x"}, strings.NewReader("a\r\n")); err != nil {
+		t.Fatalf("postmaster: %v", err)
+	}
+	err := m.Deliver(context.Background(), "", []string{"postmaster", "nobody@x"}, strings.NewReader("b\r\n"))
+	var r *smtp.Reply
+	if !errors.As(err, &r) || r.Code != 550 || r.Temporary() {
+		t.Errorf("unknown user: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(m.Dir, "postmaster", "new")); len(ents) != 1 {
+		t.Errorf("postmaster has %d messages, want 1: all or nothing", len(ents))
+	}
+	if err := m.Deliver(context.Background(), "", []string{"../etc"}, strings.NewReader("c\r\n")); err == nil {
+		t.Errorf("delivered to ../etc")
+	}
+}
+
+func TestLFReader(t *testing.T) {
+	in := "a\r\nb\rc\r\n\r\n\r\r\nend\r"
+	want := "a\nb\rc\n\n\r\nend\r"
+	for size := 1; size < 8; size++ {
+		got, err := io.ReadAll(&lfReader{r: &chunked{s: in, n: size}})
+		if err != nil || string(got) != want {
+			t.Errorf("chunks of %d: %q, %v; want %q", size, got, err, want)
+		}
+	}
+}
+
+// chunked reads s n bytes at a time.
+type chunked struct {
+	s string
+	n int
+}
+
+func (c *chunked) Read(p []byte) (int, error) {
+	if c.s == "" {
+		return 0, io.EOF
+	}
+	k := copy(p[:min(len(p), c.n)], c.s)
+	c.s = c.s[k:]
+	return k, nil
+}
+
+// TestGroupCommit: while one fsync of new/ runs, the deliveries that
+// arrive wait for one more, which serves them all.
+func TestGroupCommit(t *testing.T) {
+	m := NewMaildir(t.TempDir())
+	var syncs atomic.Int64
+	release := make(chan struct{})
+	first := make(chan struct{})
+	var once sync.Once
+	m.fsync = func(dir string) error {
+		if strings.HasSuffix(dir, "new") {
+			syncs.Add(1)
+			once.Do(func() { close(first); <-release })
+		}
+		return nil
+	}
+	m.makeBox("bob", "bob")
+	const n = 20
+	var wg sync.WaitGroup
+	deliver := func() {
+		defer wg.Done()
+		if err := m.Deliver(context.Background(), "", []string{"bob"}, strings.NewReader("x\r\n")); err != nil {
+			t.Error(err)
+		}
+	}
+	wg.Add(1)
+	go deliver()
+	<-first // one fsync is running and stalled
+	for range n - 1 {
+		wg.Add(1)
+		go deliver()
+	}
+	testlib.WaitFor(t, 10*time.Second, "deliveries to queue up", func() bool {
+		m.mu.Lock()
+		g := m.dirs[filepath.Join(m.Dir, "bob", "new")]
+		m.mu.Unlock()
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.want == n
+	})
+	close(release)
+	wg.Wait()
+	if got := syncs.Load(); got != 2 {
+		t.Errorf("%d deliveries took %d fsyncs of new/, want 2", n, got)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(m.Dir, "bob", "new")); len(ents) != n {
+		t.Errorf("%d messages, want %d", len(ents), n)
+	}
+	if len(m.dirs) != 0 {
+		t.Errorf("%d group commits left behind", len(m.dirs))
+	}
+}
+
+func TestGroupCommitError(t *testing.T) {
+	m := NewMaildir(t.TempDir())
+	m.fsync = func(dir string) error {
+		if strings.HasSuffix(dir, "new") {
+			return errors.New("disk on fire")
+		}
+		return nil
+	}
+	if err := m.Deliver(context.Background(), "", []string{"bob"}, strings.NewReader("x\r\n")); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Errorf("got %v", err)
+	}
+}
+
+// BenchmarkMaildirDeliver delivers 5 KB messages into one box from many
+// goroutines at once, with real fsyncs: the group commit shares the fsyncs
+// of new/. fsyncs/op is how many of those each message cost.
+func BenchmarkMaildirDeliver(b *testing.B) {
+	for _, writers := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			m := NewMaildir(b.TempDir())
+			var syncs atomic.Int64
+			m.fsync = func(dir string) error {
+				syncs.Add(1)
+				return syncPath(dir)
+			}
+			msg := strings.Repeat("The quick brown fox jumps over the lazy dog.\r\n", 110)
+			b.SetBytes(int64(len(msg)))
+			var wg sync.WaitGroup
+			next := make(chan struct{})
+			b.ResetTimer()
+			for range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range next {
+						if err := m.Deliver(context.Background(), "a@b.c", []string{"bob"}, strings.NewReader(msg)); err != nil {
+							b.Error(err)
+						}
+					}
+				}()
+			}
+			for range b.N {
+				next <- struct{}{}
+			}
+			close(next)
+			wg.Wait()
+			b.ReportMetric(float64(syncs.Load())/float64(b.N), "fsyncs/op")
+		})
+	}
+}
+
+// BenchmarkSessions is the whole server: clients on loopback, each in its
+// own session, send 5 KB messages to a local user, each answered 250 only
+// once it is fsynced in the Maildir. msgs/s is what the disk and the group
+// commit allow.
+func BenchmarkSessions(b *testing.B) {
+	msg := "Subject: bench\r\n\r\n" + strings.Repeat("The quick brown fox jumps over the lazy dog.\r\n", 110)
+	for _, clients := range []int{1, 10, 50} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			ts := newTestServer(b, "maxperip 1000")
+			ts.Log = nil
+			b.SetBytes(int64(len(msg)))
+			work := make(chan struct{})
+			var wg sync.WaitGroup
+			for range clients {
+				c := ts.ehloed("192.0.2.7")
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range work {
+						c.send("MAIL FROM:<a@sender.net>")
+						c.reply()
+						c.send("RCPT TO:<bob@example.org>")
+						c.reply()
+						c.send("DATA")
+						c.reply()
+						c.write(msg + ".\r\n")
+						if l := c.reply(); l[0] != "250 2.5.0 sent" {
+							b.Errorf("got %q", l)
+						}
+					}
+				}()
+			}
+			start := time.Now()
+			b.ResetTimer()
+			for range b.N {
+				work <- struct{}{}
+			}
+			close(work)
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+		})
+	}
+}
+
+// TestMaildirDurabilityOrder: the message is in new/ when new/ is
+// fsynced, the box's directories were fsynced when it was made, and
+// Deliver returns only after all of it.
+func TestMaildirDurabilityOrder(t *testing.T) {
+	m := NewMaildir(t.TempDir())
+	var synced []string
+	m.fsync = func(dir string) error {
+		ents, _ := os.ReadDir(dir)
+		synced = append(synced, fmt.Sprintf("%s:%d", strings.TrimPrefix(dir, m.Dir), len(ents)))
+		return syncPath(dir)
+	}
+	if err := m.Deliver(context.Background(), "", []string{"bob"}, strings.NewReader("x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// bob/ with tmp, new, cur; the boxes with bob; new/ with the message.
+	if got := strings.Join(synced, " "); got != "/bob:3 :1 /bob/new:1" {
+		t.Errorf("fsyncs %q", got)
+	}
+}

@@ -1,0 +1,121 @@
+package smtpd
+
+import (
+	"strings"
+
+	"smtpfs/smtp"
+)
+
+// route decides where a recipient goes, or refuses it (replying, and
+// returning false). The rules, for every client:
+//
+//   - user@[] and []!user (upas's loopback, also x![]!user): back to the
+//     client's own address, user@[client-ip], through the queue;
+//   - a domain of ours (or none, or a literal of the address the client
+//     called): the local part may be a bang path; leading hops that are
+//     ours are dropped (localhost!bob is bob); if a foreign hop is left,
+//     the mail routes on to user@last-host (upas's native relaying), else
+//     the local part must name a local box;
+//   - any other domain, or a literal of another address: remote.
+//
+// A remote recipient needs a client that may relay (trusted, or norelay
+// off); anyone else gets upas's "we don't relay". A local part with '%'
+// or '@' in it (the percent hack, or quoting that hides an address) is
+// refused the same way, or as an unknown user for a client that may
+// relay: we do not route on it.
+func (s *session) route(p mailPath) (rcpt, bool) {
+	elems := strings.Split(p.Local, "!")
+	if p.Domain == "[]" {
+		return s.loopback(p, p.Local)
+	}
+	if len(elems) > 1 && elems[0] == "[]" {
+		return s.loopback(p, strings.Join(elems[1:], "!"))
+	}
+	if len(elems) > 2 && elems[1] == "[]" {
+		return s.loopback(p, strings.Join(elems[2:], "!"))
+	}
+	if !s.ours(p.Domain) {
+		return s.relay(p, p.Addr(), p.Bang())
+	}
+	for len(elems) > 1 && validHop(elems[0]) && s.ours(strings.ToLower(elems[0])) {
+		elems = elems[1:]
+	}
+	if n := len(elems); n > 1 {
+		host, user := strings.ToLower(elems[n-2]), elems[n-1]
+		if !validHop(host) || !isDotString(user) {
+			return s.refuse(p, errPathSyntax)
+		}
+		return s.relay(p, user+"@"+host, p.Bang())
+	}
+	local := elems[0]
+	if strings.ContainsAny(local, "%@") {
+		if s.mayRelay() {
+			return s.refuse(p, unknownUser(p))
+		}
+		return s.relay(p, "", p.Bang()) // refused as a relay attempt
+	}
+	box, err := BoxName(local)
+	if err != nil {
+		return s.refuse(p, unknownUser(p))
+	}
+	if box != "postmaster" && s.cfg.Mailer == nil && !s.cfg.MkBox && !s.srv.Maildir.HasBox(box) {
+		return s.refuse(p, unknownUser(p)) // RFC 5321 §4.5.1: postmaster always
+	}
+	dom := p.Domain
+	if dom == "" {
+		dom = s.cfg.DefaultDomain
+	}
+	return rcpt{addr: local + "@" + dom, bang: p.Bang(), box: box}, true
+}
+
+// validHop reports whether a bang path element is a host: a domain or an
+// address literal.
+func validHop(h string) bool {
+	if strings.HasPrefix(h, "[") {
+		_, ok := parseLiteral(h)
+		return ok
+	}
+	return validDomain(h)
+}
+
+func unknownUser(p mailPath) *smtp.Reply {
+	return smtp.Replyf(550, "5.1.1", "<%s> ... user unknown", p.Addr())
+}
+
+func (s *session) refuse(p mailPath, r *smtp.Reply) (rcpt, bool) {
+	s.fail(r)
+	return rcpt{}, false
+}
+
+// mayRelay reports whether the client may send to remote recipients.
+func (s *session) mayRelay() bool { return s.trusted || !s.cfg.NoRelay }
+
+// remote accepts a remote recipient addr if the client may relay and the
+// mail can go out.
+func (s *session) relay(p mailPath, addr, bang string) (rcpt, bool) {
+	if !s.mayRelay() || addr == "" {
+		s.srv.Stats.RelayDenied.Add(1)
+		s.failLog(errRelay, "Bad Forward %s (%s/%s) (%s)", s.from.Bang(), s.helo, s.remote, p.Bang())
+		return rcpt{}, false
+	}
+	return s.outbound(addr, bang)
+}
+
+// loopback accepts user@[] as user@[client-ip] (upas.md §2.10).
+func (s *session) loopback(p mailPath, user string) (rcpt, bool) {
+	if !isDotString(user) || strings.ContainsAny(user, "!%@") {
+		return s.refuse(p, errPathSyntax)
+	}
+	lit := formatLiteral(s.remote)
+	return s.outbound(user+"@"+lit, lit+"!"+user)
+}
+
+// outbound accepts a recipient that leaves through the queue or the
+// mailer; without either, it is refused for now, not lost.
+func (s *session) outbound(addr, bang string) (rcpt, bool) {
+	if s.cfg.Mailer == nil && s.srv.Queue == nil {
+		s.fail(smtp.Replyf(451, "4.3.0", "<%s> cannot be queued now; try again later", addr))
+		return rcpt{}, false
+	}
+	return rcpt{addr: addr, bang: bang}, true
+}

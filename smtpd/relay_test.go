@@ -1,0 +1,243 @@
+package smtpd
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+)
+
+// relayTricks are the classic open-relay tests (anchors.md §2.3), with
+// elsewhere.com as the victim's domain, example.org and [127.0.0.1] (the
+// address the test server listens on) as ours. Each must be refused for a
+// client that may not relay; want is the refusal's code.
+var relayTricks = []struct {
+	rcpt string
+	want string
+}{
+	{"v@elsewhere.com", "550 5.7.1 we don't relay"},
+	{"v@elsewhere.com.", "550 5.7.1 we don't relay"},
+	{"V@ELSEWHERE.COM", "550 5.7.1 we don't relay"},
+	{"v%elsewhere.com@example.org", "550 5.7.1 we don't relay"},
+	{"v%elsewhere.com@[127.0.0.1]", "550 5.7.1 we don't relay"},
+	{`"v%elsewhere.com"`, "550 5.7.1 we don't relay"},
+	{"v%elsewhere.com", "550 5.7.1 we don't relay"},
+	{"v%@example.org", "550 5.7.1 we don't relay"},
+	{"elsewhere.com!v", "550 5.7.1 we don't relay"},
+	{"elsewhere.com!v@example.org", "550 5.7.1 we don't relay"},
+	{`"elsewhere.com!v"`, "550 5.7.1 we don't relay"},
+	{`"elsewhere.com!v"@example.org`, "550 5.7.1 we don't relay"},
+	{"example.org!elsewhere.com!v", "550 5.7.1 we don't relay"},
+	{"localhost!elsewhere.com!v@localhost", "550 5.7.1 we don't relay"},
+	{"[127.0.0.1]!elsewhere.com!v", "501 5.1.3"}, // '[' is no atext
+	{`"[127.0.0.1]!elsewhere.com!v"`, "550 5.7.1 we don't relay"},
+	{"elsewhere.com!v@[127.0.0.1]", "550 5.7.1 we don't relay"},
+	{"@example.org:v@elsewhere.com", "550 5.7.1 we don't relay"},
+	{"@[127.0.0.1]:v@elsewhere.com", "501 5.1.3"}, // RFC 5321 At-domain: no literals
+	{"@example.org,@example.org:v@elsewhere.com", "550 5.7.1 we don't relay"},
+	{`"v@elsewhere.com"`, "550 5.7.1 we don't relay"},
+	{`"v@elsewhere.com"@example.org`, "550 5.7.1 we don't relay"},
+	{`"v\@elsewhere.com"@example.org`, "550 5.7.1 we don't relay"},
+	{`"v%elsewhere.com"@example.org`, "550 5.7.1 we don't relay"},
+	{`"v@elsewhere.com"@[127.0.0.1]`, "550 5.7.1 we don't relay"},
+	{"v@elsewhere.com@example.org", "501 5.1.3"},
+	{"v@elsewhere.com@[127.0.0.1]", "501 5.1.3"},
+	{"v@[192.0.2.99]", "550 5.7.1 we don't relay"},
+	{"v@[IPv6:2001:db8::1]", "550 5.7.1 we don't relay"},
+	{"v@[127.0.0.2]", "550 5.7.1 we don't relay"},
+}
+
+// relaySenders are the senders each trick is tried with (anchors.md §2.3).
+var relaySenders = []string{"", "user@elsewhere.net", "user@example.org", "user@localhost", "user"}
+
+func TestRelayTricksRefused(t *testing.T) {
+	ts := newTestServer(t, "maxerrors 1000")
+	ts.Queue = &fakeQueue{}
+	for _, from := range relaySenders {
+		c := ts.ehloed("192.0.2.7")
+		c.send("MAIL FROM:<" + from + ">")
+		c.expect("250 ")
+		for _, tc := range relayTricks {
+			c.send("RCPT TO:<" + tc.rcpt + ">")
+			if got := c.reply(); !strings.HasPrefix(got[0], tc.want) {
+				t.Errorf("from <%s> RCPT TO:<%s>: got %q, want %q", from, tc.rcpt, got, tc.want)
+			}
+		}
+		c.send("DATA")
+		c.expect("503 5.5.1 Data without RCPT TO:")
+	}
+	if q := ts.Queue.(*fakeQueue).all(); len(q) != 0 {
+		t.Errorf("queued %v", q)
+	}
+	want := int64(0)
+	for _, tc := range relayTricks {
+		if strings.HasPrefix(tc.want, "550") {
+			want += int64(len(relaySenders))
+		}
+	}
+	if got := ts.Stats.RelayDenied.Load(); got != want {
+		t.Errorf("relaydenied = %d, want %d", got, want)
+	}
+	if !strings.Contains(ts.logbuf.String(), "Bad Forward example.org!user (client.example.net/192.0.2.7) (elsewhere.com!v)") {
+		t.Errorf("no Bad Forward line in the log:\n%s", ts.logbuf)
+	}
+}
+
+// TestLocalRecipients shows what an untrusted client may send to: our
+// users, by every spelling.
+func TestLocalRecipients(t *testing.T) {
+	ts := newTestServer(t, "ourdomains *.example.com")
+	for _, tc := range []struct{ rcpt, box string }{
+		{"bob@example.org", "bob"},
+		{"Bob@Example.ORG", "bob"},
+		{"bob+tag@example.org", "bob"},
+		{`"bob"@example.org`, "bob"},
+		{"bob", "bob"},
+		{"bob@localhost", "bob"},
+		{"localhost!bob", "bob"},
+		{"example.org!bob", "bob"},
+		{"example.org!localhost!bob@example.org", "bob"},
+		{"bob@[127.0.0.1]", "bob"},
+		{"bob@mx.example.org", "bob"},
+		{"bob@example.com", "bob"},
+		{"bob@deep.sub.example.com", "bob"},
+		{"Postmaster@example.org", "postmaster"},
+	} {
+		c := ts.ehloed("192.0.2.7")
+		if got := c.mail("alice@elsewhere.net", []string{tc.rcpt}, "Subject: x\r\n\r\nhi\r\n"); got[0] != "250 2.5.0 sent" {
+			t.Errorf("RCPT TO:<%s>: got %q", tc.rcpt, got)
+			continue
+		}
+		msgs := boxFiles(t, ts.Root, tc.box)
+		if len(msgs) == 0 {
+			t.Errorf("RCPT TO:<%s>: nothing in box %s", tc.rcpt, tc.box)
+		}
+		for _, m := range msgs {
+			removeBox(t, ts.Root, tc.box)
+			if !strings.Contains(m, "Subject: x\n\nhi\n") {
+				t.Errorf("RCPT TO:<%s>: message %q", tc.rcpt, m)
+			}
+		}
+	}
+}
+
+// TestTrustedRelay shows that clients in ournets and authenticated ones
+// relay, into the queue, and how their paths are rewritten.
+func TestTrustedRelay(t *testing.T) {
+	ts := newTestServer(t, "ournets 10.0.0.0/8\nplaintextauth on")
+	ts.Secrets = func() *Secrets { return &Secrets{m: map[string]string{"glenda": "s3cret"}} }
+	q := &fakeQueue{}
+	ts.Queue = q
+	for _, tc := range []struct{ rcpt, want string }{
+		{"v@elsewhere.com", "v@elsewhere.com"},
+		{"v@elsewhere.com.", "v@elsewhere.com"},
+		{"elsewhere.com!v", "v@elsewhere.com"},
+		{"example.org!elsewhere.com!v", "v@elsewhere.com"},
+		{"v@[192.0.2.99]", "v@[192.0.2.99]"},
+		{"@relay.example:v@elsewhere.com", "v@elsewhere.com"},
+		{`"john doe"@elsewhere.com`, `"john doe"@elsewhere.com`},
+	} {
+		for _, how := range []string{"ournets", "auth"} {
+			var c *client
+			if how == "ournets" {
+				c = ts.ehloed("10.1.2.3")
+			} else {
+				c = ts.ehloed("192.0.2.7")
+				c.send("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00glenda\x00s3cret")))
+				c.expect("235 2.0.0 Authentication successful")
+			}
+			if got := c.mail("alice@example.org", []string{tc.rcpt}, "Subject: x\r\n\r\nhi\r\n"); got[0] != "250 2.5.0 sent" {
+				t.Errorf("%s: RCPT TO:<%s>: got %q", how, tc.rcpt, got)
+				continue
+			}
+			msgs := q.all()
+			last := msgs[len(msgs)-1]
+			if len(last.rcpts) != 1 || last.rcpts[0] != tc.want || last.from != "alice@example.org" {
+				t.Errorf("%s: RCPT TO:<%s>: queued %q from %q, want %q", how, tc.rcpt, last.rcpts, last.from, tc.want)
+			}
+			if !strings.HasPrefix(last.data, "Received: from client.example.net") || !strings.Contains(last.data, "\r\nSubject: x\r\n\r\nhi\r\n") {
+				t.Errorf("%s: queued message %q", how, last.data)
+			}
+		}
+	}
+	// The percent hack is refused even for trusted clients: we do not route on it.
+	c := ts.ehloed("10.1.2.3")
+	c.send("MAIL FROM:<alice@example.org>")
+	c.expect("250 ")
+	c.send("RCPT TO:<v%elsewhere.com@example.org>")
+	c.expect("550 5.1.1 <v%elsewhere.com@example.org> ... user unknown")
+}
+
+// TestLoopback is upas's user@[]: back to the caller's own address.
+func TestLoopback(t *testing.T) {
+	ts := newTestServer(t, "")
+	c := ts.ehloed("192.0.2.7")
+	c.send("MAIL FROM:<a@elsewhere.net>")
+	c.expect("250 ")
+	c.send("RCPT TO:<me@[]>")
+	c.expect("451 4.3.0 <me@[192.0.2.7]> cannot be queued now") // no queue: not lost, refused for now
+
+	q := &fakeQueue{}
+	ts.Queue = q
+	for _, rcpt := range []string{"me@[]", `"[]!me"`, `"x![]!me"`, `"[]!me"@example.org`} {
+		c := ts.ehloed("192.0.2.7")
+		c.send("MAIL FROM:<a@elsewhere.net>")
+		c.expect("250 ")
+		c.send("RCPT TO:<" + rcpt + ">")
+		c.expect("250 2.0.0 receiver is [192.0.2.7]!me")
+		c.send("RCPT TO:<a!b@[]>")
+		c.expect("501 5.1.3")
+		c.send("DATA")
+		c.expect("354 ")
+		c.send(".")
+		c.expect("250 2.5.0 sent")
+	}
+	for _, m := range q.all() {
+		if len(m.rcpts) != 1 || m.rcpts[0] != "me@[192.0.2.7]" {
+			t.Errorf("queued for %q, want me@[192.0.2.7]", m.rcpts)
+		}
+	}
+}
+
+// TestOpenRelay: with norelay off anyone may relay, as upas did by default.
+func TestOpenRelay(t *testing.T) {
+	ts := newTestServer(t, "norelay off")
+	q := &fakeQueue{}
+	ts.Queue = q
+	c := ts.ehloed("192.0.2.7")
+	if got := c.mail("a@elsewhere.net", []string{"v@elsewhere.com"}, "Subject: x\r\n\r\n"); got[0] != "250 2.5.0 sent" {
+		t.Fatalf("got %q", got)
+	}
+	if m := q.all(); len(m) != 1 || m[0].rcpts[0] != "v@elsewhere.com" {
+		t.Errorf("queued %v", m)
+	}
+}
+
+func TestUnknownUsers(t *testing.T) {
+	ts := newTestServer(t, "mkbox off")
+	c := ts.ehloed("192.0.2.7")
+	c.send("MAIL FROM:<a@elsewhere.net>")
+	c.expect("250 ")
+	for _, tc := range []struct{ rcpt, want string }{
+		{"nobody@example.org", "550 5.1.1 <nobody@example.org> ... user unknown"},
+		{`"john doe"@example.org`, `550 5.1.1 <"john doe"@example.org> ... user unknown`},
+		{".hidden@example.org", "501 5.1.3"},
+		{`".."@example.org`, `550 5.1.1 <".."@example.org> ... user unknown`},
+		{"postmaster@example.org", "250 2.0.0 receiver is example.org!postmaster"},
+		{"POSTMASTER", "250 2.0.0 receiver is POSTMASTER"},
+	} {
+		c.send("RCPT TO:<" + tc.rcpt + ">")
+		if got := c.reply(); !strings.HasPrefix(got[0], tc.want) {
+			t.Errorf("RCPT TO:<%s>: got %q, want %q", tc.rcpt, got, tc.want)
+		}
+	}
+	c.send("DATA")
+	c.expect("354 ")
+	c.send(".")
+	c.expect("250 2.5.0 sent")
+	if m := boxFiles(t, ts.Root, "postmaster"); len(m) != 1 {
+		t.Errorf("postmaster has %d messages, want 1 (one copy for two spellings)", len(m))
+	}
+	if err := ts.Maildir.makeBox("bob", "bob"); err == nil || !ts.Maildir.HasBox("postmaster") {
+		t.Errorf("mkbox off made a box for bob (err %v)", err)
+	}
+}

@@ -1,0 +1,341 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"smtpfs/smtp"
+	"smtpfs/smtpd/conf"
+)
+
+// Queue takes messages for remote recipients. Put returns only once the
+// message is durable on disk. from is "" for the null sender, else
+// local@domain; rcpts are local@domain (local@[ip] for address literals).
+// msg is the message as it will be sent: CRLF line ends, no dot-stuffing,
+// our Received: line first.
+type Queue interface {
+	Put(ctx context.Context, from string, rcpts []string, msg io.Reader) (id string, err error)
+}
+
+// Greylister decides at DATA, after all recipients, for a client that is
+// neither trusted nor authenticated. It logs its own decisions.
+type Greylister interface {
+	Check(local, remote netip.Addr, from string, rcpts []string) (pass bool)
+}
+
+// Classifier gives the lib/blocked verdict (upas ratfs semantics) for the
+// client address and the sender as a lower-case upas bang path
+// ("example.com!bob"; "" for the null sender).
+type Classifier interface {
+	Classify(ip netip.Addr, sender string) Verdict
+}
+
+// A Verdict is what lib/blocked says about a client and its sender.
+type Verdict int
+
+// The verdicts, with what the server does at DATA (upas.md §2.12.1).
+const (
+	Accept Verdict = iota // go on with the other checks
+	Block                 // read the message, dump it (saveblockedmsg), 554
+	Deny                  // 554 "We don't accept mail from <sender>"
+	Dial                  // 554 dial-up, and every later command too
+	Delay                 // read the message, dump it (saveblockedmsg), 450
+)
+
+// Resolver answers the sender check (-r): whether domain has an MX, A or
+// AAAA record. (false, nil): it does not exist (NXDOMAIN, or none of those
+// records); an error: DNS failed, the answer is unknown.
+type Resolver interface {
+	DomainExists(ctx context.Context, domain string) (bool, error)
+}
+
+// A Server serves SMTP sessions. Set its fields, then call Serve for each
+// listener or ServeConn for one connection; the fields must not change
+// after that. Nil seams turn their check off: a nil Queue means remote
+// recipients get 451 4.3.0 at RCPT (never a lost message), a nil
+// Greylister, Classifier or Resolver skips the greylist, the block list or
+// the sender domain check.
+type Server struct {
+	Root    string              // the mail root: box/, log/, lib/, queue.dump/, tmp/
+	Config  func() *conf.Config // read at the start of each session and at each MAIL; the result is not modified
+	Secrets func() *Secrets     // AUTH users; nil or a nil result: nobody can authenticate
+	Log     *log.Logger         // facility smtpd; nil: no log
+	Now     func() time.Time    // the clock; nil: time.Now
+
+	Queue      Queue
+	Greylister Greylister
+	Classifier Classifier
+	Resolver   Resolver
+	// Maildir delivers to local users; nil: one is made on <Root>/box at
+	// the first delivery. Share it with the queue so that they commit
+	// together.
+	Maildir *Maildir
+
+	// Stats counts what the server did, for the 9P stats file.
+	Stats Stats
+
+	// sleep waits for d unless ctx is done first; tests replace it.
+	sleep func(ctx context.Context, d time.Duration) error
+
+	once     sync.Once
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	perIP    map[netip.Addr]int
+	ls       map[net.Listener]struct{}
+	left     *sync.Cond      // signalled when a session ends
+	drainCtx context.Context // done when Shutdown starts: finish the transaction, then go
+	drain    context.CancelFunc
+	killCtx  context.Context // done when Shutdown's grace period is over: abandon deliveries
+	kill     context.CancelFunc
+	draining bool
+	wg       sync.WaitGroup
+	dbseq    int // transcript file sequence
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("smtpd: server closed")
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		s.sessions = map[*session]struct{}{}
+		s.perIP = map[netip.Addr]int{}
+		s.ls = map[net.Listener]struct{}{}
+		s.left = sync.NewCond(&s.mu)
+		s.drainCtx, s.drain = context.WithCancel(context.Background())
+		s.killCtx, s.kill = context.WithCancel(context.Background())
+		if s.Now == nil {
+			s.Now = time.Now
+		}
+		if s.sleep == nil {
+			s.sleep = sleepCtx
+		}
+		if s.Maildir == nil {
+			s.Maildir = NewMaildir(filepath.Join(s.Root, "box"))
+			s.Maildir.MkBox = func() bool { return s.Config().MkBox }
+		}
+	})
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.Log != nil {
+		s.Log.Printf(format, args...)
+	}
+}
+
+// Serve accepts connections on l and serves each in its own goroutine
+// until Shutdown, when it returns ErrServerClosed. Transient accept errors
+// (out of file descriptors) are retried with a growing pause.
+func (s *Server) Serve(l net.Listener) error {
+	s.init()
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.ls[l] = struct{}{}
+	s.mu.Unlock()
+	var pause time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.drainCtx.Err() != nil {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			s.logf("accept: %v; pausing %v", err, pause)
+			time.Sleep(pause)
+			continue
+		}
+		pause = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.ServeConn(c)
+		}()
+	}
+}
+
+// ServeConn serves one session on c and closes it. The client's address is
+// c.RemoteAddr() and ours c.LocalAddr(): a *net.TCPAddr, or any net.Addr
+// whose String is ip:port or ip!port.
+func (s *Server) ServeConn(c net.Conn) {
+	s.init()
+	defer c.Close()
+	remote, local := addrIP(c.RemoteAddr()), addrIP(c.LocalAddr())
+	cfg := s.Config()
+	if cfg.IsEvil(remote) {
+		s.Stats.Refused.Add(1)
+		return // the man page: at once, no greeting, nothing logged
+	}
+	sess := newSession(s, c, cfg, local, remote)
+	if r := s.admit(sess); r != nil {
+		s.Stats.Refused.Add(1)
+		s.logf("refused %s: %s", remote, r.Lines[0])
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		c.Write(r.Wire())
+		return
+	}
+	defer s.leave(sess)
+	sess.serve()
+}
+
+// admit registers a new session, or returns the reply refusing it: too
+// many sessions in all, too many from this untrusted address, or the
+// server is shutting down.
+func (s *Server) admit(sess *session) *smtp.Reply {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := sess.cfg
+	switch {
+	case s.draining:
+		return smtp.Replyf(421, "4.3.2", "%s shutting down", cfg.DefaultDomain)
+	case len(s.sessions) >= cfg.MaxConns:
+		return smtp.Replyf(421, "4.7.0", "%s too many connections", cfg.DefaultDomain)
+	case !sess.trusted && s.perIP[sess.remote] >= cfg.MaxPerIP:
+		return smtp.Replyf(421, "4.7.0", "%s too many connections from %s", cfg.DefaultDomain, sess.remote)
+	}
+	s.sessions[sess] = struct{}{}
+	s.perIP[sess.remote]++
+	s.Stats.Connections.Add(1)
+	s.Stats.Sessions.Add(1)
+	return nil
+}
+
+func (s *Server) leave(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, sess)
+	if s.perIP[sess.remote]--; s.perIP[sess.remote] <= 0 {
+		delete(s.perIP, sess.remote)
+	}
+	s.Stats.Sessions.Add(-1)
+	s.left.Broadcast()
+}
+
+// Shutdown stops the listeners, lets every session finish the transaction
+// it is in (idle sessions are told 421 at once), and returns when all have
+// ended. When ctx is done first it closes the remaining connections, so
+// that a message not yet acknowledged is simply not acknowledged, and
+// returns ctx's error once their goroutines are gone.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.mu.Lock()
+	s.draining = true
+	s.drain()
+	for l := range s.ls {
+		l.Close()
+	}
+	for sess := range s.sessions {
+		sess.wake()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		s.waitSessions()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.kill()
+	s.mu.Lock()
+	for sess := range s.sessions {
+		sess.kill()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// waitSessions waits until every session has ended, including those of
+// ServeConn callers other than Serve.
+func (s *Server) waitSessions() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.sessions) > 0 {
+		s.left.Wait()
+	}
+}
+
+// addrIP returns the IP address of a net.Addr, or the zero Addr.
+func addrIP(a net.Addr) netip.Addr {
+	if a == nil {
+		return netip.Addr{}
+	}
+	if t, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(t.IP)
+		return ip.Unmap()
+	}
+	s := a.String()
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap()
+	}
+	if i := lastBang(s); i >= 0 {
+		s = s[:i]
+	}
+	ip, _ := netip.ParseAddr(s)
+	return ip.Unmap()
+}
+
+func lastBang(s string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '!' {
+			return i
+		}
+	}
+	return -1
+}
+
+// transcriptFile opens a new debug transcript, <Root>/log/smtpd.db/
+// <yyyymmdd-hhmmss>.<n>, mode 0600: it holds message headers.
+func (s *Server) transcriptFile() (*os.File, error) {
+	dir := filepath.Join(s.Root, "log", "smtpd.db")
+	if err := os.MkdirAll(dir, 0700); err != nil {
+		return nil, err
+	}
+	stamp := s.Now().Format("20060102-150405")
+	var err error
+	for range 1000 {
+		s.mu.Lock()
+		s.dbseq++
+		n := s.dbseq
+		s.mu.Unlock()
+		var f *os.File
+		name := filepath.Join(dir, stamp+"."+strconv.Itoa(n))
+		f, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0600)
+		if err == nil {
+			return f, nil
+		}
+		if !os.IsExist(err) {
+			break
+		}
+	}
+	return nil, err
+}

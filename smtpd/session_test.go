@@ -1,0 +1,754 @@
+package smtpd
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"smtpfs/smtp"
+)
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func unb64(t testing.TB, s string) string {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// cramDigest answers a CRAM-MD5 challenge (RFC 2195).
+func cramDigest(secret, challenge string) string {
+	m := hmac.New(md5.New, []byte(secret))
+	m.Write([]byte(challenge))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// TestHeadersEveryMessage: our Received: line, and From:/To: when missing,
+// go on every message of a session, not only the first (upas.md §9.7).
+func TestHeadersEveryMessage(t *testing.T) {
+	ts := newTestServer(t, "")
+	c := ts.ehloed("192.0.2.7")
+	for i := range 3 {
+		body := fmt.Sprintf("Subject: message %d\r\n\r\nbody %d\r\n", i, i)
+		if got := c.mail("alice@sender.net", []string{"bob@example.org", "carol@example.org"}, body); got[0] != "250 2.5.0 sent" {
+			t.Fatalf("message %d: %q", i, got)
+		}
+	}
+	msgs := boxFiles(t, ts.Root, "bob")
+	if len(msgs) != 3 {
+		t.Fatalf("bob has %d messages, want 3", len(msgs))
+	}
+	for _, m := range msgs {
+		lines := strings.Split(m, "\n")
+		if lines[0] != "Return-Path: <alice@sender.net>" || lines[1] != "Delivered-To: bob@example.org" {
+			t.Errorf("message starts %q", lines[:2])
+		}
+		if !strings.HasPrefix(lines[2], "Received: from client.example.net ([192.0.2.7]) by mx.example.org with ESMTP id ") ||
+			!strings.HasSuffix(lines[2], "; Wed, 27 Mar 2024 23:47:45 +0000") || strings.Contains(lines[2], " for ") {
+			t.Errorf("Received: line %q", lines[2])
+		}
+		if lines[3] != "From: alice@sender.net" || lines[4] != "To: bob@example.org," || lines[5] != "\tcarol@example.org" {
+			t.Errorf("added header %q", lines[3:6])
+		}
+		if !strings.HasPrefix(lines[6], "Subject: message ") || strings.Contains(m, "\r") {
+			t.Errorf("message %q", m)
+		}
+	}
+	if n := len(boxFiles(t, ts.Root, "carol")); n != 3 {
+		t.Errorf("carol has %d messages, want 3", n)
+	}
+}
+
+func TestHeaderCases(t *testing.T) {
+	ts := newTestServer(t, "ourdomains example.com")
+	for _, tc := range []struct {
+		name, from, msg string
+		want            []string // lines of the delivered message after Return-Path, Delivered-To
+	}{
+		{"has From and To", "a@sender.net", "From: A <a@sender.net>\r\nTo: b@example.org\r\n\r\nhi\r\n",
+			[]string{"Received: *", "From: A <a@sender.net>", "To: b@example.org", "", "hi"}},
+		{"Cc counts", "a@sender.net", "From: a@sender.net\r\nCc: x@y.z\r\n\r\nhi\r\n",
+			[]string{"Received: *", "From: a@sender.net", "Cc: x@y.z", "", "hi"}},
+		{"Reply-To is no From", "a@sender.net", "Reply-To: a@sender.net\r\nTo: b@example.org\r\n\r\n",
+			[]string{"Received: *", "From: a@sender.net", "Reply-To: a@sender.net", "To: b@example.org", ""}},
+		{"null sender", "", "Subject: bounce\r\n\r\n",
+			[]string{"Received: *", "From: MAILER-DAEMON@client.example.net", "To: b@example.org", "Subject: bounce", ""}},
+		{"no header", "a@sender.net", "just a body\r\nline two\r\n",
+			[]string{"Received: *", "From: a@sender.net", "To: b@example.org", "", "just a body", "line two"}},
+		{"header then junk", "a@sender.net", "Subject: s\r\nnot a field\r\nmore\r\n",
+			[]string{"Received: *", "From: a@sender.net", "To: b@example.org", "Subject: s", "", "not a field", "more"}},
+		{"folded", "a@sender.net", "Subject: s\r\n  folded\r\nFrom: x@y.z\r\n\r\n",
+			[]string{"Received: *", "To: b@example.org", "Subject: s", "  folded", "From: x@y.z", ""}},
+		{"empty", "a@sender.net", "",
+			[]string{"Received: *", "From: a@sender.net", "To: b@example.org"}},
+		// upas's masquerade warnings, for clients that may not relay
+		{"suspect envelope", "eve@example.org", "From: eve@sender.net\r\nTo: b@example.org\r\n\r\n",
+			[]string{"Received: *", "X-warning: suspect envelope domain", "From: eve@sender.net", "To: b@example.org", ""}},
+		{"suspect From", "eve@sender.net", "From: Boss <boss@example.com>\r\nTo: b@example.org\r\n\r\n",
+			[]string{"Received: *", "X-warning: suspect From: domain", "From: Boss <boss@example.com>", "To: b@example.org", ""}},
+		{"domainless From is the HELO name's", "eve@sender.net", "From: boss\r\nTo: b@example.org\r\n\r\n",
+			[]string{"Received: *", "From: boss", "To: b@example.org", ""}},
+		{"bang From", "eve@sender.net", "From: localhost!boss\r\nTo: b@example.org\r\n\r\n",
+			[]string{"Received: *", "X-warning: suspect From: domain", "From: localhost!boss", "To: b@example.org", ""}},
+		{"list exploder", "list@sender.net", "Sender: list@sender.net\r\nFrom: boss@example.com\r\nTo: b@example.org\r\n\r\n",
+			[]string{"Received: *", "Sender: list@sender.net", "From: boss@example.com", "To: b@example.org", ""}},
+		{"suspect Sender", "eve@sender.net", "Sender: x@example.com\r\nFrom: \"weird\" <y@sender.net>\r\nTo: b@example.org\r\n\r\n",
+			[]string{"Received: *", "X-warning: suspect Sender: domain", "Sender: x@example.com", "From: \"weird\" <y@sender.net>", "To: b@example.org", ""}},
+	} {
+		c := ts.ehloed("192.0.2.7")
+		if got := c.mail(tc.from, []string{"b@example.org"}, tc.msg); got[0] != "250 2.5.0 sent" {
+			t.Errorf("%s: %q", tc.name, got)
+			continue
+		}
+		msgs := boxFiles(t, ts.Root, "b")
+		removeBox(t, ts.Root, "b")
+		if len(msgs) != 1 {
+			t.Errorf("%s: %d messages", tc.name, len(msgs))
+			continue
+		}
+		lines := strings.Split(strings.TrimSuffix(msgs[0], "\n"), "\n")[2:]
+		if len(lines) > 0 && strings.HasPrefix(lines[0], "Received: ") && strings.HasSuffix(lines[0], "+0000") {
+			lines[0] = "Received: *"
+		}
+		if strings.Join(lines, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("%s:\ngot  %q\nwant %q", tc.name, lines, tc.want)
+		}
+	}
+}
+
+func TestReceived(t *testing.T) {
+	ts := newTestServer(t, "ournets 10.0.0.0/8")
+	q := &fakeQueue{}
+	ts.Queue = q
+	c := ts.greeted("10.0.0.1")
+	c.send("HELO old.example.net")
+	c.expect("250 example.org you are old.example.net")
+	c.mail("a@example.org", []string{"v@elsewhere.com"}, "Subject: s\r\n\r\n")
+	m := q.all()[0].data
+	want := "Received: from old.example.net ([10.0.0.1]) by mx.example.org with SMTP id "
+	if !strings.HasPrefix(m, want) || !strings.Contains(m, " for <v@elsewhere.com>; Wed, 27 Mar 2024 23:47:45 +0000\r\n") {
+		t.Errorf("queued %q", m)
+	}
+}
+
+// TestMailLoop: more than 100 Received: lines is a loop (RFC 5321 §6.3).
+func TestMailLoop(t *testing.T) {
+	ts := newTestServer(t, "")
+	c := ts.ehloed("192.0.2.7")
+	hops := strings.Repeat("Received: from a by b; Wed, 27 Mar 2024 23:47:45 +0000\r\n", 100)
+	if got := c.mail("a@sender.net", []string{"b@example.org"}, hops+"\r\n"); got[0] != "250 2.5.0 sent" {
+		t.Errorf("100 hops: %q", got)
+	}
+	if got := c.mail("a@sender.net", []string{"b@example.org"}, hops+"Received: x\r\n\r\n"); got[0] != "554 5.4.6 message refused: more than 100 Received: lines, a mail loop" {
+		t.Errorf("101 hops: %q", got)
+	}
+}
+
+func TestDataErrorsKeepSession(t *testing.T) {
+	ts := newTestServer(t, "maxsize 1k")
+	c := ts.ehloed("192.0.2.7")
+	for _, tc := range []struct{ msg, want string }{
+		{"a\n.\nMAIL FROM:<x@y.z>\r\n", "554 5.6.0 message refused: bare CR or LF"},
+		{"a\r\n.\nRCPT TO:<v@elsewhere.com>\r\n", "554 5.6.0 message refused: bare CR or LF"},
+		{"Subject: x\r\n\r\n" + strings.Repeat("x", 1001) + "\r\n", "554 5.6.0 message refused: line longer than 1000 octets"},
+		{strings.Repeat("0123456789\r\n", 100), "552 5.3.4 message size exceeds fixed maximum message size"},
+	} {
+		if got := c.mail("a@sender.net", []string{"b@example.org"}, tc.msg); !strings.HasPrefix(got[0], tc.want) {
+			t.Errorf("got %q, want %q", got, tc.want)
+		}
+		// The session goes on, in step, with no transaction.
+		c.send("RCPT TO:<b@example.org>")
+		c.expect("503 5.5.1 Need MAIL before RCPT")
+	}
+	if m := boxFiles(t, ts.Root, "b"); len(m) != 0 {
+		t.Errorf("delivered %q", m)
+	}
+	// Far over the limit, the server hangs up.
+	c.send("MAIL FROM:<a@sender.net>")
+	c.expect("250 ")
+	c.send("RCPT TO:<b@example.org>")
+	c.expect("250 ")
+	c.send("DATA")
+	c.expect("354 ")
+	go c.write(strings.Repeat("0123456789abcdef\r\n", 1<<16))
+	c.expect("552 5.3.4")
+	if !c.closed() {
+		t.Errorf("still open after far too much data")
+	}
+}
+
+func TestPipelining(t *testing.T) {
+	ts := newTestServer(t, "")
+	c := ts.greeted("192.0.2.7")
+	c.write("EHLO a.example\r\nMAIL FROM:<a@sender.net>\r\nRCPT TO:<b@example.org>\r\nRCPT TO:<v@elsewhere.com>\r\nRCPT TO:<c@example.org>\r\nDATA\r\n")
+	for _, want := range []string{"250 AUTH", "250 2.0.0 sender", "250 2.0.0 receiver", "550 5.7.1", "250 2.0.0 receiver", "354 "} {
+		c.expect(want)
+	}
+	c.write("Subject: p\r\n\r\nx\r\n.\r\nMAIL FROM:<a@sender.net>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+	for _, want := range []string{"250 2.5.0 sent", "250 2.0.0 sender", "250 2.0.0 receiver", "354 "} {
+		c.expect(want)
+	}
+	c.write(".\r\nQUIT\r\n")
+	c.expect("250 2.5.0 sent")
+	c.expect("221 ")
+	if n := len(boxFiles(t, ts.Root, "b")); n != 2 {
+		t.Errorf("b has %d messages, want 2", n)
+	}
+}
+
+func TestTooManyRecipients(t *testing.T) {
+	ts := newTestServer(t, "maxrcpts 100")
+	c := ts.ehloed("192.0.2.7")
+	c.send("MAIL FROM:<a@sender.net>")
+	c.expect("250 ")
+	for i := range 100 {
+		c.send(fmt.Sprintf("RCPT TO:<u%d@example.org>", i))
+		c.expect("250 ")
+	}
+	for range 20 { // not errors: the client sends the rest later (RFC 5321 §4.5.3.1.10)
+		c.send("RCPT TO:<late@example.org>")
+		c.expect("452 4.5.3 Too many recipients")
+	}
+	c.send("DATA")
+	c.expect("354 ")
+	c.send(".")
+	c.expect("250 2.5.0 sent")
+	if n := len(boxFiles(t, ts.Root, "u99")); n != 1 {
+		t.Errorf("u99 has %d messages", n)
+	}
+}
+
+func TestLongLines(t *testing.T) {
+	ts := newTestServer(t, "maxerrors 3")
+	c := ts.ehloed("192.0.2.7")
+	c.send("NOOP " + strings.Repeat("x", 2000))
+	c.expect("250 ")
+	c.send("NOOP " + strings.Repeat("x", 3000))
+	c.expect("500 5.5.2 line too long")
+	c.send("NOOP")
+	c.expect("250 ")
+	c.write("NOOP " + strings.Repeat("y", 100000) + "\r\n")
+	c.expect("500 5.5.2 line too long")
+	if !c.closed() {
+		t.Errorf("still open after 100 KB on one line")
+	}
+}
+
+func TestMaxErrors(t *testing.T) {
+	ts := newTestServer(t, "maxerrors 3")
+	c := ts.ehloed("192.0.2.7")
+	for range 2 {
+		c.send("BOGUS")
+		c.expect("500 5.5.1 illegal command or bad syntax")
+	}
+	c.send("BOGUS")
+	c.expect("500 ")
+	c.expect("554 5.5.0 too many errors.  transaction failed.")
+	if !c.closed() {
+		t.Errorf("still open after maxerrors")
+	}
+	if len(ts.slept()) != 0 {
+		t.Errorf("slept %v without tarpit", ts.slept())
+	}
+}
+
+func TestHTTPHangsUp(t *testing.T) {
+	ts := newTestServer(t, "")
+	for _, line := range []string{"GET / HTTP/1.1", "POST /form HTTP/1.0", "CONNECT example.org:443 HTTP/1.1"} {
+		c := ts.greeted("192.0.2.7")
+		c.send(line)
+		c.send("Host: example.org")
+		if !c.closed() {
+			t.Errorf("%q: still open", line)
+		}
+	}
+}
+
+func TestTimeouts(t *testing.T) {
+	ts := newTestServer(t, "cmdtimeout 200ms\ndatatimeout 300ms")
+	c := ts.greeted("192.0.2.7")
+	start := time.Now()
+	c.expect("421 4.4.2 example.org timeout")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("timed out after %v", d)
+	}
+	if !c.closed() {
+		t.Errorf("open after a timeout")
+	}
+	c = ts.ehloed("192.0.2.7")
+	c.send("MAIL FROM:<a@sender.net>")
+	c.expect("250 ")
+	c.send("RCPT TO:<b@example.org>")
+	c.expect("250 ")
+	c.send("DATA")
+	c.expect("354 ")
+	c.send("Subject: slow")
+	c.expect("421 4.4.2 example.org timeout")
+	if !c.closed() {
+		t.Errorf("open after a DATA timeout")
+	}
+	if got := ts.Stats.Timeouts.Load(); got != 2 {
+		t.Errorf("timeouts = %d, want 2", got)
+	}
+}
+
+func TestConnectionLimits(t *testing.T) {
+	ts := newTestServer(t, "maxperip 2\nmaxconns 4\nournets 10.0.0.0/8\nevil 198.51.100.0/24")
+	a := ts.greeted("192.0.2.7")
+	b := ts.greeted("192.0.2.7")
+	c := ts.dial("192.0.2.7")
+	c.expect("421 4.7.0 example.org too many connections from 192.0.2.7")
+	if !c.closed() {
+		t.Errorf("third connection from one address still open")
+	}
+	// Trusted clients are not limited per address, but by maxconns.
+	ts.greeted("10.0.0.1")
+	ts.greeted("10.0.0.1")
+	d := ts.dial("10.0.0.1")
+	d.expect("421 4.7.0 example.org too many connections")
+	a.send("QUIT")
+	a.expect("221 ")
+	b.send("QUIT")
+	b.expect("221 ")
+	a.closed()
+	b.closed()
+	// evil (-k): dropped at once, not a word, not a log line.
+	before := ts.logbuf.String()
+	e := ts.dial("198.51.100.9")
+	if !e.closed() {
+		t.Errorf("evil connection still open")
+	}
+	if ts.logbuf.String() != before {
+		t.Errorf("evil connection logged: %q", strings.TrimPrefix(ts.logbuf.String(), before))
+	}
+}
+
+func TestTarpit(t *testing.T) {
+	ts := newTestServer(t, "tarpit on\ntarpitdelay 15s 60s\nournets 10.0.0.0/8\nmaxerrors 20")
+	c := ts.greeted("192.0.2.7")
+	c.send("EHLO a.example")
+	c.reply()
+	c = ts.greeted("66.1.2.3")
+	c.send("HELO a.example")
+	c.reply()
+	for range 5 {
+		c.send("BOGUS")
+		c.reply()
+	}
+	c.send("QUIT")
+	c.expect("221 ")
+	// HELO 15 s, HELO from a spammy class A 60 s, then 8, 16, 32, 60 s
+	// before the 2nd to 5th BOGUS, and nothing before QUIT.
+	want := []time.Duration{15 * time.Second, 60 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second, 60 * time.Second}
+	if got := ts.slept(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("slept %v, want %v", got, want)
+	}
+	c = ts.greeted("10.0.0.1")
+	c.send("HELO a.example")
+	c.reply()
+	c.send("BOGUS")
+	c.reply()
+	c.send("NOOP")
+	c.reply()
+	if got := ts.slept(); len(got) != len(want) {
+		t.Errorf("a trusted client slept: %v", got)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	ts := newTestServer(t, "maxerrors 50")
+	h, err := bcrypt.GenerateFromPassword([]byte("hashed"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := string(h)
+	ts.Secrets = func() *Secrets {
+		return &Secrets{m: map[string]string{"glenda": "s3cret", "hashuser": hash}}
+	}
+	plain := func(u, p string) string { return b64("\x00" + u + "\x00" + p) }
+
+	c := ts.ehloed("192.0.2.7")
+	c.send("AUTH PLAIN " + plain("glenda", "s3cret"))
+	c.expect("538 5.7.1 Encryption required for requested authentication mechanism")
+	c.send("AUTH LOGIN")
+	c.expect("538 5.7.1")
+	c.send("AUTH X-UNKNOWN")
+	c.expect("504 5.5.4 Unrecognised authentication type X-UNKNOWN")
+	c.send("AUTH CRAM-MD5")
+	ch := c.expect("334 ")[0][4:]
+	c.send(b64("glenda " + cramDigest("s3cret", unb64(t, ch))))
+	c.expect("235 2.0.0 Authentication successful")
+	c.send("AUTH CRAM-MD5")
+	c.expect("503 5.5.1 Bad sequence of commands")
+	// authenticated: may relay (here into no queue, so 451, not 550)
+	c.send("MAIL FROM:<glenda@example.org>")
+	c.expect("250 ")
+	c.send("RCPT TO:<v@elsewhere.com>")
+	c.expect("451 4.3.0")
+
+	ts.apply("plaintextauth on")
+	for _, tc := range []struct {
+		name   string
+		dialog []string // client lines and expected reply prefixes, alternating
+	}{
+		{"plain initial", []string{"AUTH PLAIN " + plain("glenda", "s3cret"), "235 "}},
+		{"plain authzid", []string{"AUTH PLAIN " + b64("glenda\x00glenda\x00s3cret"), "235 "}},
+		{"plain other authzid", []string{"AUTH PLAIN " + b64("root\x00glenda\x00s3cret"), "535 5.7.1 Authentication failed"}},
+		{"plain prompt", []string{"AUTH PLAIN", "334 ", plain("glenda", "s3cret"), "235 "}},
+		{"plain wrong", []string{"AUTH PLAIN " + plain("glenda", "wrong"), "535 5.7.1 Authentication failed"}},
+		{"plain unknown", []string{"AUTH PLAIN " + plain("nobody", "s3cret"), "535 "}},
+		{"plain malformed", []string{"AUTH PLAIN " + b64("glenda s3cret"), "535 "}},
+		{"plain bad base64", []string{"AUTH PLAIN !!!", "501 5.5.4 Cannot decode base64"}},
+		{"plain cancel", []string{"AUTH PLAIN", "334 ", "*", "501 5.7.0 Authentication cancelled"}},
+		{"plain empty", []string{"AUTH PLAIN =", "535 "}},
+		{"login", []string{"AUTH LOGIN", "334 VXNlcm5hbWU6", b64("glenda"), "334 UGFzc3dvcmQ6", b64("s3cret"), "235 "}},
+		{"login initial", []string{"AUTH LOGIN " + b64("glenda"), "334 UGFzc3dvcmQ6", b64("s3cret"), "235 "}},
+		{"login wrong", []string{"AUTH LOGIN", "334 ", b64("glenda"), "334 ", b64("nope"), "535 "}},
+		{"login cancel", []string{"AUTH LOGIN", "334 ", "*", "501 5.7.0"}},
+		{"bcrypt plain", []string{"AUTH PLAIN " + plain("hashuser", "hashed"), "235 "}},
+		{"bcrypt wrong", []string{"AUTH PLAIN " + plain("hashuser", "hashe"), "535 "}},
+		{"bcrypt cram", []string{"AUTH CRAM-MD5", "334 ", b64("hashuser " + strings.Repeat("0", 32)), "535 "}},
+		{"cram wrong", []string{"AUTH CRAM-MD5", "334 ", b64("glenda " + strings.Repeat("0", 32)), "535 "}},
+		{"cram malformed", []string{"AUTH CRAM-MD5", "334 ", b64("glenda"), "501 5.5.4 Poorly formed CRAM-MD5 response"}},
+		{"cram initial", []string{"AUTH CRAM-MD5 abc", "501 5.5.4"}},
+	} {
+		c := ts.ehloed("192.0.2.7")
+		for i := 0; i < len(tc.dialog); i += 2 {
+			c.send(tc.dialog[i])
+			if got := c.reply(); !strings.HasPrefix(got[0], tc.dialog[i+1]) {
+				t.Errorf("%s: %q: got %q, want %q", tc.name, tc.dialog[i], got, tc.dialog[i+1])
+			}
+		}
+		c.send("QUIT")
+		c.expect("221 ")
+	}
+	// After three failures AUTH is refused for the session.
+	c = ts.ehloed("192.0.2.7")
+	for range 3 {
+		c.send("AUTH PLAIN " + plain("glenda", "wrong"))
+		c.expect("535 ")
+	}
+	c.send("AUTH PLAIN " + plain("glenda", "s3cret"))
+	c.expect("503 5.7.0 too many authentication failures")
+	if !strings.Contains(ts.logbuf.String(), `authentication failed: PLAIN "glenda" from client.example.net/192.0.2.7`) ||
+		strings.Contains(ts.logbuf.String(), "s3cret") {
+		t.Errorf("log:\n%s", ts.logbuf)
+	}
+}
+
+func TestRequireAuth(t *testing.T) {
+	ts := newTestServer(t, "requireauth on\nournets 10.0.0.0/8")
+	ts.Secrets = func() *Secrets { return &Secrets{m: map[string]string{"glenda": "s3cret"}} }
+	c := ts.ehloed("10.0.0.1")
+	c.send("MAIL FROM:<a@example.org>")
+	c.expect("530 5.7.0 Authentication required")
+	c.send("AUTH CRAM-MD5")
+	ch := c.expect("334 ")[0][4:]
+	c.send(b64("glenda " + cramDigest("s3cret", unb64(t, ch))))
+	c.expect("235 ")
+	c.send("MAIL FROM:<a@example.org>")
+	c.expect("250 ")
+}
+
+func TestSenderCheck(t *testing.T) {
+	ts := newTestServer(t, "verifysenderdom on\nournets 10.0.0.0/8\nmaxerrors 50")
+	ts.Resolver = fakeResolver{"good.example": nil, "gone.example": errNoDomain, "broken.example": errors.New("SERVFAIL")}
+	for _, tc := range []struct{ ip, from, want string }{
+		{"192.0.2.7", "a@good.example", "354 "},
+		{"192.0.2.7", "a@gone.example", "554 5.7.1 Sender domain must exist: gone.example!a"},
+		{"192.0.2.7", "a@broken.example", "450 4.7.0 Sender domain broken.example could not be checked"},
+		{"192.0.2.7", "a@[192.0.2.7]", "354 "},
+		{"192.0.2.7", "", "354 "},
+		{"10.0.0.1", "a@gone.example", "354 "}, // trusted: no check
+	} {
+		c := ts.ehloed(tc.ip)
+		c.send("MAIL FROM:<" + tc.from + ">")
+		c.expect("250 ")
+		c.send("RCPT TO:<b@example.org>")
+		c.expect("250 ")
+		c.send("DATA")
+		if got := c.reply(); !strings.HasPrefix(got[0], tc.want) {
+			t.Errorf("<%s> from %s: got %q, want %q", tc.from, tc.ip, got, tc.want)
+		}
+	}
+}
+
+func TestBlockedVerdicts(t *testing.T) {
+	ts := newTestServer(t, "saveblockedmsg on\nmaxerrors 50\nournets 10.0.0.0/8")
+	ts.Classifier = fakeClassifier{
+		"192.0.2.1":                  Block,
+		"192.0.2.2":                  Delay,
+		"192.0.2.3":                  Dial,
+		"192.0.2.4 sender.net!spam":  Deny,
+		"192.0.2.5 sender.net!fine":  Accept,
+		"10.0.0.1 sender.net!banned": Deny,
+	}
+	msg := "Subject: buy now\r\n\r\ncheap\r\n"
+	for _, tc := range []struct{ ip, from, want string }{
+		{"192.0.2.1", "a@sender.net", "554 5.7.1 we believe this is spam."},
+		{"192.0.2.2", "a@sender.net", "450 4.3.0 There will be a delay in delivery of this message."},
+		{"192.0.2.5", "fine@sender.net", "250 2.5.0 sent"},
+		{"10.0.0.1", "banned@sender.net", "250 2.5.0 sent"},
+	} {
+		c := ts.ehloed(tc.ip)
+		if got := c.mail(tc.from, []string{"b@example.org"}, msg); got[0] != tc.want {
+			t.Errorf("%s <%s>: got %q, want %q", tc.ip, tc.from, got, tc.want)
+		}
+	}
+	dumps, _ := filepath.Glob(filepath.Join(ts.Root, "queue.dump", "Mar27", "*"))
+	if len(dumps) != 2 {
+		t.Errorf("dumps %q, want 2", dumps)
+	}
+	for _, d := range dumps {
+		if b, _ := os.ReadFile(d); !strings.Contains(string(b), "\r\nSubject: buy now\r\n\r\ncheap\r\n") {
+			t.Errorf("dump %s: %q", d, b)
+		}
+	}
+	if n := len(boxFiles(t, ts.Root, "b")); n != 2 {
+		t.Errorf("b got %d messages, want 2", n)
+	}
+
+	c := ts.ehloed("192.0.2.4")
+	c.send("MAIL FROM:<spam@sender.net>")
+	c.expect("250 ")
+	c.send("RCPT TO:<b@example.org>")
+	c.expect("250 ")
+	c.send("DATA")
+	if got := c.reply(); strings.Join(got, "|") != "554-5.7.1 We don't accept mail from sender.net!spam.|554 5.7.1 Contact postmaster@example.org for more information." {
+		t.Errorf("deny: %q", got)
+	}
+
+	c = ts.ehloed("192.0.2.3")
+	c.send("MAIL FROM:<a@sender.net>")
+	c.expect("250 ")
+	c.send("RCPT TO:<b@example.org>")
+	c.expect("250 ")
+	c.send("DATA")
+	c.expect("554 5.7.1 We don't accept mail from dial-up ports.")
+	for _, cmd := range []string{"RSET", "NOOP", "MAIL FROM:<a@sender.net>"} {
+		c.send(cmd)
+		c.expect("554 5.7.1 We don't accept mail from dial-up ports.")
+	}
+	c.send("QUIT")
+	c.expect("221 ")
+	if !strings.Contains(ts.logbuf.String(), "Blocked sender.net!a (client.example.net/192.0.2.1) (example.org!b)") {
+		t.Errorf("log:\n%s", ts.logbuf)
+	}
+}
+
+func TestGreylist(t *testing.T) {
+	ts := newTestServer(t, "greylist on\nournets 10.0.0.0/8")
+	g := &fakeGrey{}
+	ts.Greylister = g
+	c := ts.ehloed("192.0.2.7")
+	c.send("MAIL FROM:<a@sender.net>")
+	c.expect("250 ")
+	c.send("RCPT TO:<b@example.org>")
+	c.expect("250 ")
+	c.send("RCPT TO:<c@example.org>")
+	c.expect("250 ")
+	c.send("DATA")
+	if got := c.reply(); got[0] != "451 please try again soon from the same IP." {
+		t.Errorf("got %q", got)
+	}
+	if !c.closed() {
+		t.Errorf("still open after the greylist")
+	}
+	g.pass = true
+	c = ts.ehloed("192.0.2.7")
+	if got := c.mail("a@sender.net", []string{"b@example.org"}, ""); got[0] != "250 2.5.0 sent" {
+		t.Errorf("passed greylist: %q", got)
+	}
+	g.pass = false
+	c = ts.ehloed("10.0.0.1") // trusted: never greylisted
+	if got := c.mail("a@sender.net", []string{"b@example.org"}, ""); got[0] != "250 2.5.0 sent" {
+		t.Errorf("trusted: %q", got)
+	}
+	want := []string{"127.0.0.1 192.0.2.7 a@sender.net b@example.org,c@example.org", "127.0.0.1 192.0.2.7 a@sender.net b@example.org"}
+	if fmt.Sprint(g.calls) != fmt.Sprint(want) {
+		t.Errorf("calls %q, want %q", g.calls, want)
+	}
+	if ts.Stats.Greylisted.Load() != 1 {
+		t.Errorf("greylisted = %d", ts.Stats.Greylisted.Load())
+	}
+}
+
+func TestQueueFailure(t *testing.T) {
+	ts := newTestServer(t, "ournets 10.0.0.0/8")
+	q := &fakeQueue{err: errors.New("disk full")}
+	ts.Queue = q
+	c := ts.ehloed("10.0.0.1")
+	if got := c.mail("a@example.org", []string{"v@elsewhere.com"}, ""); got[0] != "451 4.3.0 local error delivering the message; try again later" {
+		t.Errorf("got %q", got)
+	}
+	q.err = smtp.Replyf(452, "4.3.1", "queue full")
+	if got := c.mail("a@example.org", []string{"v@elsewhere.com"}, ""); got[0] != "452 4.3.1 queue full" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestMailer(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "mailer")
+	os.WriteFile(script, []byte(`#!/bin/sh
+out=`+dir+`/out
+echo "$@" > $out.args
+cat > $out.msg
+case "$2" in
+*refuse) echo "mail refused: no such user $2" >&2; exit 1;;
+*fail) echo "first problem" >&2; echo "second problem" >&2; exit 3;;
+*chatty) yes stdout | head -c 1000000; exit 0;;
+esac
+exit 0
+`), 0755)
+	ts := newTestServer(t, "mailer "+script)
+	for _, tc := range []struct {
+		rcpt string
+		want []string
+	}{
+		{"bob@example.org", []string{"250 2.5.0 sent"}},
+		{"refuse@example.org", []string{"554 5.7.1 mail refused: no such user example.org!refuse"}},
+		{"fail@example.org", []string{"450-4.0.0 first problem", "450-4.0.0 second problem", "450 4.0.0 mail process terminated abnormally"}},
+		{"chatty@example.org", []string{"250 2.5.0 sent"}},
+	} {
+		c := ts.ehloed("192.0.2.7")
+		got := c.mail("alice@sender.net", []string{tc.rcpt}, "Subject: m\r\n\r\n..dot\r\n")
+		if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("%s: got %q, want %q", tc.rcpt, got, tc.want)
+		}
+	}
+	args, _ := os.ReadFile(filepath.Join(dir, "out.args"))
+	msg, _ := os.ReadFile(filepath.Join(dir, "out.msg"))
+	if string(args) != "-r example.org!chatty\n" {
+		t.Errorf("args %q", args)
+	}
+	if !strings.HasPrefix(string(msg), "From sender.net!alice Wed Mar 27 23:47:45 +0000 2024 remote from \nReceived: from client.example.net ([192.0.2.7])") ||
+		!strings.HasSuffix(string(msg), "\nSubject: m\n\n.dot\n") || strings.Contains(string(msg), "\r") {
+		t.Errorf("mailer got %q", msg)
+	}
+	if m := boxFiles(t, ts.Root, "bob"); len(m) != 0 {
+		t.Errorf("with a mailer, the Maildir got %q", m)
+	}
+}
+
+func TestTranscript(t *testing.T) {
+	ts := newTestServer(t, "debug on\nplaintextauth on")
+	ts.Secrets = func() *Secrets { return &Secrets{m: map[string]string{"glenda": "s3cret"}} }
+	c := ts.ehloed("192.0.2.7")
+	c.send("AUTH LOGIN " + b64("glenda"))
+	c.expect("334 ")
+	c.send(b64("s3cret"))
+	c.expect("235 ")
+	c.send("AUTH PLAIN " + b64("\x00glenda\x00s3cret"))
+	c.expect("503 ")
+	c.mail("a@sender.net", []string{"b@example.org"}, "Subject: secret plans\r\n\r\nthe body text\r\n")
+	c.send("QUIT")
+	c.expect("221 ")
+	c.closed()
+	files, _ := filepath.Glob(filepath.Join(ts.Root, "log", "smtpd.db", "20240327-234745.*"))
+	if len(files) != 1 {
+		t.Fatalf("transcripts %q", files)
+	}
+	b, _ := os.ReadFile(files[0])
+	tr := string(b)
+	for _, want := range []string{"<- EHLO client.example.net\n", "-> 250-example.org you are client.example.net\n",
+		"<- AUTH LOGIN (protected)\n", "<- (protected)\n", "<- AUTH PLAIN (protected)\n", "<- Subject: secret plans\n",
+		"(bytes of body elided)", "-> 250 2.5.0 sent\n", "-> 221 2.0.0 Successful termination\n"} {
+		if !strings.Contains(tr, strings.ReplaceAll(want, "(bytes", "(15 bytes")) {
+			t.Errorf("transcript lacks %q:\n%s", want, tr)
+		}
+	}
+	for _, secret := range []string{"s3cret", b64("s3cret"), b64("glenda"), "the body text"} {
+		if strings.Contains(tr, secret) {
+			t.Errorf("transcript shows %q:\n%s", secret, tr)
+		}
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	ts := newTestServer(t, "")
+	idle := ts.ehloed("192.0.2.7")
+	busy := ts.ehloed("192.0.2.8")
+	busy.send("MAIL FROM:<a@sender.net>")
+	busy.expect("250 ")
+	done := make(chan error)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		done <- ts.Shutdown(ctx)
+	}()
+	idle.expect("421 4.3.2 example.org shutting down")
+	// The session in a transaction may finish it.
+	busy.send("RCPT TO:<b@example.org>")
+	busy.expect("250 ")
+	busy.send("DATA")
+	busy.expect("354 ")
+	busy.send(".")
+	busy.expect("250 2.5.0 sent")
+	busy.expect("421 4.3.2 example.org shutting down")
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if n := len(boxFiles(t, ts.Root, "b")); n != 1 {
+		t.Errorf("b has %d messages", n)
+	}
+}
+
+func TestShutdownGrace(t *testing.T) {
+	ts := newTestServer(t, "")
+	busy := ts.ehloed("192.0.2.8")
+	busy.send("MAIL FROM:<a@sender.net>")
+	busy.expect("250 ")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := ts.Shutdown(ctx); err != context.DeadlineExceeded {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if !busy.closed() {
+		t.Errorf("still open after the grace period")
+	}
+}
+
+func TestHeloCheck(t *testing.T) {
+	ts := newTestServer(t, "helocheck on\nournets 10.0.0.0/8")
+	ts.Resolver = fakeResolver{"mx.sender.net": nil}
+	for _, tc := range []struct{ ip, name, want string }{
+		{"192.0.2.7", "mx.sender.net", "250 "},
+		{"192.0.2.7", "[192.0.2.7]", "250 "},
+		{"192.0.2.7", "[192.0.2.8]", "554 5.7.0 Liar!"},
+		{"192.0.2.7", "example.org", "554 5.7.0 Liar!"},
+		{"192.0.2.7", "MX.EXAMPLE.ORG", "554 5.7.0 Liar!"},
+		{"192.0.2.7", "localhost", "554 5.7.0 Liar!"},
+		{"192.0.2.7", "box.localdomain", "554 5.7.0 Liar!"},
+		{"192.0.2.7", "mail.example.com", "554 5.7.0 Liar!"},
+		{"192.0.2.7", "1.2.3.4", "554 5.7.0 Liar!"},
+		{"192.0.2.7", "unknown.sender.net", "554 5.7.0 Liar!"},
+		{"10.0.0.1", "localhost", "250 "},
+	} {
+		c := ts.greeted(tc.ip)
+		c.send("HELO " + tc.name)
+		if got := c.reply(); !strings.HasPrefix(got[0], tc.want) {
+			t.Errorf("HELO %s from %s: got %q, want %q", tc.name, tc.ip, got, tc.want)
+		}
+		if strings.HasPrefix(tc.want, "554") && !c.closed() {
+			t.Errorf("HELO %s: still open", tc.name)
+		}
+	}
+	if !strings.Contains(ts.logbuf.String(), "Hung up on 192.0.2.7; claimed to be localhost (no dot)") {
+		t.Errorf("log:\n%s", ts.logbuf)
+	}
+}
