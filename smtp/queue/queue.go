@@ -110,11 +110,15 @@ func Open(dir string, s Settings, d Deliverer, local Local, logger *log.Logger) 
 // messages in a directory whose runner is another process. List shows
 // nothing and Run refuses.
 func OpenWriter(dir string, s Settings, logger *log.Logger) (*Queue, error) {
+	return openWriter(dir, s, logger, realClock{})
+}
+
+func openWriter(dir string, s Settings, logger *log.Logger, c clock) (*Queue, error) {
 	st, err := openStore(dir)
 	if err != nil {
 		return nil, err
 	}
-	q := newQueue(st, s, nil, nil, logger, realClock{})
+	q := newQueue(st, s, nil, nil, logger, c)
 	q.writer = true
 	return q, nil
 }

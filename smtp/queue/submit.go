@@ -85,7 +85,7 @@ func ParseEnvelope(header []byte) (from string, rcpts []string, err error) {
 }
 
 // splitHeader splits a header into its fields, after an optional upas
-// From line, which it returns without its "From ".
+// From line, which it returns.
 func splitHeader(h []byte) (fromLine string, fields []field, err error) {
 	if len(h) > MaxHeader {
 		return "", nil, fmt.Errorf("invalid header: too long: more than %d bytes", MaxHeader)
@@ -101,7 +101,7 @@ func splitHeader(h []byte) (fromLine string, fields []field, err error) {
 		}
 		switch {
 		case n == 0 && strings.HasPrefix(l, "From "):
-			fromLine = l[len("From "):]
+			fromLine = l
 		case l[0] == ' ' || l[0] == '\t':
 			if len(fields) == 0 {
 				return "", nil, fmt.Errorf("invalid header line %d: continuation without a field", n+1)
@@ -135,7 +135,7 @@ func validName(s string) bool {
 
 // fromLineSender takes the sender of a upas "From sender date..." line.
 func fromLineSender(l string) (string, error) {
-	f := strings.Fields(l)
+	f := strings.Fields(strings.TrimPrefix(l, "From "))
 	if len(f) == 0 {
 		return "", errors.New("invalid From line: no sender")
 	}
