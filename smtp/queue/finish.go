@@ -43,11 +43,11 @@ func (q *Queue) finish(a *attempt) {
 	next := map[*rcpt]time.Time{}
 	for _, j := range a.jobs {
 		for i, r := range j.rcpts {
-			err := j.errs[i]
-			switch {
-			case !j.skip.IsZero():
+			if !j.skip.IsZero() {
 				next[r] = j.skip
 				continue
+			}
+			switch err := j.errs[i]; {
 			case err != nil && a.ctx.Err() != nil:
 				continue // abandoned
 			case err == nil:

@@ -219,24 +219,20 @@ func (h *harness) run() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.q.Run(ctx) }()
+	var once sync.Once
 	h.stop = func() {
-		cancel()
-		if err := <-done; err != nil {
-			h.t.Errorf("Run: %v", err)
-		}
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("Run: %v", err)
+			}
+		})
 	}
-	h.t.Cleanup(func() {
-		if h.stop != nil {
-			h.stop()
-		}
-	})
+	h.t.Cleanup(h.stop)
 }
 
 // halt stops the runner and waits for it.
-func (h *harness) halt() {
-	h.stop()
-	h.stop = nil
-}
+func (h *harness) halt() { h.stop() }
 
 // put queues a message and fails the test if it cannot.
 func (h *harness) put(from string, rcpts ...string) string {
@@ -261,6 +257,21 @@ func (h *harness) wait(n int) []string {
 		}
 	}
 	return ids
+}
+
+// waitID waits for an attempt of id to finish, passing over others.
+func (h *harness) waitID(id string) {
+	h.t.Helper()
+	for {
+		select {
+		case got := <-h.finished:
+			if got == id {
+				return
+			}
+		case <-time.After(10 * time.Second):
+			h.t.Fatalf("%s never finished; log:\n%s", id, h.log)
+		}
+	}
 }
 
 // item returns the listing of id, and whether it is queued.

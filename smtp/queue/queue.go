@@ -318,7 +318,9 @@ func (q *Queue) List() []Item {
 	q.mu.Lock()
 	items := make([]Item, 0, len(q.msgs))
 	for _, e := range q.msgs {
-		items = append(items, e.item())
+		if len(e.rcpts) > 0 { // else on its way out
+			items = append(items, e.item())
+		}
 	}
 	q.mu.Unlock()
 	slices.SortFunc(items, func(a, b Item) int {
@@ -351,8 +353,12 @@ func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	s := q.n
-	s.Length, s.Active = len(q.msgs), q.active
+	s.Active = q.active
 	for _, e := range q.msgs {
+		if len(e.rcpts) == 0 {
+			continue // on its way out
+		}
+		s.Length++
 		s.Rcpts += len(e.rcpts)
 		if e.held {
 			s.Held++

@@ -142,8 +142,8 @@ func TestRecovery(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("tmp/"+good+".msg.abc", "half a mess")                   // a writer died mid-message
-	write("tmp/x.env.def", "from a@b")                             // or mid-envelope
+	write("tmp/"+good+".msg.abc", "half a mess")                      // a writer died mid-message
+	write("tmp/x.env.def", "from a@b")                                // or mid-envelope
 	write("000000000000000.msg", "message whose envelope never came") // between the renames
 	write(damaged+".env", "from alice@example.org\nrcpt oops\n")
 	write(short+".msg", "cut")

@@ -59,7 +59,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	defer wg.Wait()
 	var pending []*job
 	rescan := q.clock.After(q.rescanEvery)
-	for {
+	for ctx.Err() == nil {
 		now := q.clock.Now()
 		pending = q.take(ctx, now, pending)
 		pending = q.start(now, pending, &wg)
@@ -69,8 +69,6 @@ func (q *Queue) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			q.drop(pending)
-			return nil
 		case <-q.wake:
 		case <-timer:
 		case <-rescan:
@@ -80,6 +78,8 @@ func (q *Queue) Run(ctx context.Context) error {
 			rescan = q.clock.After(q.rescanEvery)
 		}
 	}
+	q.drop(pending)
+	return nil
 }
 
 // runnerLock takes the directory's runner lock, waiting while another
@@ -288,8 +288,12 @@ func (q *Queue) session(j *job) {
 		}
 	}
 	if err != nil && smtp.IsTemporary(err) && j.dest != "" && j.a.run.Err() == nil {
+		// Pause the destination for the shortest first backoff (its
+		// jitter's low end), so that the recipients deferred here
+		// find it open again when they come due.
 		q.mu.Lock()
-		q.down[j.dest] = q.clock.Now().Add(q.set.Backoff[0])
+		b := q.set.Backoff[0]
+		q.down[j.dest] = q.clock.Now().Add(b - b/10)
 		q.mu.Unlock()
 	}
 }
