@@ -24,8 +24,8 @@ import (
 type store struct {
 	dir, tmp, bad string
 	d             *os.File // the directory, for fsync
-	single        bool     // fsync the directory for each change alone (benchmark)
-	grp           group
+	single        bool     // fsync each file and the directory alone, no group commit (benchmark)
+	data, dirs    group    // group commit of file contents and of directory changes
 }
 
 func openStore(dir string) (*store, error) {
@@ -40,7 +40,6 @@ func openStore(dir string) (*store, error) {
 		return nil, err
 	}
 	s.d = d
-	s.grp.cond = sync.NewCond(&s.grp.mu)
 	return s, nil
 }
 
@@ -48,51 +47,81 @@ func (s *store) close() error { return s.d.Close() }
 
 func (s *store) path(id, ext string) string { return filepath.Join(s.dir, id+ext) }
 
+// syncFiles makes the contents of files durable. Concurrent callers
+// share the work (group commit): one of them syncs for all that arrived
+// before it started, with one syncfs(2) of the file system on Linux, else
+// by fsyncing each of their files at once.
+func (s *store) syncFiles(files ...*os.File) error {
+	if s.single {
+		for _, f := range files {
+			if err := f.Sync(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return s.data.do(files, s.flush)
+}
+
 // syncDir makes the renames and removals done so far in the directory
 // durable, sharing the fsync with every other caller waiting at the time.
 func (s *store) syncDir() error {
 	if s.single {
 		return s.d.Sync()
 	}
-	return s.grp.do(s.d.Sync)
+	return s.dirs.do(nil, func([]*os.File) error { return s.d.Sync() })
 }
 
-// A group runs an action (the directory fsync) on behalf of every caller
-// that arrived before it started: group commit. One caller at a time runs
-// it; those arriving meanwhile wait for the next run, which covers them
+// syncEach fsyncs files in parallel.
+func syncEach(files []*os.File) error {
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	for i, f := range files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f.Sync()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// A group runs an action on behalf of every caller that arrived before it
+// started: group commit. One caller at a time runs it, over the files of
+// all; those arriving meanwhile wait for the next run, which covers them
 // all.
 type group struct {
-	mu       sync.Mutex
-	cond     *sync.Cond
-	running  bool
-	next     uint64 // number of the next run to start
-	done     uint64 // number of the last run finished
-	failed   uint64 // number of the last run that failed
-	failure  error
-	maxBatch int // most callers covered by one run, for the benchmark
-	waiting  int
+	mu      sync.Mutex
+	cond    *sync.Cond
+	running bool
+	next    uint64 // number of the next run to start
+	done    uint64 // number of the last run finished
+	failed  uint64 // number of the last run that failed
+	failure error
+	files   []*os.File // of the callers waiting for the next run
 }
 
-func (g *group) do(f func() error) error {
+func (g *group) do(files []*os.File, f func([]*os.File) error) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.next == 0 {
+	if g.cond == nil {
+		g.cond = sync.NewCond(&g.mu)
 		g.next = 1
 	}
 	mine := g.next // the first run to start from now on covers this caller
-	g.waiting++
+	g.files = append(g.files, files...)
 	for g.done < mine {
 		if g.running {
 			g.cond.Wait()
 			continue
 		}
 		g.running = true
-		run := g.next
+		run, batch := g.next, g.files
 		g.next++
-		g.maxBatch = max(g.maxBatch, g.waiting)
-		g.waiting = 0
+		g.files = nil
 		g.mu.Unlock()
-		err := f()
+		err := f(batch)
 		g.mu.Lock()
 		g.running = false
 		g.done = run
@@ -108,7 +137,7 @@ func (g *group) do(f func() error) error {
 }
 
 // create writes a new record: the message from r into tmp/, then the
-// envelope that envFor makes once the size is known; fsyncs both, renames
+// envelope that envFor makes once the size is known; syncs both, renames
 // the message and then the envelope into place, and returns after the
 // directory fsync has made them durable. Until the envelope is in place
 // the message is not a record: a crash before leaves files that cleaning
@@ -133,10 +162,7 @@ func (s *store) create(ctx context.Context, id string, r io.Reader, envFor func(
 	if _, err = env.Write(envFor(size)); err != nil {
 		return 0, err
 	}
-	if err = msg.Sync(); err != nil {
-		return 0, err
-	}
-	if err = env.Sync(); err != nil {
+	if err = s.syncFiles(msg, env); err != nil {
 		return 0, err
 	}
 	if err = os.Rename(msg.Name(), s.path(id, ".msg")); err != nil {
@@ -176,7 +202,7 @@ func (s *store) writeEnv(id string, b []byte) (err error) {
 	if _, err = f.Write(b); err != nil {
 		return err
 	}
-	if err = f.Sync(); err != nil {
+	if err = s.syncFiles(f); err != nil {
 		return err
 	}
 	if err = os.Rename(f.Name(), s.path(id, ".env")); err != nil {
