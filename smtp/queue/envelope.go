@@ -86,6 +86,9 @@ func parseEnvelope(b []byte) (*envelope, error) {
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %v", n+1, err)
 		}
+		if len(w) == 0 {
+			continue
+		}
 		if err := e.field(w, &seen); err != nil {
 			return nil, fmt.Errorf("line %d: %s: %v", n+1, w[0], err)
 		}
