@@ -423,11 +423,9 @@ func (q *Queue) lookup(ids []string) ([]*entry, error) {
 	return es, nil
 }
 
-// control applies f to the entries of ids, all or none: an unknown id
-// fails the call before anything changes. f runs with e.wmu and q.mu held
-// and returns whether the envelope must be written again. Each entry is
-// logged as "verb id".
-func (q *Queue) control(verb string, ids []string, f func(e *entry, now time.Time) bool) error {
+// each runs f on the entries of ids, with e.wmu held, all or none: an
+// unknown id fails the call before anything changes.
+func (q *Queue) each(ids []string, f func(e *entry) error) error {
 	q.mu.Lock()
 	es, err := q.lookup(ids)
 	q.mu.Unlock()
@@ -437,6 +435,20 @@ func (q *Queue) control(verb string, ids []string, f func(e *entry, now time.Tim
 	var errs []error
 	for _, e := range es {
 		e.wmu.Lock()
+		if err := f(e); err != nil {
+			errs = append(errs, err)
+		}
+		e.wmu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// control applies f to the entries of ids as each does. f runs with q.mu
+// held too and returns whether the envelope must be written again. Each
+// entry is logged as "verb id".
+func (q *Queue) control(verb string, ids []string, f func(e *entry, now time.Time) bool) error {
+	defer q.poke()
+	return q.each(ids, func(e *entry) error {
 		q.mu.Lock()
 		var snap *envelope
 		if !e.deleted && f(e, q.clock.Now()) {
@@ -444,15 +456,14 @@ func (q *Queue) control(verb string, ids []string, f func(e *entry, now time.Tim
 		}
 		q.mu.Unlock()
 		q.log.Printf("%s %s", verb, e.id)
-		if snap != nil {
-			if err := q.st.writeEnv(e.id, snap.marshal()); err != nil {
-				errs = append(errs, fmt.Errorf("queue: %s %s: %v", verb, e.id, err))
-			}
+		if snap == nil {
+			return nil
 		}
-		e.wmu.Unlock()
-	}
-	q.poke()
-	return errors.Join(errs...)
+		if err := q.st.writeEnv(e.id, snap.marshal()); err != nil {
+			return fmt.Errorf("queue: %s %s: %v", verb, e.id, err)
+		}
+		return nil
+	})
 }
 
 // Hold stops attempts of the messages until they are released; an attempt
@@ -505,37 +516,30 @@ func (q *Queue) Retry(ids ...string) error {
 // Delete removes the messages without a bounce (postsuper -d). An attempt
 // under way is cancelled.
 func (q *Queue) Delete(ids ...string) error {
-	q.mu.Lock()
-	es, err := q.lookup(ids)
-	q.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, e := range es {
-		e.wmu.Lock()
+	return q.each(ids, func(e *entry) error {
 		q.mu.Lock()
 		gone := e.deleted
 		e.deleted = true
 		q.due.remove(e)
 		cancel := e.cancel
 		q.mu.Unlock()
-		if !gone {
-			if cancel != nil {
-				cancel()
-			}
-			if err := q.st.remove(e.id); err != nil {
-				errs = append(errs, fmt.Errorf("queue: delete %s: %v", e.id, err))
-			}
-			q.mu.Lock()
-			delete(q.msgs, e.id)
-			q.n.Deleted++
-			q.mu.Unlock()
-			q.log.Printf("deleted %s", e.id)
+		if gone {
+			return nil
 		}
-		e.wmu.Unlock()
-	}
-	return errors.Join(errs...)
+		if cancel != nil {
+			cancel()
+		}
+		err := q.st.remove(e.id)
+		q.mu.Lock()
+		delete(q.msgs, e.id)
+		q.n.Deleted++
+		q.mu.Unlock()
+		q.log.Printf("deleted %s", e.id)
+		if err != nil {
+			return fmt.Errorf("queue: delete %s: %v", e.id, err)
+		}
+		return nil
+	})
 }
 
 // showAddr shows an envelope address in the log: <> for the null sender.
