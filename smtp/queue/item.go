@@ -1,5 +1,3 @@
-// Package queue is smtpfs's durable outbound queue and its runner: nothing
-// acknowledged is ever lost.
 package queue
 
 import "time"
@@ -12,8 +10,9 @@ type Item struct {
 	Rcpts   []string  // recipients not yet delivered nor bounced
 	Size    int64     // bytes of the message
 	Arrived time.Time // when it was queued
-	Tries   int       // delivery attempts so far
-	Next    time.Time // next attempt; zero when held
+	Tries   int       // delivery attempts so far (the most of any recipient)
+	Next    time.Time // next attempt (the soonest of any recipient); zero when held
 	Held    bool      // held by the operator: no attempts until released
 	LastErr string    // the last failure, "" if none
+	Active  bool      // a delivery attempt is under way
 }

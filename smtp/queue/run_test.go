@@ -1,0 +1,522 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"smtpfs/smtp"
+	"smtpfs/test/testlib"
+)
+
+var (
+	greylisted = smtp.Replyf(451, "4.7.1", "greylisted, try again")
+	noSuchUser = smtp.Replyf(550, "5.1.1", "no such user")
+)
+
+// A remoteErr is a failure that names the server that gave it.
+type remoteErr struct {
+	*smtp.Reply
+	host string
+}
+
+func (e remoteErr) RemoteMTA() string { return e.host }
+func (e remoteErr) Unwrap() error     { return e.Reply }
+
+// Temporary failures are retried on the backoff schedule (with its
+// jitter), each try logged, until the lifetime is over; then the sender
+// gets a DSN saying the delivery time expired, and the message is gone.
+func TestBackoffAndExpiry(t *testing.T) {
+	s := testSettings()
+	s.Backoff = []time.Duration{time.Minute, 10 * time.Minute, time.Hour}
+	s.Lifetime = 3 * time.Hour
+	s.DelayWarn = 0
+	h := newHarness(t, s)
+	h.d.setResult(func(ctx context.Context, c call) ([]error, error) {
+		if c.from == "" {
+			return nil, nil // the DSN
+		}
+		return nil, greylisted
+	})
+	h.run()
+	id := h.put("alice@example.org", "bob@example.com")
+	arrived := h.clock.Now()
+	for tries := 1; ; tries++ {
+		h.waitID(id)
+		it, ok := h.item(id)
+		if !ok {
+			break
+		}
+		back := s.Backoff[min(tries, len(s.Backoff))-1]
+		lo, hi := h.clock.Now().Add(back-back/10), h.clock.Now().Add(back+back/10)
+		if end := arrived.Add(s.Lifetime); hi.After(end) {
+			lo, hi = minTime(lo, end), end
+		}
+		if it.Tries != tries || it.Next.Before(lo) || it.Next.After(hi) || it.LastErr != greylisted.Error() {
+			t.Fatalf("after try %d: %+v; want next in [%v, %v]", tries, it, lo, hi)
+		}
+		env, err := os.ReadFile(filepath.Join(h.dir, id+".env"))
+		if err != nil || !strings.Contains(string(env), "rcpt bob@example.com "+itoa(tries)+" ") {
+			t.Fatalf("envelope after try %d: %s %v", tries, env, err)
+		}
+		h.clock.Advance(it.Next.Sub(h.clock.Now()))
+		if tries > 10 {
+			t.Fatal("never expired")
+		}
+	}
+	if age := h.clock.Now().Sub(arrived); age < s.Lifetime {
+		t.Errorf("bounced after %v, lifetime %v", age, s.Lifetime)
+	}
+	testlib.WaitFor(t, 10*time.Second, "the DSN to go", func() bool { return len(h.q.List()) == 0 })
+	calls := h.d.take()
+	dsnCall := calls[len(calls)-1]
+	if dsnCall.from != "" || !reflect.DeepEqual(dsnCall.rcpts, []string{"alice@example.org"}) {
+		t.Fatalf("last call %+v, want the DSN to alice", dsnCall)
+	}
+	d := parseDSN(t, dsnCall.msg)
+	if d.recipients[0]["Action"] != "failed" || d.recipients[0]["Status"] != "4.4.7" ||
+		d.recipients[0]["Diagnostic-Code"] != "smtp; "+greylisted.Error() {
+		t.Errorf("DSN recipient fields %v", d.recipients[0])
+	}
+	for _, want := range []string{"deferred " + id + " to bob@example.com: 451 4.7.1 greylisted",
+		"bounced " + id + " to bob@example.com: expired after 3h0m0s: 451 4.7.1", "done " + id} {
+		if !strings.Contains(h.log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, h.log)
+		}
+	}
+	if st := h.q.Stats(); st.Deferred < 3 || st.Bounced != 1 || st.DSNs != 1 || st.Delivered != 1 || st.Length != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// A dsnParts is a DSN taken apart.
+type dsnParts struct {
+	header     mail.Header
+	human      string
+	perMessage map[string]string
+	recipients []map[string]string
+	original   string
+	types      []string
+}
+
+// parseDSN parses a DSN with mime/multipart and checks its structure
+// (RFC 6522, RFC 3464).
+func parseDSN(t *testing.T, b []byte) dsnParts {
+	t.Helper()
+	m, err := mail.ReadMessage(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("DSN is not a message: %v\n%s", err, b)
+	}
+	d := dsnParts{header: m.Header}
+	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("DSN Content-Type %q: %v", m.Header.Get("Content-Type"), err)
+	}
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(p)
+		ct := p.Header.Get("Content-Type")
+		d.types = append(d.types, strings.Split(ct, ";")[0])
+		switch {
+		case strings.HasPrefix(ct, "text/plain"):
+			d.human = string(body)
+		case ct == "message/delivery-status":
+			d.perMessage, d.recipients = statusFields(t, body)
+		case ct == "text/rfc822-headers":
+			d.original = string(body)
+		}
+	}
+	if want := []string{"text/plain", "message/delivery-status", "text/rfc822-headers"}; !reflect.DeepEqual(d.types, want) {
+		t.Errorf("DSN parts %q, want %q", d.types, want)
+	}
+	if d.header.Get("From") != "Mail Delivery System <MAILER-DAEMON@mx.test>" || d.header.Get("Auto-Submitted") != "auto-replied" {
+		t.Errorf("DSN header %v", d.header)
+	}
+	if d.perMessage["Reporting-MTA"] != "dns; mx.test" || d.perMessage["Arrival-Date"] == "" {
+		t.Errorf("per-message fields %v", d.perMessage)
+	}
+	return d
+}
+
+// statusFields reads the groups of fields of a message/delivery-status
+// part: the per-message one, then one per recipient.
+func statusFields(t *testing.T, b []byte) (map[string]string, []map[string]string) {
+	var groups []map[string]string
+	for _, g := range strings.Split(strings.TrimSpace(string(b)), "\r\n\r\n") {
+		m := map[string]string{}
+		for _, l := range strings.Split(g, "\r\n") {
+			k, v, ok := strings.Cut(l, ": ")
+			if !ok || m[k] != "" {
+				t.Fatalf("status group %q: bad line %q", g, l)
+			}
+			m[k] = v
+		}
+		groups = append(groups, m)
+	}
+	if len(groups) < 2 {
+		t.Fatalf("delivery-status has %d groups", len(groups))
+	}
+	return groups[0], groups[1:]
+}
+
+// A permanent failure bounces at once with a DSN quoting the reply, the
+// server that gave it, and the original header; the null sender never
+// gets one.
+func TestBounce(t *testing.T) {
+	h := newHarness(t, testSettings())
+	h.d.setResult(func(ctx context.Context, c call) ([]error, error) {
+		if c.from == "" && c.rcpts[0] == "alice@example.org" {
+			return nil, nil
+		}
+		errs := make([]error, len(c.rcpts))
+		for i, r := range c.rcpts {
+			if strings.HasPrefix(r, "bad") {
+				errs[i] = remoteErr{noSuchUser, "mx1.example.com"}
+			}
+		}
+		return errs, nil
+	})
+	h.run()
+	id := h.put("alice@example.org", "bob@example.com", "bad1@example.com", "bad2@example.net")
+	if ids := h.wait(2); !slices.Contains(ids, id) { // the message and the DSN
+		t.Fatalf("finished %q", ids)
+	}
+	if _, ok := h.item(id); ok {
+		t.Errorf("%s still queued", id)
+	}
+	calls := h.d.take()
+	dsnCall := calls[len(calls)-1]
+	d := parseDSN(t, dsnCall.msg)
+	if d.header.Get("To") != "<alice@example.org>" || !strings.Contains(d.header.Get("Subject"), "Undelivered") {
+		t.Errorf("DSN header %v", d.header)
+	}
+	var got []string
+	for _, r := range d.recipients {
+		got = append(got, r["Final-Recipient"])
+		if r["Action"] != "failed" || r["Status"] != "5.1.1" || r["Remote-MTA"] != "dns; mx1.example.com" ||
+			r["Diagnostic-Code"] != "smtp; 550 5.1.1 no such user" || r["Last-Attempt-Date"] == "" {
+			t.Errorf("recipient fields %v", r)
+		}
+	}
+	if want := []string{"rfc822; bad1@example.com", "rfc822; bad2@example.net"}; !reflect.DeepEqual(sorted(got), want) {
+		t.Errorf("DSN recipients %q, want %q", got, want)
+	}
+	if !strings.Contains(d.human, "550 5.1.1 no such user") || !strings.Contains(d.human, "<bad1@example.com>") {
+		t.Errorf("human part does not quote the reply:\n%s", d.human)
+	}
+	if d.original != testMsg("alice@example.org")[:len(testMsg(""))-len("\r\nhello\r\n")+len("alice@example.org")] {
+		t.Errorf("original header %q", d.original)
+	}
+
+	// A message from <> that fails is dropped without a DSN.
+	id = h.put("", "bad3@example.com")
+	if got := h.wait(1); got[0] != id {
+		t.Fatalf("finished %q", got)
+	}
+	if calls := h.d.take(); len(calls) != 1 {
+		t.Errorf("calls after a bounce of <>: %+v", calls)
+	}
+	if !strings.Contains(h.log.String(), "no dsn for "+id+": the sender is <>") {
+		t.Errorf("log:\n%s", h.log)
+	}
+	if st := h.q.Stats(); st.Length != 0 || st.DSNs != 1 || st.Bounced != 3 || st.Delivered != 2 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// After DelayWarn, the first deferral also sends one DSN with Action:
+// delayed, and only one.
+func TestDelayWarning(t *testing.T) {
+	s := testSettings()
+	s.Backoff = []time.Duration{time.Hour}
+	s.DelayWarn = 90 * time.Minute
+	h := newHarness(t, s)
+	h.d.setResult(func(ctx context.Context, c call) ([]error, error) {
+		if c.from == "" {
+			return nil, nil
+		}
+		return nil, greylisted
+	})
+	h.run()
+	id := h.put("alice@example.org", "bob@example.com")
+	for range 4 {
+		h.waitID(id)
+		it, _ := h.item(id)
+		h.clock.Advance(it.Next.Sub(h.clock.Now()))
+	}
+	h.waitID(id)
+	testlib.WaitFor(t, 10*time.Second, "the warning to go", func() bool { return len(h.q.List()) == 1 })
+	var warnings []call
+	for _, c := range h.d.take() {
+		if c.from == "" {
+			warnings = append(warnings, c)
+		}
+	}
+	if len(warnings) != 1 {
+		t.Fatalf("%d warnings, want 1", len(warnings))
+	}
+	d := parseDSN(t, warnings[0].msg)
+	r := d.recipients[0]
+	if r["Action"] != "delayed" || r["Status"] != "4.7.1" || r["Will-Retry-Until"] == "" || !strings.Contains(d.human, "keep trying") {
+		t.Errorf("warning: %v\n%s", r, d.human)
+	}
+	if env, _ := os.ReadFile(filepath.Join(h.dir, id+".env")); !bytes.Contains(env, []byte("\nwarned\n")) {
+		t.Errorf("envelope does not say warned:\n%s", env)
+	}
+}
+
+// Recipients are grouped by destination: one session per domain with
+// all its recipients (at most 100), local ones delivered locally, and
+// with a smarthost everything goes there in one session.
+func TestGrouping(t *testing.T) {
+	many := make([]string, 150)
+	for i := range many {
+		many[i] = "u" + itoa(i%10) + strings.Repeat("x", i/10) + "@big.example"
+	}
+	tests := []struct {
+		name      string
+		smarthost string
+		rcpts     []string
+		want      map[string][]int // dest → session sizes
+		local     []string
+	}{
+		{"domains", "", []string{"a@one.example", "b@two.example", "c@ONE.example", "d@[192.0.2.1]", "e@[IPv6:2001:db8::1]", "f@local.test"},
+			map[string][]int{"one.example": {2}, "two.example": {1}, "[192.0.2.1]": {1}, "[2001:db8::1]": {1}}, []string{"f"}},
+		{"split", "", many, map[string][]int{"big.example": {100, 50}}, nil},
+		{"smarthost", "tcp!relay.example!587", []string{"a@one.example", "b@two.example", "f@local.test"},
+			map[string][]int{"tcp!relay.example!587": {2}}, []string{"f"}},
+	}
+	for _, tt := range tests {
+		s := testSettings()
+		s.SmartHost = tt.smarthost
+		h := newHarness(t, s)
+		h.run()
+		h.put("alice@example.org", tt.rcpts...)
+		h.wait(1)
+		got := map[string][]int{}
+		var all []string
+		for _, c := range h.d.take() {
+			got[c.dest] = append(got[c.dest], len(c.rcpts))
+			all = append(all, c.rcpts...)
+		}
+		for _, v := range got {
+			slices.Sort(v)
+			slices.Reverse(v)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: sessions %v, want %v", tt.name, got, tt.want)
+		}
+		for _, u := range tt.local {
+			if n := len(h.local.messages(u)); n != 1 {
+				t.Errorf("%s: %d local messages for %s", tt.name, n, u)
+			}
+		}
+		if len(all)+len(tt.local) != len(tt.rcpts) {
+			t.Errorf("%s: %d recipients delivered, want %d", tt.name, len(all)+len(tt.local), len(tt.rcpts))
+		}
+		h.halt()
+	}
+}
+
+// Local recipients go to the Local deliverer; so does the bounce of a
+// message from a local sender; an address without a domain bounces.
+func TestLocal(t *testing.T) {
+	h := newHarness(t, testSettings())
+	h.d.setResult(func(ctx context.Context, c call) ([]error, error) { return nil, noSuchUser })
+	h.run()
+	h.put("glenda@local.test", "rob@local.test", "ken@local.test", "nobody@example.com", "nodomain")
+	h.wait(2)
+	for _, u := range []string{"rob", "ken"} {
+		if m := h.local.messages(u); len(m) != 1 || string(m[0]) != testMsg("glenda@local.test") {
+			t.Errorf("%s got %q", u, m)
+		}
+	}
+	m := h.local.messages("glenda")
+	if len(m) != 1 {
+		t.Fatalf("glenda got %d bounces, want 1", len(m))
+	}
+	d := parseDSN(t, m[0])
+	var got []string
+	for _, r := range d.recipients {
+		got = append(got, r["Final-Recipient"]+" "+r["Status"])
+	}
+	if want := []string{"rfc822; nobody@example.com 5.1.1", "rfc822; nodomain 5.1.3"}; !reflect.DeepEqual(sorted(got), want) {
+		t.Errorf("bounced %q, want %q", got, want)
+	}
+
+	// A failing Local defers, as any temporary failure.
+	h.local.mu.Lock()
+	h.local.fail = errors.New("disk full")
+	h.local.mu.Unlock()
+	id := h.put("glenda@local.test", "rob@local.test")
+	h.wait(1)
+	if it, _ := h.item(id); it.Tries != 1 || it.LastErr != "disk full" {
+		t.Errorf("after a local failure: %+v", it)
+	}
+}
+
+// A destination that failed as a whole is left alone by the other
+// messages until its first backoff has passed, or a kick.
+func TestDownDestination(t *testing.T) {
+	s := testSettings()
+	s.Deliveries = 1
+	h := newHarness(t, s)
+	down := errors.New("dial tcp: connection refused")
+	h.d.setResult(func(ctx context.Context, c call) ([]error, error) {
+		if c.dest == "down.example" {
+			return nil, down
+		}
+		return nil, nil
+	})
+	a := h.put("alice@example.org", "bob@down.example")
+	b := h.put("alice@example.org", "carol@down.example", "dave@up.example")
+	h.run()
+	h.wait(2)
+	calls := h.d.take()
+	if len(calls) != 2 || calls[0].dest != "down.example" || calls[1].dest != "up.example" {
+		t.Fatalf("calls %+v, want one to down.example, then up.example only", calls)
+	}
+	ia, _ := h.item(a)
+	ib, _ := h.item(b)
+	if ia.Tries != 1 || ib.Tries != 0 || !reflect.DeepEqual(ib.Rcpts, []string{"carol@down.example"}) || ib.Next.Before(h.clock.Now().Add(s.Backoff[0]-s.Backoff[0]/10)) {
+		t.Errorf("after the failure: %+v, %+v", ia, ib)
+	}
+	// Kicked, the first message fails again, and the second is skipped.
+	h.q.Kick()
+	h.wait(2)
+	if calls := h.d.take(); len(calls) != 1 {
+		t.Errorf("after a kick, %d calls, want 1", len(calls))
+	}
+	// Once the destination is back, a kick delivers both.
+	h.d.setResult(nil)
+	h.q.Kick()
+	h.wait(2)
+	if calls := h.d.take(); len(calls) != 2 || len(h.q.List()) != 0 {
+		t.Errorf("after the second kick, calls %+v, queue %+v", calls, h.q.List())
+	}
+	if !strings.Contains(h.log.String(), "kick") {
+		t.Errorf("log:\n%s", h.log)
+	}
+}
+
+// Retry brings a deferred (or held) message forward; Kick leaves held
+// messages alone.
+func TestRetryKickHold(t *testing.T) {
+	h := newHarness(t, testSettings())
+	h.d.setResult(func(ctx context.Context, c call) ([]error, error) { return nil, greylisted })
+	h.run()
+	a := h.put("alice@example.org", "bob@one.example")
+	b := h.put("alice@example.org", "carol@two.example")
+	h.wait(2)
+	h.d.take()
+	if err := h.q.Hold(b); err != nil {
+		t.Fatal(err)
+	}
+	h.q.Kick()
+	if got := h.wait(1); got[0] != a {
+		t.Errorf("kick ran %q, want %s only", got, a)
+	}
+	if err := h.q.Retry(b); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.wait(1); got[0] != b {
+		t.Errorf("retry ran %q, want %s", got, b)
+	}
+	if it, _ := h.item(b); it.Held || it.Tries != 2 {
+		t.Errorf("after retry: %+v", it)
+	}
+	if calls := h.d.take(); len(calls) != 2 {
+		t.Errorf("%d calls, want 2", len(calls))
+	}
+}
+
+// Delete cancels an attempt under way; nothing is bounced, nothing
+// remains.
+func TestDeleteActive(t *testing.T) {
+	h := newHarness(t, testSettings())
+	started := make(chan struct{})
+	h.d.setResult(func(ctx context.Context, c call) ([]error, error) {
+		close(started)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	h.run()
+	id := h.put("alice@example.org", "bob@example.com")
+	<-started
+	if it, _ := h.item(id); !it.Active {
+		t.Errorf("not active during its attempt: %+v", it)
+	}
+	if err := h.q.Delete(id); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(1)
+	if left := files(t, h.dir); len(left) != 0 {
+		t.Errorf("left: %q", left)
+	}
+	if n := len(h.d.take()); n != 1 {
+		t.Errorf("%d calls, want 1 (no bounce)", n)
+	}
+}
+
+// Stopping the runner abandons attempts under way: the message stays
+// as it was, tries unchanged, and a new runner delivers it.
+func TestShutdown(t *testing.T) {
+	h := newHarness(t, testSettings())
+	started := make(chan struct{}, 1)
+	h.d.setResult(func(ctx context.Context, c call) ([]error, error) {
+		started <- struct{}{}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	h.run()
+	id := h.put("alice@example.org", "bob@example.com")
+	<-started
+	h.halt() // returns only after the attempt has ended
+	h.wait(1)
+	it, ok := h.item(id)
+	if !ok || it.Tries != 0 || it.Active || it.LastErr != "" {
+		t.Fatalf("after shutdown: %+v %v", it, ok)
+	}
+	h.q.Close()
+	h.open(testSettings())
+	h.d.setResult(nil)
+	h.run()
+	h.wait(1)
+	if _, ok := h.item(id); ok {
+		t.Errorf("%s not delivered after restart; log:\n%s", id, h.log)
+	}
+}
+
+// Whatever the deliverer says about recipients must add up; else the
+// attempt counts as a temporary failure for all.
+func TestDelivererMiscount(t *testing.T) {
+	h := newHarness(t, testSettings())
+	h.d.setResult(func(ctx context.Context, c call) ([]error, error) { return []error{nil}, nil })
+	h.run()
+	id := h.put("alice@example.org", "a@example.com", "b@example.com")
+	h.wait(1)
+	if it, _ := h.item(id); len(it.Rcpts) != 2 || it.Tries != 1 || !strings.Contains(it.LastErr, "1 results for 2") {
+		t.Errorf("after a miscount: %+v", it)
+	}
+}

@@ -1,0 +1,75 @@
+package queue
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// Settings are the runner's knobs, the lead maps them from smtpd.conf
+// (verbs backoff, lifetime, delaywarn, deliveries, smarthost, hostname).
+// SetSettings changes them while the queue runs. Zero values take the
+// defaults of DefaultSettings.
+type Settings struct {
+	Backoff    []time.Duration // delays between attempts of a recipient; the last repeats
+	Lifetime   time.Duration   // bounce what is still undelivered this long after arrival
+	DelayWarn  time.Duration   // tell the sender once when a message is still queued after this; 0: never
+	Deliveries int             // delivery sessions at once, in all
+	SmartHost  string          // dial string all outbound mail goes to; "" for MX lookups
+	Hostname   string          // our name: Reporting-MTA, Message-ID, MAILER-DAEMON@
+
+	// IsLocal reports whether addr is a local user's and gives the user
+	// (for the Local deliverer). Nil means no address is local.
+	IsLocal func(addr string) (user string, ok bool)
+}
+
+// DefaultSettings returns the built-in schedule: attempts after 5, 15 and
+// 30 minutes, then 1, 2 and every 4 hours (Postfix starts at 5 minutes and
+// caps near 1 hour; upas's runq retries every 15 minutes, then hourly),
+// bounce after 5 days (RFC 5321 §4.5.4.1 asks for at least 4-5 days),
+// warn after 4 hours (OpenSMTPD's warn-interval), 20 sessions at once.
+func DefaultSettings() Settings {
+	return Settings{
+		Backoff: []time.Duration{5 * time.Minute, 15 * time.Minute, 30 * time.Minute,
+			time.Hour, 2 * time.Hour, 4 * time.Hour},
+		Lifetime:   5 * 24 * time.Hour,
+		DelayWarn:  4 * time.Hour,
+		Deliveries: 20,
+		Hostname:   "localhost",
+	}
+}
+
+// normal returns s with its zero fields set to the defaults. It copies the
+// Backoff slice, so that the caller may reuse its own.
+func (s Settings) normal() Settings {
+	d := DefaultSettings()
+	if len(s.Backoff) == 0 {
+		s.Backoff = d.Backoff
+	}
+	s.Backoff = append([]time.Duration(nil), s.Backoff...)
+	for i, b := range s.Backoff {
+		s.Backoff[i] = max(b, time.Second)
+	}
+	if s.Lifetime <= 0 {
+		s.Lifetime = d.Lifetime
+	}
+	if s.DelayWarn < 0 {
+		s.DelayWarn = 0
+	}
+	if s.Deliveries < 1 {
+		s.Deliveries = d.Deliveries
+	}
+	if s.Hostname == "" {
+		s.Hostname = d.Hostname
+	}
+	return s
+}
+
+// retryAfter returns the delay before the next attempt of a recipient that
+// has failed tries times: the schedule's entry for it, the last one
+// repeating, spread by ±10% so that messages deferred together (after a
+// restart, or an outage of a big destination) do not come back together.
+func (s Settings) retryAfter(tries int) time.Duration {
+	i := min(max(tries, 1), len(s.Backoff)) - 1
+	d := s.Backoff[i]
+	return d - d/10 + rand.N(d/5+1)
+}

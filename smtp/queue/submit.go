@@ -1,0 +1,347 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+)
+
+// Submission: a whole RFC 5322 message written to the 9P queue file
+// (SPEC §3), its envelope taken from its header as sendmail -t and upas
+// mail do.
+
+// Bounds on a submitted header.
+const (
+	// MaxHeader bounds the header ParseEnvelope reads.
+	MaxHeader = 1 << 20
+	// maxLine is RFC 5322 §2.1.1: a line is at most 998 characters
+	// without its CRLF.
+	maxLine = 998
+)
+
+// A field is one header field: its name, its value unfolded, and its
+// lines as they came (without line ends), to write it back.
+type field struct {
+	name, value string
+	lines       []string
+}
+
+// ParseEnvelope reads a message's header: envelope sender from an optional
+// first line "From sender ..." (upas) else the From: header; recipients from
+// To:, Cc:, Bcc:. It is called as soon as the header is complete, so that a
+// bad header fails the write that completes it ("invalid ..." errors).
+//
+// The sender of a From line may be a bang path (dom!user, taken as
+// user@dom) or a bare name. A From: header with several mailboxes gives
+// the Sender: header's mailbox, if any, else its first (RFC 5322 §3.6.2).
+// Recipients may be bare local names, as upas allows; groups and display
+// names are understood, repeats dropped. header may run on into the
+// body: it ends at its first empty line.
+func ParseEnvelope(header []byte) (from string, rcpts []string, err error) {
+	fromLine, fields, err := splitHeader(header)
+	if err != nil {
+		return "", nil, err
+	}
+	if fromLine != "" {
+		if from, err = fromLineSender(fromLine); err != nil {
+			return "", nil, err
+		}
+	}
+	seen := map[string]bool{}
+	for _, f := range fields {
+		switch strings.ToLower(f.name) {
+		case "from":
+			if fromLine == "" && from == "" {
+				if from, err = originator(f, fields); err != nil {
+					return "", nil, err
+				}
+			}
+		case "to", "cc", "bcc":
+			as, err := addressList(f)
+			if err != nil {
+				return "", nil, err
+			}
+			for _, a := range as {
+				if k := addrKey(a); !seen[k] {
+					seen[k] = true
+					rcpts = append(rcpts, a)
+				}
+			}
+		}
+	}
+	switch {
+	case from == "":
+		return "", nil, errors.New("invalid header: no sender: neither a From line nor a From: field")
+	case len(rcpts) == 0:
+		return "", nil, errors.New("invalid header: no recipients in To:, Cc: or Bcc:")
+	case len(rcpts) > MaxRcpts:
+		return "", nil, fmt.Errorf("invalid header: more than %d recipients", MaxRcpts)
+	}
+	return from, rcpts, nil
+}
+
+// splitHeader splits a header into its fields, after an optional upas
+// From line, which it returns.
+func splitHeader(h []byte) (fromLine string, fields []field, err error) {
+	if len(h) > MaxHeader {
+		return "", nil, fmt.Errorf("invalid header: too long: more than %d bytes", MaxHeader)
+	}
+	lines := strings.Split(string(h), "\n")
+	for n, l := range lines {
+		l = strings.TrimSuffix(l, "\r")
+		if l == "" {
+			break
+		}
+		if len(l) > maxLine {
+			return "", nil, fmt.Errorf("invalid header line %d: longer than %d characters", n+1, maxLine)
+		}
+		switch {
+		case n == 0 && strings.HasPrefix(l, "From "):
+			fromLine = l
+		case l[0] == ' ' || l[0] == '\t':
+			if len(fields) == 0 {
+				return "", nil, fmt.Errorf("invalid header line %d: continuation without a field", n+1)
+			}
+			f := &fields[len(fields)-1]
+			f.value += " " + strings.TrimSpace(l)
+			f.lines = append(f.lines, l)
+		default:
+			name, value, ok := strings.Cut(l, ":")
+			if !ok || !validName(name) {
+				return "", nil, fmt.Errorf("invalid header line %d: not a field: %q", n+1, l)
+			}
+			fields = append(fields, field{name: name, value: strings.TrimSpace(value), lines: []string{l}})
+		}
+	}
+	return fromLine, fields, nil
+}
+
+// validName: RFC 5322 §2.2, printable US-ASCII but colon.
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 33 || s[i] > 126 {
+			return false
+		}
+	}
+	return true
+}
+
+// fromLineSender takes the sender of a upas "From sender date..." line.
+func fromLineSender(l string) (string, error) {
+	f := strings.Fields(strings.TrimPrefix(l, "From "))
+	if len(f) == 0 {
+		return "", errors.New("invalid From line: no sender")
+	}
+	a := strings.TrimSuffix(strings.TrimPrefix(f[0], "<"), ">")
+	if i := strings.LastIndexByte(a, '!'); i >= 0 && !strings.Contains(a, "@") {
+		// A bang path: the last two elements are domain!user.
+		p := strings.Split(a, "!")
+		a = p[len(p)-1] + "@" + p[len(p)-2]
+	}
+	if err := checkSubmitted(a); err != nil {
+		return "", fmt.Errorf("invalid From line: %v", err)
+	}
+	return a, nil
+}
+
+// originator takes the sender from the From: field f, or from Sender:
+// when From: has several mailboxes.
+func originator(f field, fields []field) (string, error) {
+	as, err := addressList(f)
+	if err != nil {
+		return "", err
+	}
+	if len(as) == 0 {
+		return "", errors.New("invalid header: From: has no mailbox")
+	}
+	if len(as) > 1 {
+		for _, s := range fields {
+			if strings.EqualFold(s.name, "sender") {
+				if ss, err := addressList(s); err == nil && len(ss) == 1 {
+					return ss[0], nil
+				}
+			}
+		}
+	}
+	return as[0], nil
+}
+
+// addressList parses the addresses of a field: an RFC 5322 address list,
+// or else a list of bare local names (upas: "To: glenda, rob").
+func addressList(f field) ([]string, error) {
+	if strings.TrimSpace(f.value) == "" {
+		return nil, nil
+	}
+	list, err := mail.ParseAddressList(f.value)
+	if err != nil {
+		var out []string
+		for _, w := range strings.Split(f.value, ",") {
+			w = strings.TrimSpace(w)
+			if w == "" {
+				continue
+			}
+			if !bareName(w) {
+				return nil, fmt.Errorf("invalid address in %s: %q: %v", f.name, f.value, err)
+			}
+			out = append(out, w)
+		}
+		return out, nil
+	}
+	out := make([]string, 0, len(list))
+	for _, a := range list {
+		s := requote(a.Address)
+		if err := checkSubmitted(s); err != nil {
+			return nil, fmt.Errorf("invalid address in %s: %v", f.name, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// bareName reports whether w is a plain local user name.
+func bareName(w string) bool {
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("._+-", c) >= 0) {
+			return false
+		}
+	}
+	return w != ""
+}
+
+// requote puts back the quotes that net/mail takes off a local part that
+// is not a dot-atom ("john doe"@example.org).
+func requote(a string) string {
+	at := strings.LastIndexByte(a, '@')
+	if at < 0 {
+		return a
+	}
+	local := a[:at]
+	if dotAtom(local) {
+		return a
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(local) + `"` + a[at:]
+}
+
+// dotAtom: RFC 5322 §3.2.3.
+func dotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x80 && !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.ContainsRune("!#$%&'*+-/=?^_`{|}~.", c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkSubmitted checks an address as the envelope will hold it.
+func checkSubmitted(a string) error {
+	if err := checkAddr(a); err != nil {
+		return err
+	}
+	if at := strings.LastIndexByte(a, '@'); at == 0 || at == len(a)-1 {
+		return fmt.Errorf("invalid address %q: empty local part or domain", a)
+	}
+	return nil
+}
+
+// Submit queues a whole message written to the queue file: envelope as
+// ParseEnvelope, Bcc: removed, the upas From line removed, line ends made
+// CRLF, Message-ID and Date added when missing. Bare names in the
+// envelope are qualified with settings.Hostname.
+func (q *Queue) Submit(ctx context.Context, msg []byte) (string, error) {
+	head, body := msg, []byte(nil)
+	if i := headerEnd(msg); i >= 0 {
+		head, body = msg[:i], msg[i:]
+	}
+	from, rcpts, err := ParseEnvelope(head)
+	if err != nil {
+		return "", err
+	}
+	_, fields, _ := splitHeader(head)
+	q.mu.Lock()
+	host := q.set.Hostname
+	q.mu.Unlock()
+	from = qualify(from, host)
+	for i, r := range rcpts {
+		rcpts[i] = qualify(r, host)
+	}
+	now := q.clock.Now()
+	var b bytes.Buffer
+	have := map[string]bool{}
+	for _, f := range fields {
+		name := strings.ToLower(f.name)
+		have[name] = true
+		if name == "bcc" {
+			continue
+		}
+		for _, l := range f.lines {
+			b.WriteString(l)
+			b.WriteString("\r\n")
+		}
+	}
+	if !have["date"] {
+		fmt.Fprintf(&b, "Date: %s\r\n", now.Format(time.RFC1123Z))
+	}
+	if !have["message-id"] {
+		fmt.Fprintf(&b, "Message-ID: <%s@%s>\r\n", newID(now), host)
+	}
+	b.WriteString("\r\n")
+	b.Write(crlf(body))
+	if len(body) > 0 && !bytes.HasSuffix(b.Bytes(), []byte("\r\n")) {
+		b.WriteString("\r\n")
+	}
+	return q.Put(ctx, from, rcpts, &b)
+}
+
+// headerEnd returns the index just past the empty line that ends the
+// header, or -1 if there is none.
+func headerEnd(msg []byte) int {
+	for i := 0; i < len(msg); {
+		j := bytes.IndexByte(msg[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		line := msg[i : i+j]
+		i += j + 1
+		if len(line) == 0 || len(line) == 1 && line[0] == '\r' {
+			return i
+		}
+	}
+	return -1
+}
+
+// qualify adds @host to a bare name.
+func qualify(a, host string) string {
+	if strings.Contains(a, "@") {
+		return a
+	}
+	return a + "@" + host
+}
+
+// crlf makes every line end CRLF: LF and lone CR become CRLF.
+func crlf(b []byte) []byte {
+	out := make([]byte, 0, len(b)+len(b)/32)
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '\r' && i+1 < len(b) && b[i+1] == '\n':
+			out = append(out, '\r', '\n')
+			i++
+		case c == '\r' || c == '\n':
+			out = append(out, '\r', '\n')
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
+}

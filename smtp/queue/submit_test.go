@@ -1,0 +1,162 @@
+package queue
+
+import (
+	"context"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseEnvelope(t *testing.T) {
+	tests := []struct {
+		name, header string
+		from         string
+		rcpts        []string
+	}{
+		{"from line", "From alice@example.org Mon Jun  2 10:00:00 UTC 2025\nFrom: Other <other@example.org>\nTo: bob@example.com\n",
+			"alice@example.org", []string{"bob@example.com"}},
+		{"bang path", "From example.org!alice Mon Jun  2 10:00:00 UTC 2025 remote from \nTo: bob@example.com\n",
+			"alice@example.org", []string{"bob@example.com"}},
+		{"bare from line", "From glenda Mon Jun  2 10:00:00 UTC 2025\nTo: rob\n", "glenda", []string{"rob"}},
+		{"from header", "From: \"Alice A.\" <alice@example.org>\r\nTo: Bob <bob@example.com>, carol@example.net\r\nCc: dave@example.com\r\nBcc: eve@example.com\r\n",
+			"alice@example.org", []string{"bob@example.com", "carol@example.net", "dave@example.com", "eve@example.com"}},
+		{"folded", "From: alice@example.org\nTo: bob@example.com,\n  carol@example.net\nSubject: x\n",
+			"alice@example.org", []string{"bob@example.com", "carol@example.net"}},
+		{"groups", "From: alice@example.org\nTo: undisclosed-recipients:;\nCc: Team: bob@example.com, Carol <carol@example.net>;\n",
+			"alice@example.org", []string{"bob@example.com", "carol@example.net"}},
+		{"encoded name", "From: =?utf-8?q?J=C3=B6rg?= <joerg@example.de>\nTo: =?utf-8?q?Zo=C3=AB?= <zoe@example.de>\n",
+			"joerg@example.de", []string{"zoe@example.de"}},
+		{"repeats", "From: a@example.org\nTo: b@example.com, B@Example.COM\nCc: b@EXAMPLE.com\nBcc: c@example.com\nTo: c@example.com\n",
+			"a@example.org", []string{"b@example.com", "B@Example.COM", "c@example.com"}},
+		{"quoted local", "From: a@example.org\nTo: \"john doe\"@example.com\n", "a@example.org", []string{`"john doe"@example.com`}},
+		{"literal", "From: a@example.org\nTo: b@[192.0.2.1]\n", "a@example.org", []string{"b@[192.0.2.1]"}},
+		{"sender", "From: a@example.org, b@example.org\nSender: c@example.org\nTo: d@example.com\n", "c@example.org", []string{"d@example.com"}},
+		{"body ignored", "From: a@example.org\nTo: b@example.com\n\nTo: c@example.com\n", "a@example.org", []string{"b@example.com"}},
+	}
+	for _, tt := range tests {
+		from, rcpts, err := ParseEnvelope([]byte(tt.header))
+		if err != nil {
+			t.Errorf("%s: ParseEnvelope: %v", tt.name, err)
+			continue
+		}
+		if from != tt.from || !reflect.DeepEqual(rcpts, tt.rcpts) {
+			t.Errorf("%s: ParseEnvelope = %q, %q; want %q, %q", tt.name, from, rcpts, tt.from, tt.rcpts)
+		}
+	}
+}
+
+func TestParseEnvelopeErrors(t *testing.T) {
+	tests := []struct{ name, header, want string }{
+		{"no sender", "To: bob@example.com\n", "no sender"},
+		{"no recipients", "From: alice@example.org\nSubject: hi\n", "no recipients"},
+		{"empty group", "From: alice@example.org\nTo: nobody:;\n", "no recipients"},
+		{"bad to", "From: alice@example.org\nTo: bob@@example.com\n", "invalid address in To"},
+		{"bad from", "From: <alice\nTo: bob@example.com\n", "invalid address in From"},
+		{"bad from line", "From \nTo: bob@example.com\n", "invalid From line"},
+		{"not a field", "From: alice@example.org\nthis is not a header\n", "invalid header line 2"},
+		{"bad name", "From: alice@example.org\nTo : bob@example.com\n", "invalid header line 2"},
+		{"lone continuation", " x\nFrom: alice@example.org\n", "invalid header line 1: continuation"},
+		{"long line", "From: alice@example.org\nSubject: " + strings.Repeat("x", 1000) + "\n", "longer than 998"},
+		{"too long", "From: alice@example.org\n" + strings.Repeat("X: y\n", MaxHeader/5+1), "too long"},
+		{"control", "From: alice@example.org\nTo: \"b\x01\"@example.com\n", "invalid address"},
+	}
+	for _, tt := range tests {
+		_, _, err := ParseEnvelope([]byte(tt.header))
+		if err == nil || !strings.HasPrefix(err.Error(), "invalid") || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: ParseEnvelope error %v, want one starting with invalid and holding %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func FuzzParseEnvelope(f *testing.F) {
+	f.Add([]byte("From alice@example.org Mon Jun  2 10:00:00 UTC 2025\nTo: bob@example.com\n"))
+	f.Add([]byte("From: \"A\" <a@b.c>\r\nTo: g: x@y.z;, w@v.u\r\nCc: glenda\r\nBcc: <q@r.s>\r\n\r\nbody"))
+	f.Add([]byte("From: a@b.c\nTo: b@[192.0.2.1],\n \"x y\"@z.w\n"))
+	f.Fuzz(func(t *testing.T, h []byte) {
+		from, rcpts, err := ParseEnvelope(h)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "invalid") {
+				t.Fatalf("error %q does not start with invalid", err)
+			}
+			return
+		}
+		// What it returns, Put takes.
+		if _, err := checkEnvelope(from, rcpts); err != nil {
+			t.Fatalf("ParseEnvelope(%q) = %q, %q, which Put refuses: %v", h, from, rcpts, err)
+		}
+	})
+}
+
+func TestCRLF(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"a\nb\r\nc\rd", "a\r\nb\r\nc\r\nd"},
+		{"\r\r\n\n", "\r\n\r\n\r\n"},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := string(crlf([]byte(tt.in))); got != tt.want {
+			t.Errorf("crlf(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestSubmit(t *testing.T) {
+	h := newHarness(t, testSettings())
+	msg := "From glenda Mon Jun  2 10:00:00 UTC 2025\n" +
+		"From: Glenda <glenda>\n" +
+		"To: bob@example.com\n" +
+		"Bcc: secret@example.net,\n" +
+		"  other@example.net\n" +
+		"Subject: hi\n" +
+		"\n" +
+		"line one\n" +
+		"line two"
+	id, err := h.q.Submit(context.Background(), []byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, ok := h.item(id)
+	if !ok {
+		t.Fatalf("submitted %s, not listed", id)
+	}
+	wantRcpts := []string{"bob@example.com", "secret@example.net", "other@example.net"}
+	if it.From != "glenda@mx.test" || !reflect.DeepEqual(it.Rcpts, wantRcpts) {
+		t.Errorf("envelope %q %q, want %q %q", it.From, it.Rcpts, "glenda@mx.test", wantRcpts)
+	}
+	b, err := os.ReadFile(h.q.st.path(id, ".msg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(b)
+	if it.Size != int64(len(b)) {
+		t.Errorf("size %d, file has %d", it.Size, len(b))
+	}
+	head, body, _ := strings.Cut(got, "\r\n\r\n")
+	if body != "line one\r\nline two\r\n" {
+		t.Errorf("body %q", body)
+	}
+	if strings.Contains(got, "secret") || strings.Contains(got, "From glenda") || strings.Contains(strings.ReplaceAll(got, "\r\n", ""), "\n") {
+		t.Errorf("Bcc, From line or bare LF left in\n%s", got)
+	}
+	for _, want := range []string{"From: Glenda <glenda>\r\n", "To: bob@example.com\r\n", "Subject: hi\r\n",
+		"Date: " + h.clock.Now().Format("Mon, 02 Jan 2006 15:04:05 -0700") + "\r\n", "Message-ID: <"} {
+		if !strings.Contains(head+"\r\n", want) {
+			t.Errorf("header lacks %q:\n%s", want, head)
+		}
+	}
+
+	// A message that has them keeps its Date and Message-ID.
+	kept := "From: a@example.org\r\nTo: b@example.com\r\nDate: Mon, 2 Jun 2025 10:00:00 +0000\r\nMessage-ID: <m@x>\r\n\r\nx\r\n"
+	id, err = h.q.Submit(context.Background(), []byte(kept))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(h.q.st.path(id, ".msg")); string(b) != kept {
+		t.Errorf("message changed:\n%q\nwant\n%q", b, kept)
+	}
+
+	if _, err := h.q.Submit(context.Background(), []byte("Subject: no envelope\n\nx\n")); err == nil || !strings.HasPrefix(err.Error(), "invalid") {
+		t.Errorf("Submit without envelope: %v, want an invalid error", err)
+	}
+}
