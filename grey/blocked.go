@@ -441,3 +441,53 @@ func fields(line string) []string {
 	}
 	return words
 }
+
+// Text returns the file as it is on disk, "" if there is none.
+func (b *Blocked) Text() (string, error) {
+	data, err := os.ReadFile(b.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	return string(data), err
+}
+
+// Add validates the lines of text and appends them to the file, all of
+// them or none, synced; the classification sees them at once. A bad line
+// fails the whole call with an error naming it ("invalid blocked line N
+// ..."), and the file is left as it was.
+func (b *Blocked) Add(text string) error {
+	if _, err := parseBlocked(strings.NewReader(text), int64(len(text)), "blocked"); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f, err := os.OpenFile(b.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0644)
+	if err != nil {
+		return fmt.Errorf("blocked: %v", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("blocked: %v", err)
+	}
+	if fi.Size()+int64(len(text))+1 > MaxBlocked {
+		return fmt.Errorf("blocked: file too long (limit %d bytes)", MaxBlocked)
+	}
+	// Keep lines whole: a file not ending in a newline gets one first.
+	if fi.Size() > 0 {
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, fi.Size()-1); err == nil && last[0] != '\n' {
+			text = "\n" + text
+		}
+	}
+	if !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	if _, err := f.WriteString(text); err != nil {
+		return fmt.Errorf("blocked: %v", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("blocked: %v", err)
+	}
+	return b.load()
+}

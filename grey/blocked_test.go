@@ -297,3 +297,31 @@ func TestActionString(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockedAdd: lines are validated first (all or none), appended whole
+// even to a file without a final newline, and seen at once.
+func TestBlockedAdd(t *testing.T) {
+	b, _ := newBlocked(t, "block 192.0.2.1") // no final newline
+	if err := b.Add("deny 198.51.100.0/24\n*block spam.example\n"); err != nil {
+		t.Fatal(err)
+	}
+	classify(t, b, []classifyCase{{"198.51.100.7", "", Deny}, {"203.0.113.1", "spam.example!x", Block}, {"192.0.2.1", "", Block}})
+	before, _ := b.Text()
+	err := b.Add("allow 203.0.113.9\nfrob 1.2.3.4\n")
+	if err == nil || !strings.HasPrefix(err.Error(), "invalid blocked line 2 'frob 1.2.3.4'") {
+		t.Errorf("bad line: %v", err)
+	}
+	if after, _ := b.Text(); after != before || before != "block 192.0.2.1\ndeny 198.51.100.0/24\n*block spam.example\n" {
+		t.Errorf("file after a refused Add = %q (before %q)", after, before)
+	}
+	classify(t, b, []classifyCase{{"203.0.113.9", "", None}})
+
+	fresh := NewBlocked(filepath.Join(t.TempDir(), "blocked"), nil)
+	if text, err := fresh.Text(); text != "" || err != nil {
+		t.Errorf("missing file: %q, %v", text, err)
+	}
+	if err := fresh.Add("dial 10.0.0.0/8"); err != nil {
+		t.Fatal(err)
+	}
+	classify(t, fresh, []classifyCase{{"10.1.2.3", "", Dial}})
+}

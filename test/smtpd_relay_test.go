@@ -1,6 +1,8 @@
 package test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -61,19 +63,17 @@ func TestSmtpdRelayRefused(t *testing.T) {
 	waitLog(t, d, "Bad Forward example.org!user (client.example.net/127.0.0.5) (elsewhere.example!v)")
 }
 
-// TestSmtpdRelayTrusted: a client in ournets may relay. Until the queue is
-// wired into smtpfs, a remote recipient gets 451 4.3.0 (try later), never
-// a false 250 nor the relay refusal; local recipients are delivered.
+// TestSmtpdRelayTrusted: a client in ournets may relay: remote
+// recipients go into the queue (upas's []-loopback form too, as the
+// client's own address), local ones into their Maildir.
 func TestSmtpdRelayTrusted(t *testing.T) {
-	d := startMail(t, "ournets 127.0.0.1\n")
+	d := startMail(t, "ournets 127.0.0.1\nresolver 127.0.0.1:9\n")
 	r := ehlo(t, d, "127.0.0.1")
 	r.Send("MAIL FROM:<a@example.org>")
 	r.Expect("250 ")
-	for _, rcpt := range []string{"v@elsewhere.example", "elsewhere.example!v", "me@[]"} {
+	for _, rcpt := range []string{"v@elsewhere.example", "elsewhere.example!w", "me@[]"} {
 		r.Send("RCPT TO:<" + rcpt + ">")
-		if l := r.Reply(); !strings.HasPrefix(l[0], "451 4.3.0 ") || !strings.Contains(l[0], "cannot be queued now") {
-			t.Errorf("trusted to <%s>: %q", rcpt, l)
-		}
+		r.Expect("250 2.0.0 receiver is ")
 	}
 	r.Send("RCPT TO:<bob@localhost>")
 	r.Expect("250 ")
@@ -83,5 +83,15 @@ func TestSmtpdRelayTrusted(t *testing.T) {
 	r.Expect("250 2.5.0 sent")
 	if len(boxMessages(t, d.Root, "bob")) != 1 {
 		t.Errorf("bob got nothing")
+	}
+	envs, _ := filepath.Glob(filepath.Join(d.Root, "queue", "*.env"))
+	if len(envs) != 1 {
+		t.Fatalf("%d messages queued, want 1", len(envs))
+	}
+	env, _ := os.ReadFile(envs[0])
+	for _, want := range []string{"from a@example.org\n", "rcpt v@elsewhere.example ", "rcpt w@elsewhere.example ", "rcpt me@[127.0.0.1] "} {
+		if !strings.Contains(string(env), want) {
+			t.Errorf("queued envelope lacks %q:\n%s", want, env)
+		}
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"smtpfs/cmd/internal/arg"
 	"smtpfs/cmd/internal/setup"
 	"smtpfs/smtp/mlog"
+	"smtpfs/smtp/queue"
 	"smtpfs/smtpd"
 	"smtpfs/smtpd/conf"
 )
@@ -68,12 +69,28 @@ func run(f *setup.Flags, netdir string) error {
 	}
 	logs := mlog.New(filepath.Join(root, "log"), nil)
 	defer logs.Close()
+	config := func() *conf.Config { return cfg }
+	logger := logs.Logger("smtpd")
+	blocked, err := setup.OpenBlocked(root, logger)
+	if err != nil {
+		return err
+	}
+	// The queue is written into, not run: smtpfs's runner finds what this
+	// session queued at its next scan of the directory.
+	q, err := queue.OpenWriter(filepath.Join(root, "queue"), setup.QueueSettings(cfg), logs.Logger("runq"))
+	if err != nil {
+		return err
+	}
+	defer q.Close()
 	srv := &smtpd.Server{
-		Root:     root,
-		Config:   func() *conf.Config { return cfg },
-		Secrets:  func() *smtpd.Secrets { return secrets },
-		Log:      logs.Logger("smtpd"),
-		Resolver: &setup.Resolver{Config: func() *conf.Config { return cfg }},
+		Root:       root,
+		Config:     config,
+		Secrets:    func() *smtpd.Secrets { return secrets },
+		Log:        logger,
+		Queue:      q,
+		Greylister: &setup.LazyGreylist{Root: root, Config: config, Log: logger},
+		Classifier: setup.Classifier{Blocked: blocked},
+		Resolver:   &setup.Resolver{Config: config},
 	}
 	srv.ServeConn(conn)
 	return nil

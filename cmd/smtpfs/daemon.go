@@ -1,43 +1,48 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"smtpfs/cmd/internal/setup"
+	"smtpfs/fs"
+	"smtpfs/grey"
+	"smtpfs/smtp"
 	"smtpfs/smtp/mlog"
+	"smtpfs/smtp/queue"
 	"smtpfs/smtpd"
 	"smtpfs/smtpd/conf"
 )
 
 // A daemon is the running smtpfs: the live configuration and secrets, and
-// the engines that read them. The 9P tree, the queue runner and the
-// greylist plug in here: the tree calls Ctl, ConfigText and reads
-// srv.Stats; the queue and the greylist set srv.Queue, srv.Greylister and
-// srv.Classifier, register their ctl actions in actions, and follow
-// configuration changes through onChange.
+// the engines that follow them: the SMTP server, the greylist and
+// lib/blocked, the queue and its runner, the client it delivers with, and
+// the 9P tree that shows and steers them all.
 type daemon struct {
 	root     string
 	confFile string
 	verbs    []string // from the environment and the flags: applied after the file, so they win
-	ninep    []string // the -9 dial strings, for the 9P tree to listen on
+	hub      *fs.Log  // every log line, for the 9P log file
 	logs     *mlog.Log
 	log      *log.Logger // facility smtpd
-	srv      *smtpd.Server
 
-	// actions are the runtime ctl verbs that can be carried out, by verb;
-	// reload is always there. Until the queue and the greylist are wired
-	// in, their verbs (kick, retry, delete, hold, release, unwhitelist)
-	// are refused as not available, and nothing in the write is applied.
+	srv     *smtpd.Server
+	grey    *grey.Greylist
+	blocked *grey.Blocked
+	queue   *queue.Queue
+	client  atomic.Pointer[smtp.Client]
+	tree    *fs.Server
+
+	// actions are the runtime ctl verbs, by verb.
 	actions map[string]func(args []string) error
-	// onChange is called with the new configuration after every change
-	// (ctl, reload), outside the lock.
-	onChange []func(*conf.Config)
 
 	debug atomic.Bool // cfg.Debug, for the log tee, which may not take mu
 
@@ -46,26 +51,95 @@ type daemon struct {
 	secrets *smtpd.Secrets
 }
 
-// newDaemon loads the configuration and secrets and makes the server. Its
-// log goes to <root>/log, and also to stderr while debug is on.
+// newDaemon loads the configuration, secrets, whitelist, lib/blocked and
+// the queue, and builds the engines and the tree; nothing listens yet.
+// The log goes to <root>/log, to the 9P log file, and to stderr while
+// debug is on.
 func newDaemon(root, confFile string, verbs []string, stderr io.Writer) (*daemon, error) {
 	cfg, sec, err := setup.Load(root, confFile, verbs)
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{root: root, confFile: confFile, verbs: verbs, cfg: cfg, secrets: sec}
+	d := &daemon{root: root, confFile: confFile, verbs: verbs, cfg: cfg, secrets: sec, hub: fs.NewLog(0)}
 	d.debug.Store(cfg.Debug)
-	d.logs = mlog.New(filepath.Join(root, "log"), &debugTee{d: d, w: stderr})
+	d.logs = mlog.New(filepath.Join(root, "log"), io.MultiWriter(d.hub, &debugTee{d: d, w: stderr}))
 	d.log = d.logs.Logger("smtpd")
-	d.srv = &smtpd.Server{
-		Root:     root,
-		Config:   d.Config,
-		Secrets:  d.Secrets,
-		Log:      d.log,
-		Resolver: &setup.Resolver{Config: d.Config},
+	if err := d.openEngines(cfg); err != nil {
+		d.logs.Close()
+		return nil, err
 	}
-	d.actions = map[string]func([]string) error{"reload": func([]string) error { return d.Reload() }}
+	d.actions = map[string]func([]string) error{
+		"reload":      func([]string) error { return d.Reload() },
+		"kick":        func([]string) error { d.queue.Kick(); return nil },
+		"retry":       func(ids []string) error { return d.queue.Retry(ids...) },
+		"delete":      func(ids []string) error { return d.queue.Delete(ids...) },
+		"hold":        func(ids []string) error { return d.queue.Hold(ids...) },
+		"release":     func(ids []string) error { return d.queue.Release(ids...) },
+		"unwhitelist": d.unwhitelist,
+	}
+	d.tree = fs.New(fs.Config{
+		Control:    control{d},
+		Whitelist:  whitelistFile{d.grey.Whitelist()},
+		Blocked:    blockedFile{d.blocked},
+		Queue:      queueFile{d.queue},
+		Stats:      d,
+		Version:    version,
+		Log:        d.hub,
+		Logger:     d.logs.Logger("9p"),
+		MaxMessage: cfg.MaxSize,
+	})
 	return d, nil
+}
+
+// openEngines makes the engines of the daemon for the configuration cfg.
+func (d *daemon) openEngines(cfg *conf.Config) error {
+	var err error
+	if d.blocked, err = setup.OpenBlocked(d.root, d.log); err != nil {
+		return err
+	}
+	if d.grey, err = grey.Open(d.root, d.log); err != nil {
+		return err
+	}
+	if err := d.grey.SetSettings(setup.GreySettings(cfg)); err != nil {
+		return err
+	}
+	maildir := smtpd.NewMaildir(filepath.Join(d.root, "box"))
+	maildir.MkBox = func() bool { return d.Config().MkBox }
+	d.client.Store(setup.NewClient(cfg, d.logs))
+	d.queue, err = queue.Open(filepath.Join(d.root, "queue"), setup.QueueSettings(cfg),
+		deliverer{&d.client}, maildir, d.logs.Logger("runq"))
+	if err != nil {
+		return err
+	}
+	d.srv = &smtpd.Server{
+		Root:       d.root,
+		Config:     d.Config,
+		Secrets:    d.Secrets,
+		Log:        d.log,
+		Queue:      d.queue,
+		Greylister: d.grey,
+		Classifier: setup.Classifier{Blocked: d.blocked},
+		Resolver:   &setup.Resolver{Config: d.Config},
+		Maildir:    maildir,
+	}
+	return nil
+}
+
+// run runs the queue and the greylist's sweeper until ctx is done.
+func (d *daemon) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := d.queue.Run(ctx); err != nil && ctx.Err() == nil {
+			d.log.Printf("queue runner: %v", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		d.grey.Sweep(ctx, time.Hour)
+	}()
+	wg.Wait()
 }
 
 // Config returns the live configuration; the caller must not change it.
@@ -86,30 +160,26 @@ func (d *daemon) Secrets() *smtpd.Secrets {
 // reading the 9P ctl file.
 func (d *daemon) ConfigText() string { return d.Config().Dump() }
 
-// Ctl applies the lines of text written to ctl, all or none: a bad line,
-// or an action that is not available, fails the write (the error names the
-// line) and changes nothing. Every line that changes a setting is logged.
-// The actions (reload, ...) run after the settings, in order; reload
+// Ctl applies the lines of text written to ctl, all or none: a bad line
+// fails the write (the error names the line) and changes nothing. The
+// actions (reload, kick, ...) run after the settings, in order; reload
 // builds the configuration again from the file and the flags, so it
-// undoes the settings of earlier ctl writes.
+// undoes the settings of earlier ctl writes. The 9P tree logs each line
+// that took effect, and each error.
 func (d *daemon) Ctl(text string) error {
 	d.mu.Lock()
-	old := d.cfg
-	cfg, acts, err := conf.Apply(old, "ctl", text)
-	if err == nil {
-		err = d.available(text, acts)
-	}
+	cfg, acts, err := conf.Apply(d.cfg, "ctl", text)
 	if err != nil {
 		d.mu.Unlock()
-		d.log.Printf("ctl: %v", err)
 		return err
 	}
-	d.logChanges(old, text)
+	changed := cfg.Dump() != d.cfg.Dump()
 	d.cfg = cfg
 	d.mu.Unlock()
-	d.changed(cfg)
+	if changed {
+		d.changed(cfg)
+	}
 	for _, a := range acts {
-		d.log.Printf("ctl: %s", strings.TrimSpace(a.Verb+" "+strings.Join(a.Args, " ")))
 		if err := d.actions[a.Verb](a.Args); err != nil {
 			return fmt.Errorf("%s: %w", a.Verb, err)
 		}
@@ -117,61 +187,99 @@ func (d *daemon) Ctl(text string) error {
 	return nil
 }
 
-// available checks that every action of a ctl write can be carried out.
-func (d *daemon) available(text string, acts []conf.Action) error {
-	for _, a := range acts {
-		if d.actions[a.Verb] == nil {
-			n := 0
-			for i, l := range strings.Split(text, "\n") {
-				if w, _ := conf.Tokenize(l); len(w) > 0 && strings.EqualFold(w[0], a.Verb) {
-					n = i + 1
-					break
-				}
-			}
-			return &conf.LineError{Source: "ctl", Line: n, Text: a.Verb, Err: fmt.Errorf("%s is not available: its engine is not wired in", a.Verb)}
+// unwhitelist removes whitelist entries (the ctl verb): each argument
+// must match an entry exactly.
+func (d *daemon) unwhitelist(args []string) error {
+	var ps []netip.Prefix
+	for _, a := range args {
+		p, err := conf.ParsePrefix(a)
+		if err != nil {
+			return err
 		}
+		ps = append(ps, p)
 	}
-	return nil
+	n, err := d.grey.Whitelist().Remove(ps...)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("not found: %s", strings.Join(args, " "))
+	}
+	return err
 }
 
-// logChanges logs each line of a ctl write that changes a setting.
-func (d *daemon) logChanges(old *conf.Config, text string) {
-	cur := old
-	for line := range strings.SplitSeq(text, "\n") {
-		next, acts, err := conf.Apply(cur, "ctl", line)
-		if err != nil || len(acts) > 0 {
-			continue
-		}
-		if next.Dump() != cur.Dump() {
-			d.log.Printf("ctl: %s", strings.TrimSpace(line))
-		}
-		cur = next
-	}
-}
-
-// Reload builds the configuration again, from smtpd.conf and the flags,
-// re-reads lib/secrets and reopens the log files (SIGHUP, ctl reload). A
-// bad file keeps the old configuration, and the error says why.
+// Reload builds the configuration again from smtpd.conf and the flags, and
+// re-reads lib/secrets, lib/blocked and the whitelist, and reopens the log
+// files (SIGHUP, ctl reload). A bad file keeps the old configuration, and
+// the error says why.
 func (d *daemon) Reload() error {
 	cfg, sec, err := setup.Load(d.root, d.confFile, d.verbs)
+	if err == nil {
+		err = d.blocked.Reload()
+	}
 	if err != nil {
 		d.log.Printf("reload: %v; keeping the old configuration", err)
 		return err
+	}
+	if err := d.grey.Whitelist().Reload(); err != nil {
+		d.log.Printf("reload: whitelist: %v", err)
 	}
 	d.logs.Reopen()
 	d.mu.Lock()
 	d.cfg, d.secrets = cfg, sec
 	d.mu.Unlock()
 	d.changed(cfg)
-	d.log.Printf("reloaded %s and lib/secrets (%d users)", d.confFile, sec.Len())
+	d.log.Printf("reloaded %s, lib/secrets (%d users), lib/blocked and the whitelist", d.confFile, sec.Len())
 	return nil
 }
 
+// changed hands a new configuration to the engines that keep their own
+// settings.
 func (d *daemon) changed(cfg *conf.Config) {
 	d.debug.Store(cfg.Debug)
-	for _, f := range d.onChange {
-		f(cfg)
+	if err := d.grey.SetSettings(setup.GreySettings(cfg)); err != nil {
+		d.log.Printf("greylist settings: %v", err)
 	}
+	d.queue.SetSettings(setup.QueueSettings(cfg))
+	d.client.Store(setup.NewClient(cfg, d.logs))
+}
+
+// Stats returns the counters of the server and the queue, for the 9P
+// stats file.
+func (d *daemon) Stats() []fs.Stat {
+	var st []fs.Stat
+	for _, s := range d.srv.Stats.Values() {
+		st = append(st, fs.Stat{Name: s.Name, Value: s.Value})
+	}
+	q := d.queue.Stats()
+	for _, s := range []struct {
+		name string
+		v    int64
+	}{
+		{"queue.length", int64(q.Length)}, {"queue.rcpts", int64(q.Rcpts)}, {"queue.held", int64(q.Held)},
+		{"queue.active", int64(q.Active)}, {"queue.queued", q.Queued}, {"queue.delivered", q.Delivered},
+		{"queue.deferred", q.Deferred}, {"queue.bounced", q.Bounced}, {"queue.dsns", q.DSNs},
+		{"queue.deleted", q.Deleted}, {"queue.damaged", q.Damaged},
+		{"whitelist.entries", int64(d.grey.Whitelist().Len())},
+	} {
+		st = append(st, fs.Stat{Name: s.name, Value: s.v})
+	}
+	return st
+}
+
+// close closes what newDaemon opened, after run has returned.
+func (d *daemon) close() {
+	d.tree.Close()
+	if err := d.queue.Close(); err != nil {
+		d.log.Printf("closing the queue: %v", err)
+	}
+	d.logs.Close()
+}
+
+// A deliverer delivers through the client of the moment: a change of
+// configuration makes a new client, and deliveries under way finish with
+// the old one.
+type deliverer struct{ p *atomic.Pointer[smtp.Client] }
+
+func (d deliverer) Deliver(ctx context.Context, dest, from string, rcpts []string, msg io.Reader) ([]error, error) {
+	return d.p.Load().Deliver(ctx, dest, from, rcpts, msg)
 }
 
 // A debugTee copies log lines to w while debug is on.

@@ -16,6 +16,8 @@
 // SIGTERM and SIGINT stop it: no new sessions; sessions in a transaction
 // may finish it for a grace period, then they are closed; a message that
 // was acknowledged is safe, one that was not is simply not acknowledged.
+// The queue runner stops its deliveries (a message cut short stays queued
+// and is sent again) and the 9P tree closes.
 package main
 
 import (
@@ -24,6 +26,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -71,7 +74,7 @@ func run(f *setup.Flags, listen, ninep []string) error {
 	if err != nil {
 		return err
 	}
-	d.ninep = ninep // served once the file tree is wired in
+	defer d.close()
 	var ls []net.Listener
 	for _, s := range listen {
 		l, err := listenSMTP(s)
@@ -80,13 +83,37 @@ func run(f *setup.Flags, listen, ninep []string) error {
 		}
 		ls = append(ls, l)
 	}
+	posted, err := d.tree.Post("smtpfs")
+	if err != nil {
+		return fmt.Errorf("posting the 9P service: %v", err)
+	}
+	var ninepAt []string
+	for _, s := range ninep {
+		ds, err := d.tree.Listen(s)
+		if err != nil {
+			return fmt.Errorf("9p listen %s: %v", s, err)
+		}
+		ninepAt = append(ninepAt, ds)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	engines := make(chan struct{})
+	go func() { d.run(ctx); close(engines) }()
 	for _, l := range ls {
 		fmt.Fprintf(os.Stderr, "smtpfs: smtp listening on %s\n", dialString(l.Addr()))
 		go d.srv.Serve(l)
 	}
+	fmt.Fprintf(os.Stderr, "smtpfs: 9p posted on %s\n", posted)
+	for _, ds := range ninepAt {
+		fmt.Fprintf(os.Stderr, "smtpfs: 9p listening on %s\n", ds)
+	}
 	d.log.Printf("smtpfs started, mail root %s", root)
 	fmt.Fprintln(os.Stderr, "smtpfs: ready")
-	return d.wait(sig)
+	d.wait(sig)
+	stop()
+	<-engines
+	d.log.Printf("stopped")
+	return nil
 }
 
 func argSet(f *setup.Flags) *arg.Set {
@@ -115,8 +142,9 @@ func dialString(a net.Addr) string {
 	return a.Network() + "!" + a.String()
 }
 
-// wait serves the signals until SIGTERM or SIGINT, then shuts down.
-func (d *daemon) wait(sig <-chan os.Signal) error {
+// wait serves the signals until SIGTERM or SIGINT, then stops the SMTP
+// server.
+func (d *daemon) wait(sig <-chan os.Signal) {
 	for s := range sig {
 		if s == syscall.SIGHUP {
 			d.log.Printf("SIGHUP: reloading")
@@ -130,9 +158,22 @@ func (d *daemon) wait(sig <-chan os.Signal) error {
 		if err != nil {
 			d.log.Printf("sessions still open after %v were closed", grace)
 		}
-		d.log.Printf("stopped")
-		d.logs.Close()
-		return nil
+		return
 	}
-	return nil
 }
+
+// version is what the 9P version file says: the module's version and VCS
+// revision when the binary carries them.
+var version = func() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "smtpfs"
+	}
+	v := "smtpfs " + bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			v += " " + s.Value
+		}
+	}
+	return v
+}()

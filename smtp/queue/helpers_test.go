@@ -125,7 +125,7 @@ type fakeLocal struct {
 	fail error
 }
 
-func (l *fakeLocal) Deliver(ctx context.Context, users []string, msg io.Reader) error {
+func (l *fakeLocal) Deliver(ctx context.Context, from string, users []string, msg io.Reader) error {
 	b, err := io.ReadAll(msg)
 	if err != nil {
 		return err

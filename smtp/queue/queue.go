@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -29,10 +30,11 @@ type Deliverer interface {
 
 // Local delivers to local users (the server engine's Maildir delivery):
 // recipients for which Settings.IsLocal says ok, among them bounces to
-// local senders. An error applies to every user; smtp.IsTemporary says
+// local senders. from is the envelope sender ("" for <>), for the
+// Return-Path. An error applies to every user; smtp.IsTemporary says
 // whether to retry.
 type Local interface {
-	Deliver(ctx context.Context, users []string, msg io.Reader) error
+	Deliver(ctx context.Context, from string, users []string, msg io.Reader) error
 }
 
 // A Queue is the outbound queue in one directory: the messages on disk,
@@ -540,6 +542,23 @@ func (q *Queue) Delete(ids ...string) error {
 		}
 		return nil
 	})
+}
+
+// OpenMessage opens the data of the queued message id, as it will be
+// sent, for reading (the 9P queue.d files). An id not in the queue is
+// "not found: id".
+func (q *Queue) OpenMessage(id string) (*os.File, error) {
+	q.mu.Lock()
+	_, err := q.lookup([]string{id})
+	q.mu.Unlock()
+	if err != nil || id == "all" {
+		return nil, fmt.Errorf("not found: %s", id)
+	}
+	f, err := os.Open(q.st.path(id, ".msg"))
+	if isNotExist(err) {
+		return nil, fmt.Errorf("not found: %s", id)
+	}
+	return f, err
 }
 
 // showAddr shows an envelope address in the log: <> for the null sender.

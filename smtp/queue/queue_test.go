@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -225,8 +226,25 @@ func TestControl(t *testing.T) {
 		t.Errorf("released item: %+v, want due now", it)
 	}
 
+	f, err := h.q.OpenMessage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(f)
+	f.Close()
+	if !strings.Contains(string(data), "\r\n") || len(data) == 0 {
+		t.Errorf("OpenMessage(%s) read %q", b, data)
+	}
+	for _, bad := range []string{"nosuchid", "all", "../" + b} {
+		if _, err := h.q.OpenMessage(bad); err == nil || err.Error() != "not found: "+bad {
+			t.Errorf("OpenMessage(%q): %v", bad, err)
+		}
+	}
 	if err := h.q.Delete(b); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := h.q.OpenMessage(b); err == nil {
+		t.Errorf("OpenMessage of a deleted message succeeded")
 	}
 	if _, ok := h.item(b); ok {
 		t.Errorf("%s listed after Delete", b)

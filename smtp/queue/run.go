@@ -272,7 +272,7 @@ func (q *Queue) session(j *job) {
 		case q.local == nil:
 			err = smtp.Replyf(451, "4.3.5", "no local delivery configured")
 		default:
-			err = q.local.Deliver(j.a.ctx, j.users, f)
+			err = q.local.Deliver(j.a.ctx, j.a.e.from, j.users, f)
 		}
 		f.Close()
 	}

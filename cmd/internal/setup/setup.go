@@ -1,18 +1,13 @@
 // Package setup holds what the smtpd and smtpfs programs share: upas
 // smtpd's flags, each turned into the smtpd.conf verb it stands for; the
-// mail root; the configuration and secrets; a DNS resolver for the sender
-// check.
+// mail root; the configuration and secrets; the adapters that plug the
+// engines into one another.
 package setup
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strings"
-	"time"
 
 	"smtpfs/cmd/internal/arg"
 	"smtpfs/smtpd"
@@ -122,58 +117,6 @@ func Load(root, file string, verbs []string) (*conf.Config, *smtpd.Secrets, erro
 		return nil, nil, err
 	}
 	return cfg, sec, nil
-}
-
-// A Resolver answers the sender and HELO checks from DNS, asking the
-// server of the resolver setting ($SMTPFS_RESOLVER) or else the system's.
-// It is a stopgap on the standard library until the smtp engine's
-// resolver is wired in.
-type Resolver struct {
-	Config func() *conf.Config
-}
-
-// DomainExists reports whether domain has an MX, A or AAAA record. A null
-// MX (RFC 7505) says the domain takes no mail: as a sender it does not
-// exist.
-func (r *Resolver) DomainExists(ctx context.Context, domain string) (bool, error) {
-	res := r.resolver()
-	name := strings.TrimSuffix(domain, ".") + "."
-	mx, err := res.LookupMX(ctx, name)
-	if err == nil && len(mx) > 0 {
-		return !(len(mx) == 1 && mx[0].Host == "."), nil
-	}
-	if err != nil && !notFound(err) {
-		return false, err
-	}
-	ips, err := res.LookupNetIP(ctx, "ip", name)
-	switch {
-	case err == nil:
-		return len(ips) > 0, nil
-	case notFound(err):
-		return false, nil
-	}
-	return false, err
-}
-
-func (r *Resolver) resolver() *net.Resolver {
-	server := ""
-	if r.Config != nil {
-		server = r.Config().Resolver
-	}
-	if server == "" {
-		return net.DefaultResolver
-	}
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		d := net.Dialer{Timeout: 10 * time.Second}
-		return d.DialContext(ctx, network, server)
-	}}
-}
-
-// notFound reports whether err says the name or the record does not
-// exist, as opposed to a failure to find out.
-func notFound(err error) bool {
-	var de *net.DNSError
-	return errors.As(err, &de) && de.IsNotFound
 }
 
 // Usage prints the usage line and exits 1.

@@ -1,0 +1,150 @@
+package setup
+
+import (
+	"context"
+	"log"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"smtpfs/grey"
+	"smtpfs/smtp"
+	"smtpfs/smtp/mlog"
+	"smtpfs/smtp/queue"
+	"smtpfs/smtpd"
+	"smtpfs/smtpd/conf"
+)
+
+// This file adapts the engines to one another, for both programs: the
+// greylist and lib/blocked (package grey) and the DNS resolver (package
+// smtp) to the server's seams, and the configuration to the queue's and
+// the client's settings.
+
+// A Resolver answers the server's sender and HELO checks through the
+// client engine's resolver, asking the DNS server of the resolver setting
+// ($SMTPFS_RESOLVER) or else the first of /etc/resolv.conf.
+type Resolver struct {
+	Config func() *conf.Config
+
+	mu     sync.Mutex
+	server string
+	res    *smtp.Resolver
+}
+
+// DomainExists reports whether domain has an MX, A or AAAA record; a null
+// MX says it takes no mail, so as a sender it does not exist.
+func (r *Resolver) DomainExists(ctx context.Context, domain string) (bool, error) {
+	return r.resolver().DomainExists(ctx, domain)
+}
+
+func (r *Resolver) resolver() *smtp.Resolver {
+	server := r.Config().Resolver
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.res == nil || server != r.server {
+		r.server, r.res = server, smtp.NewResolver(server)
+	}
+	return r.res
+}
+
+// Classifier gives the server lib/blocked's verdicts.
+type Classifier struct{ Blocked *grey.Blocked }
+
+// Classify maps grey's actions to the server's verdicts: no line, or an
+// allow line, accepts.
+func (c Classifier) Classify(ip netip.Addr, sender string) smtpd.Verdict {
+	switch c.Blocked.Classify(ip, sender) {
+	case grey.Block:
+		return smtpd.Block
+	case grey.Deny:
+		return smtpd.Deny
+	case grey.Dial:
+		return smtpd.Dial
+	case grey.Delay:
+		return smtpd.Delay
+	}
+	return smtpd.Accept
+}
+
+// OpenBlocked loads <root>/lib/blocked. A missing file blocks nothing; a
+// bad one is an error, as a bad smtpd.conf is.
+func OpenBlocked(root string, logger *log.Logger) (*grey.Blocked, error) {
+	b := grey.NewBlocked(filepath.Join(root, "lib", "blocked"), logger)
+	return b, b.Reload()
+}
+
+// GreySettings returns the greylist's settings of the configuration.
+func GreySettings(c *conf.Config) grey.Settings {
+	return grey.Settings{Min: c.GreyMin, Max: c.GreyMax, Prefix4: c.GreyPrefix4, Prefix6: c.GreyPrefix6}
+}
+
+// A LazyGreylist opens the greylist at its first Check: the smtpd program
+// serves one session, and most sessions never need the whitelist, whose
+// loading takes a while when it is large.
+type LazyGreylist struct {
+	Root   string
+	Config func() *conf.Config
+	Log    *log.Logger
+
+	once sync.Once
+	g    *grey.Greylist
+}
+
+// Check opens the greylist if need be and asks it. If it cannot be opened,
+// the message passes (fail open, as grey does with storage errors) and
+// the reason is logged.
+func (l *LazyGreylist) Check(local, remote netip.Addr, from string, rcpts []string) bool {
+	l.once.Do(func() {
+		g, err := grey.Open(l.Root, l.Log)
+		if err == nil {
+			err = g.SetSettings(GreySettings(l.Config()))
+		}
+		if err != nil {
+			l.Log.Printf("greylist: %v; letting mail through", err)
+			return
+		}
+		l.g = g
+	})
+	return l.g == nil || l.g.Check(local, remote, from, rcpts)
+}
+
+// QueueSettings returns the queue's settings of the configuration. A
+// recipient is local when its domain is ours; the local part names the
+// box.
+func QueueSettings(c *conf.Config) queue.Settings {
+	return queue.Settings{
+		Backoff:    c.Backoff,
+		Lifetime:   c.Lifetime,
+		DelayWarn:  c.DelayWarn,
+		Deliveries: c.Deliveries,
+		SmartHost:  c.SmartHost,
+		Hostname:   c.Hostname,
+		IsLocal: func(addr string) (string, bool) {
+			at := strings.LastIndexByte(addr, '@')
+			if at < 0 {
+				return addr, addr != ""
+			}
+			return addr[:at], c.OurDomain(addr[at+1:])
+		},
+	}
+}
+
+// NewClient returns the client engine the queue delivers with: EHLO with
+// our host name, DNS from the resolver setting, STARTTLS whenever the
+// server offers it without insisting on a verifiable certificate (as
+// Postfix's "may" level: encryption against passive eavesdropping, never a
+// reason to lose mail). $SMTPFS_SMTP_PORT sets the port of MX hosts, for
+// tests and unusual networks.
+func NewClient(c *conf.Config, logs *mlog.Log) *smtp.Client {
+	return &smtp.Client{
+		Hello:    c.Hostname,
+		Port:     os.Getenv("SMTPFS_SMTP_PORT"),
+		DNS:      smtp.NewResolver(c.Resolver),
+		StartTLS: smtp.TryTLS,
+		Insecure: true,
+		Log:      logs.Logger("smtp"),
+		FailLog:  logs.Logger("smtp.fail"),
+	}
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+
+	"smtpfs/fs"
+	"smtpfs/grey"
+	"smtpfs/smtp/queue"
+)
+
+// The adapters between the engines and the 9P tree's interfaces.
+
+// control is the ctl file: the daemon's configuration.
+type control struct{ d *daemon }
+
+func (c control) Ctl(text string) error { return c.d.Ctl(text) }
+func (c control) Config() string        { return c.d.ConfigText() }
+
+// whitelistFile is the whitelist file: grey's whitelist.
+type whitelistFile struct{ w *grey.Whitelist }
+
+func (f whitelistFile) Text() string {
+	b, err := f.w.Bytes()
+	if err != nil {
+		return "# whitelist unreadable: " + err.Error() + "\n"
+	}
+	return string(b)
+}
+
+func (f whitelistFile) Add(text string) error { return f.w.Add(text) }
+
+// blockedFile is the blocked file: lib/blocked.
+type blockedFile struct{ b *grey.Blocked }
+
+func (f blockedFile) Text() string {
+	s, err := f.b.Text()
+	if err != nil {
+		return "# lib/blocked unreadable: " + err.Error() + "\n"
+	}
+	return s
+}
+
+func (f blockedFile) Add(text string) error { return f.b.Add(text) }
+
+// queueFile is the queue file and the queue.d directory.
+type queueFile struct{ q *queue.Queue }
+
+func (f queueFile) List() []queue.Item { return f.q.List() }
+
+func (f queueFile) Check(header []byte) error {
+	_, _, err := queue.ParseEnvelope(header)
+	return err
+}
+
+func (f queueFile) Submit(ctx context.Context, msg []byte) (string, error) {
+	return f.q.Submit(ctx, msg)
+}
+
+func (f queueFile) OpenMessage(id string) (fs.MessageReader, error) {
+	m, err := f.q.OpenMessage(id)
+	if err != nil {
+		return nil, err // not a nil *os.File in a non-nil interface
+	}
+	return m, nil
+}
