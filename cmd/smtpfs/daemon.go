@@ -42,7 +42,7 @@ type daemon struct {
 	tree    *fs.Server
 
 	// actions are the runtime ctl verbs, by verb.
-	actions map[string]func(args []string) error
+	actions map[string]action
 
 	debug atomic.Bool // cfg.Debug, for the log tee, which may not take mu
 
@@ -68,14 +68,14 @@ func newDaemon(root, confFile string, verbs []string, stderr io.Writer) (*daemon
 		d.logs.Close()
 		return nil, err
 	}
-	d.actions = map[string]func([]string) error{
-		"reload":      func([]string) error { return d.Reload() },
-		"kick":        func([]string) error { d.queue.Kick(); return nil },
-		"retry":       func(ids []string) error { return d.queue.Retry(ids...) },
-		"delete":      func(ids []string) error { return d.queue.Delete(ids...) },
-		"hold":        func(ids []string) error { return d.queue.Hold(ids...) },
-		"release":     func(ids []string) error { return d.queue.Release(ids...) },
-		"unwhitelist": d.unwhitelist,
+	d.actions = map[string]action{
+		"reload":      {run: func([]string) error { return d.Reload() }},
+		"kick":        {run: func([]string) error { d.queue.Kick(); return nil }},
+		"retry":       {d.queued, func(ids []string) error { return d.queue.Retry(ids...) }},
+		"delete":      {d.queued, func(ids []string) error { return d.queue.Delete(ids...) }},
+		"hold":        {d.queued, func(ids []string) error { return d.queue.Hold(ids...) }},
+		"release":     {d.queued, func(ids []string) error { return d.queue.Release(ids...) }},
+		"unwhitelist": {d.whitelisted, d.unwhitelist},
 	}
 	d.tree = fs.New(fs.Config{
 		Control:    control{d},
@@ -160,15 +160,29 @@ func (d *daemon) Secrets() *smtpd.Secrets {
 // reading the 9P ctl file.
 func (d *daemon) ConfigText() string { return d.Config().Dump() }
 
+// An action is a runtime ctl verb: check says whether its arguments name
+// things that are there (nil: always), and run does it.
+type action struct {
+	check func(args []string) error
+	run   func(args []string) error
+}
+
 // Ctl applies the lines of text written to ctl, all or none: a bad line
-// fails the write (the error names the line) and changes nothing. The
-// actions (reload, kick, ...) run after the settings, in order; reload
-// builds the configuration again from the file and the flags, so it
-// undoes the settings of earlier ctl writes. The 9P tree logs each line
-// that took effect, and each error.
+// fails the write with a *conf.LineError naming it, and changes nothing.
+// That holds for the actions too: an id that is not queued (`delete
+// nosuchid`), or an entry that is not in the whitelist, fails the write
+// before any setting is changed. The actions (reload, kick, ...) run after
+// the settings, in order; reload builds the configuration again from the
+// file and the flags, so it undoes the settings of earlier ctl writes. An
+// action that fails all the same (the message was delivered between the
+// check and the action) fails the write, after the settings took effect.
+// The 9P tree logs each line that took effect, and each error.
 func (d *daemon) Ctl(text string) error {
 	d.mu.Lock()
 	cfg, acts, err := conf.Apply(d.cfg, "ctl", text)
+	if err == nil {
+		err = d.checkActions(acts)
+	}
 	if err != nil {
 		d.mu.Unlock()
 		return err
@@ -180,8 +194,61 @@ func (d *daemon) Ctl(text string) error {
 		d.changed(cfg)
 	}
 	for _, a := range acts {
-		if err := d.actions[a.Verb](a.Args); err != nil {
-			return fmt.Errorf("%s: %w", a.Verb, err)
+		if err := d.actions[a.Verb].run(a.Args); err != nil {
+			return &conf.LineError{Source: "ctl", Line: a.Line, Text: a.Text, Err: err}
+		}
+	}
+	return nil
+}
+
+// checkActions checks the arguments of acts.
+func (d *daemon) checkActions(acts []conf.Action) error {
+	for _, a := range acts {
+		if check := d.actions[a.Verb].check; check != nil {
+			if err := check(a.Args); err != nil {
+				return &conf.LineError{Source: "ctl", Line: a.Line, Text: a.Text, Err: err}
+			}
+		}
+	}
+	return nil
+}
+
+// queued checks that each id is queued ("all" always is).
+func (d *daemon) queued(ids []string) error {
+	in := map[string]bool{"all": true}
+	for _, it := range d.queue.List() {
+		in[it.ID] = true
+	}
+	for _, id := range ids {
+		if !in[id] {
+			return fmt.Errorf("not found: %s", id)
+		}
+	}
+	return nil
+}
+
+// whitelisted checks that each argument is an entry of the whitelist,
+// exactly (192.0.2.0/24 is not 192.0.2.7).
+func (d *daemon) whitelisted(args []string) error {
+	ps, err := prefixes(args)
+	if err != nil {
+		return err
+	}
+	text, err := d.grey.Whitelist().Bytes()
+	if err != nil {
+		return err
+	}
+	in := map[netip.Prefix]bool{}
+	for _, line := range strings.Split(string(text), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			if p, err := grey.ParsePrefix(f[0]); err == nil {
+				in[p] = true
+			}
+		}
+	}
+	for i, p := range ps {
+		if !in[p] {
+			return fmt.Errorf("not found: %s", args[i])
 		}
 	}
 	return nil
@@ -190,19 +257,28 @@ func (d *daemon) Ctl(text string) error {
 // unwhitelist removes whitelist entries (the ctl verb): each argument
 // must match an entry exactly.
 func (d *daemon) unwhitelist(args []string) error {
-	var ps []netip.Prefix
-	for _, a := range args {
-		p, err := conf.ParsePrefix(a)
-		if err != nil {
-			return err
-		}
-		ps = append(ps, p)
+	ps, err := prefixes(args)
+	if err != nil {
+		return err
 	}
 	n, err := d.grey.Whitelist().Remove(ps...)
 	if err == nil && n == 0 {
 		err = fmt.Errorf("not found: %s", strings.Join(args, " "))
 	}
 	return err
+}
+
+// prefixes parses whitelist entries, as ctl's unwhitelist names them.
+func prefixes(args []string) ([]netip.Prefix, error) {
+	var ps []netip.Prefix
+	for _, a := range args {
+		p, err := conf.ParsePrefix(a)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
 }
 
 // Reload builds the configuration again from smtpd.conf and the flags, and

@@ -61,8 +61,26 @@ func TestCtl(t *testing.T) {
 	if err := d.Ctl("kick"); err != nil {
 		t.Errorf("kick: %v", err)
 	}
-	if err := d.Ctl("delete nosuchid"); err == nil || err.Error() != "delete: not found: nosuchid" {
-		t.Errorf("delete nosuchid: %v", err)
+	// An action whose arguments are not there is a bad line: the write
+	// fails, naming it, and changes nothing, settings before it included.
+	before = d.ConfigText()
+	for _, tc := range []struct{ text, want string }{
+		{"delete nosuchid", "invalid ctl line 1 'delete nosuchid': not found: nosuchid"},
+		{"maxsize 30k\nhold all nosuchid\n", "invalid ctl line 2 'hold all nosuchid': not found: nosuchid"},
+		{"tarpit on\nunwhitelist 192.0.2.9\n", "invalid ctl line 2 'unwhitelist 192.0.2.9': not found: 192.0.2.9"},
+	} {
+		if err := d.Ctl(tc.text); err == nil || err.Error() != tc.want {
+			t.Errorf("%q: got %v, want %s", tc.text, err, tc.want)
+		}
+		if d.ConfigText() != before {
+			t.Errorf("%q changed the configuration", tc.text)
+		}
+	}
+	if err := d.grey.Whitelist().Add("192.0.2.0/24 relay\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Ctl("unwhitelist 192.0.2.7/24"); err != nil || d.grey.Whitelist().Len() != 0 {
+		t.Errorf("unwhitelist of an entry: %v, %d entries left", err, d.grey.Whitelist().Len())
 	}
 	// reload builds the configuration again from the file and the flags.
 	if err := d.Ctl("reload"); err != nil {
@@ -73,7 +91,7 @@ func TestCtl(t *testing.T) {
 	}
 	// An action runs after the settings of its write.
 	var ran []string
-	d.actions["kick"] = func(args []string) error { ran = append(ran, "kick "+d.Config().Hostname); return nil }
+	d.actions["kick"] = action{run: func(args []string) error { ran = append(ran, "kick "+d.Config().Hostname); return nil }}
 	if err := d.Ctl("hostname mx.example.org\nkick\n"); err != nil || len(ran) != 1 || ran[0] != "kick mx.example.org" {
 		t.Errorf("kick: %v, %q", err, ran)
 	}

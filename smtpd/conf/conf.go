@@ -120,6 +120,8 @@ func (c *Config) Clone() *Config {
 type Action struct {
 	Verb string
 	Args []string
+	Line int    // the line of the text that asked for it, 1-based
+	Text string // that line, for errors (a *LineError)
 }
 
 // A LineError reports a bad line. Its text starts with "invalid", which
@@ -150,6 +152,7 @@ func Apply(c *Config, source, text string) (*Config, []Action, error) {
 			return c, nil, &LineError{Source: source, Line: i + 1, Text: strings.TrimRight(line, "\r"), Err: err}
 		}
 		if act != nil {
+			act.Line, act.Text = i+1, strings.TrimRight(line, "\r")
 			acts = append(acts, *act)
 		}
 	}

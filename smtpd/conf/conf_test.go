@@ -76,8 +76,8 @@ retry q1 q2
 	if !reflect.DeepEqual(c.OurNets, wantNets) {
 		t.Errorf("ournets = %v, want %v", c.OurNets, wantNets)
 	}
-	if !reflect.DeepEqual(acts, []Action{{"kick", []string{}}, {"retry", []string{"q1", "q2"}}}) {
-		t.Errorf("actions = %q", acts)
+	if !reflect.DeepEqual(acts, []Action{{"kick", []string{}, 13, "kick"}, {"retry", []string{"q1", "q2"}, 14, "retry q1 q2"}}) {
+		t.Errorf("actions = %+v", acts)
 	}
 	for ip, want := range map[string]bool{"10.1.2.3": true, "::ffff:10.1.2.3": true, "192.168.1.8": false, "172.16.9.9": true} {
 		if got := c.Trusted(netip.MustParseAddr(ip)); got != want {
