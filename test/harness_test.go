@@ -95,9 +95,18 @@ func startDaemon(t testing.TB, root string, args ...string) *Daemon {
 	if !hasFlag(args, "-l") {
 		args = append(args, "-l", "tcp!127.0.0.1!0")
 	}
-	d := &Daemon{Root: root, NS: t.TempDir(), Stderr: &SyncBuffer{}, done: make(chan struct{})}
+	d := &Daemon{Root: root, NS: t.TempDir()}
+	d.start(t, "", append(os.Environ(), "NAMESPACE="+d.NS), args...)
+	return d
+}
+
+// start runs smtpfs with args in the directory dir ("" for the test's)
+// with the environment env, and waits for its "smtpfs: ready" line.
+func (d *Daemon) start(t testing.TB, dir string, env []string, args ...string) {
+	t.Helper()
+	d.Stderr, d.done = &SyncBuffer{}, make(chan struct{})
 	d.Cmd = exec.Command(bin(t, "smtpfs"), args...)
-	d.Cmd.Env = append(os.Environ(), "NAMESPACE="+d.NS)
+	d.Cmd.Dir, d.Cmd.Env = dir, env
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +128,6 @@ func startDaemon(t testing.TB, root string, args ...string) *Daemon {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("smtpfs %q: not ready after 30s\n%s", args, d.Stderr)
 	}
-	return d
 }
 
 func (d *Daemon) readStderr(r *os.File, ready chan<- error) {
