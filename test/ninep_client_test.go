@@ -329,7 +329,7 @@ func TestNinepCtlRoundTrip(t *testing.T) {
 }
 
 // rcWords splits a line of the queue file into its words, rc's way: a
-// word in single quotes may hold spaces, and ” inside stands for '.
+// word in single quotes may hold spaces, and a quote inside is doubled.
 func rcWords(line string) []string {
 	var words []string
 	for i := 0; i < len(line); {
