@@ -1,0 +1,270 @@
+package test
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"9fans.net/go/plan9/client"
+
+	"smtpfs/fs/fstest"
+	"smtpfs/smtp"
+	"smtpfs/test/testlib"
+)
+
+// The daemon's tree through a real FUSE mount made with go9p's mount9p,
+// driven by sh and rc as an operator would: the session of the README.
+
+// A mounted is a daemon whose tree is mounted, with a 9fans client beside
+// the mount to check what the shell did, and a smarthost that says 451 so
+// that queued mail stays in the queue.
+type mounted struct {
+	d    *Daemon
+	mnt  string
+	fsys *client.Fsys
+	sink *testlib.Sink
+	msg  string // path of a message file to queue
+}
+
+func mountDaemon(t *testing.T) *mounted {
+	t.Helper()
+	fstest.CanMount(t)
+	sink := testlib.NewSink(t, testlib.SinkOptions{})
+	sink.SetReply(func(phase, arg string) *smtp.Reply {
+		if phase == "RCPT" {
+			return smtp.Replyf(451, "4.3.0", "not now")
+		}
+		return nil
+	})
+	d := startMail(t, "smarthost tcp!127.0.0.1!"+sink.Port()+"\n")
+	m := &mounted{d: d, sink: sink, fsys: fstest.Dial(t, d.NineP[0]), msg: filepath.Join(t.TempDir(), "msg")}
+	if err := os.WriteFile(m.msg, []byte(mountMsg), 0644); err != nil {
+		t.Fatal(err)
+	}
+	m.mnt = fstest.Mount(t, bin(t, "github.com/knusbaum/go9p/cmd/mount9p"), d.UnixSocket(), "ctl")
+	return m
+}
+
+const mountMsg = "From: glenda@example.org\nTo: rob@example.net, bob@localhost\nSubject: hello\n\nHi Rob.\n"
+
+// A shellStep is one command run in the mount, whether it must succeed,
+// and what must hold after it.
+type shellStep struct {
+	cmd   string
+	ok    bool
+	check func(t *testing.T, out string)
+}
+
+func runShell(t *testing.T, shell string, m *mounted, steps []shellStep) {
+	t.Helper()
+	for _, s := range steps {
+		out, err := fstest.Shell(t, shell, m.mnt, s.cmd)
+		if err != nil && !fstest.IsExit(err) {
+			t.Fatalf("%s -c %q: %v", shell, s.cmd, err)
+		}
+		if (err == nil) != s.ok {
+			t.Errorf("%s -c %q: %v (output %q), want success %v", shell, s.cmd, err, out, s.ok)
+			continue
+		}
+		if s.check != nil {
+			s.check(t, out)
+		}
+	}
+}
+
+// operatorSession is the operator's session of the README as shell steps,
+// for sh and rc alike (the exit status is what a failure is).
+func operatorSession(m *mounted) []shellStep {
+	has := func(file string, wants ...string) func(t *testing.T, out string) {
+		return func(t *testing.T, out string) {
+			for _, w := range wants {
+				if !strings.Contains(out, w) {
+					t.Errorf("%s lacks %q:\n%s", file, w, out)
+				}
+			}
+		}
+	}
+	var ctl string
+	return []shellStep{
+		{"echo greylist on > ctl", true, func(t *testing.T, _ string) {
+			if got := dataReply(t, m.d, "127.0.0.5", "bob@localhost"); got != "451 please try again soon from the same IP." {
+				t.Errorf("DATA after greylist on: %q", got)
+			}
+			ctl = fstest.Read(t, m.fsys, "ctl")
+		}},
+		{"cat ctl", true, func(t *testing.T, out string) {
+			if out != ctl || !strings.Contains(out, "\ngreylist on\n") {
+				t.Errorf("cat ctl = %q, want %q", out, ctl)
+			}
+		}},
+		{"echo bogus on > ctl", false, nil},
+		{"printf 'tarpit on\\nbogus\\n' > ctl", false, func(t *testing.T, _ string) {
+			if got := fstest.Read(t, m.fsys, "ctl"); got != ctl {
+				t.Errorf("a refused write changed ctl:\n%s", got)
+			}
+		}},
+		{"echo 10.0.0.0/8 >> whitelist", true, nil},
+		{"echo 192.0.2.7 mx.example.net > whitelist", true, nil},
+		{"echo x > whitelist", false, nil},
+		{"cat whitelist", true, func(t *testing.T, out string) {
+			if want := "10.0.0.0/8\n192.0.2.7 mx.example.net\n"; out != want {
+				t.Errorf("cat whitelist = %q, want %q", out, want)
+			}
+		}},
+		{"cat " + m.msg + " > queue", true, func(t *testing.T, _ string) {
+			// The clunk, where the message is queued, comes after the
+			// shell has returned; the smarthost refuses rob.
+			waitQueue(t, m.fsys, "the message tried", func(f []string) bool { return f[5] == "1" })
+			if b := boxMessages(t, m.d.Root, "bob"); len(b) != 1 || !strings.Contains(b[0], "\nSubject: hello\n") || !strings.HasSuffix(b[0], "\n\nHi Rob.\n") {
+				t.Errorf("bob's Maildir has %q", b)
+			}
+		}},
+		{"printf 'From: glenda@example.org\\nSubject: nobody\\n\\nbody\\n' > queue", false, nil},
+		{"cat queue", true, func(t *testing.T, out string) {
+			q := queueLines(t, m.fsys)
+			got := rcWords(strings.TrimSuffix(out, "\n"))
+			if len(q) != 1 || len(got) != 8 {
+				t.Fatalf("cat queue = %q; the 9P client reads %q", out, q)
+			}
+			for _, i := range []int{0, 1, 2, 3, 5, 7} { // age and next move on
+				if got[i] != q[0][i] {
+					t.Errorf("cat queue = %q, want %q", got, q[0])
+				}
+			}
+			if got[2] != "rob@example.net" || got[5] != "1" || !strings.Contains(got[7], "451 4.3.0 not now") {
+				t.Errorf("cat queue = %q", out)
+			}
+		}},
+		{"ls -l", true, has("ls -l", "-rw-r--r-- 1 ", " ctl\n", " whitelist\n", " queue\n", "-r--r--r-- 1 ", " log\n",
+			" log.recent\n", " stats\n", " version\n", "dr-xr-xr-x 1 ", " queue.d\n")},
+		{"cat log.recent", true, has("log.recent", "9p: ctl: greylist on\n", "9p: ctl: invalid ctl line 1 'bogus on': unknown verb bogus\n",
+			"9p: whitelist: 10.0.0.0/8\n", "9p: queue: queued ", "runq: deferred ", "smtpd: ehlo from 127.0.0.5 as client.example.net\n")},
+		{"sed 2q log", true, func(t *testing.T, out string) {
+			if lines := strings.Split(out, "\n"); len(lines) != 3 || !strings.HasPrefix(fstest.Read(t, m.fsys, "log.recent"), out) {
+				t.Errorf("sed 2q log = %q", out)
+			}
+			// sed is gone: so is its place among the log's readers.
+			testlib.WaitFor(t, 10*time.Second, "the reader gone", func() bool { return ninepStats(t, m.fsys)["9p.logreaders"] == 0 })
+		}},
+		{"cat stats", true, has("stats", "\ngreylisted 1\n", "\nqueue.length 1\n", "\nwhitelist.entries 2\n", "\n9p.connections 2\n")},
+		{"mv ctl ctl.old", false, nil},
+		{"echo x > newfile", false, nil},
+		{"mkdir dir", false, nil},
+		{"echo x > stats", false, nil},
+		{"cat ctl > /dev/null", true, nil},
+	}
+}
+
+// TestNinepMountSh is the operator's session with sh.
+func TestNinepMountSh(t *testing.T) {
+	m := mountDaemon(t)
+	runShell(t, "sh", m, operatorSession(m))
+	followThroughMount(t, m)
+	// Last: a failed rm leaves mount9p v1.18.0 confused (README).
+	id := queueLines(t, m.fsys)[0][0]
+	runShell(t, "sh", m, []shellStep{
+		{"cat queue.d/" + id, true, func(t *testing.T, out string) {
+			if !strings.Contains(out, "Subject: hello\r\n") {
+				t.Errorf("cat queue.d/%s = %q", id, out)
+			}
+		}},
+		{"rm queue.d/" + id, true, func(t *testing.T, _ string) {
+			if q := queueLines(t, m.fsys); len(q) != 0 {
+				t.Errorf("queue after rm: %q", q)
+			}
+		}},
+		{"rm ctl", false, nil},
+	})
+}
+
+// TestNinepMountRc is the operator's session with rc, and an rc script
+// that takes the queue file apart with rc's own quoting.
+func TestNinepMountRc(t *testing.T) {
+	rc := fstest.Rc(t)
+	m := mountDaemon(t)
+	runShell(t, rc, m, operatorSession(m))
+	script := `ifs='
+'
+for(line in ` + "`" + `{cat queue}) {
+	eval 'f=('^$line^')'
+	echo $#f $f(2) $f(3) $f(6) $f(8)
+}
+echo 'kick
+bogus' > ctl
+echo bogus: $status
+echo greylist off > ctl && echo greylist off: $status
+`
+	out, err := fstest.Shell(t, rc, m.mnt, script)
+	if err != nil {
+		t.Fatalf("rc script: %v\n%s", err, out)
+	}
+	want := "8 glenda@example.org rob@example.net 1 451 4.3.0 not now\n" +
+		"echo: write error: Invalid argument\n" + // mount9p makes every error EINVAL
+		"bogus: 1\n" +
+		"greylist off: \n"
+	if out != want {
+		t.Errorf("rc script said:\n%s\nwant:\n%s", out, want)
+	}
+	if ctl := fstest.Read(t, m.fsys, "ctl"); !strings.Contains(ctl, "\ngreylist off\n") {
+		t.Errorf("greylist off did not take:\n%s", ctl)
+	}
+	if log := fstest.Read(t, m.fsys, "log.recent"); strings.Contains(log, "9p: ctl: kick") || strings.Contains(log, "runq: kick") {
+		t.Errorf("kick, in a write with a bad line, ran:\n%s", log)
+	}
+}
+
+// followThroughMount runs `cat log` on the mount, sees an SMTP session
+// arrive in it as it happens, then kills cat: once the read it was blocked
+// in returns, the daemon forgets the reader.
+func followThroughMount(t *testing.T, m *mounted) {
+	cmd := exec.Command("cat", filepath.Join(m.mnt, "log"))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	lines := make(chan string, 1000)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	r := ehlo(t, m.d, "127.0.0.6")
+	r.Send("QUIT")
+	r.Expect("221 ")
+	timeout := time.After(10 * time.Second)
+	for found := false; !found; {
+		select {
+		case l := <-lines:
+			found = strings.HasSuffix(l, "smtpd: ehlo from 127.0.0.6 as client.example.net")
+		case <-timeout:
+			t.Fatalf("cat log did not show the session in 10s")
+		}
+	}
+	if n := ninepStats(t, m.fsys)["9p.logreaders"]; n != 1 {
+		t.Errorf("9p.logreaders %d while cat log runs, want 1", n)
+	}
+	cmd.Process.Kill()
+	// FUSE cannot interrupt the read cat is blocked in: the next line
+	// ends it.
+	r = ehlo(t, m.d, "127.0.0.7")
+	r.Send("QUIT")
+	r.Expect("221 ")
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("cat log was not gone 10s after SIGKILL and a new log line")
+	}
+	testlib.WaitFor(t, 10*time.Second, "cat log's place freed", func() bool { return ninepStats(t, m.fsys)["9p.logreaders"] == 0 })
+}
