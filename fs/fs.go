@@ -46,6 +46,7 @@ import (
 	"os/user"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/knusbaum/go9p"
@@ -120,7 +121,7 @@ type Config struct {
 	Logger *log.Logger
 
 	Owner        string           // owner of the files; default the current user
-	MaxMessage   int64            // largest message written to queue; default DefaultMaxMessage
+	MaxMessage   int64            // largest message written to queue; default DefaultMaxMessage; see SetMaxMessage
 	MaxFollowers int              // readers of log at once; default DefaultMaxFollowers
 	MaxConns     int              // 9P connections at once; default DefaultMaxConns
 	Mark         time.Duration    // a blocked log read gets a mark line after this; default 30s, <0 never
@@ -140,6 +141,8 @@ type Server struct {
 	cancel context.CancelFunc
 
 	newConnMu sync.Mutex // go9p's NewConn counts connections without a lock
+
+	maxMessage atomic.Int64 // of the queue file; SetMaxMessage changes it
 
 	mu        sync.Mutex
 	closed    bool
@@ -177,6 +180,7 @@ func New(c Config) *Server {
 	c.Log.setMax(c.MaxFollowers)
 	quietGo9p()
 	s := &Server{cfg: c, log: c.Logger, hub: c.Log, listeners: map[*listener]bool{}, conns: map[uint32]*conn{}}
+	s.maxMessage.Store(c.MaxMessage)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.fsys, _ = ninep.NewFS(c.Owner, c.Owner, 0555,
 		ninep.IgnorePermissions(), // Open checks access itself
@@ -197,6 +201,17 @@ func New(c Config) *Server {
 // Log returns the hub behind the log files.
 func (s *Server) Log() *Log { return s.hub }
 
+// SetMaxMessage sets the size limit of a message written to the queue
+// file (the daemon's maxsize, which ctl may change); n <= 0 means
+// DefaultMaxMessage. Each write checks the limit of its moment, so a
+// message being written when the limit drops fails at its next write.
+func (s *Server) SetMaxMessage(n int64) {
+	if n <= 0 {
+		n = DefaultMaxMessage
+	}
+	s.maxMessage.Store(n)
+}
+
 // build makes the tree.
 func (s *Server) build() *dir {
 	c := s.cfg
@@ -209,7 +224,7 @@ func (s *Server) build() *dir {
 		root.add(&cmdFile{node: file("blocked", 0644|proto.DMAPPEND), what: "blocked entry",
 			apply: c.Blocked.Add, render: c.Blocked.Text, log: s.log})
 	}
-	root.add(&queueFile{node: file("queue", 0644), q: c.Queue, max: c.MaxMessage, now: c.Now,
+	root.add(&queueFile{node: file("queue", 0644), q: c.Queue, max: s.maxMessage.Load, now: c.Now,
 		ctx: s.ctx, aborted: s.aborted, log: s.log})
 	if msgs, ok := c.Queue.(Messages); ok {
 		root.add(&queueDir{node: file("queue.d", proto.DMDIR|0555), s: s, msgs: msgs})

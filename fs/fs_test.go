@@ -397,6 +397,19 @@ func TestQueueBadMessages(t *testing.T) {
 	if errText(err) != "message not queued: disk full" {
 		t.Errorf("failed submit: %q", errText(err))
 	}
+	// The limit follows SetMaxMessage.
+	e.q.set(nil, nil)
+	e.srv.SetMaxMessage(2000)
+	if err := fstest.Write(fsys, "queue", plan9.OWRITE, "To: bob@example.net\n\n", strings.Repeat("x", 1500)); err != nil {
+		t.Errorf("1500 bytes with a limit of 2000: %v", err)
+	}
+	e.srv.SetMaxMessage(100)
+	if err := fstest.Write(fsys, "queue", plan9.OWRITE, "To: bob@example.net\n\n", strings.Repeat("x", 100)); errText(err) != "message too long" {
+		t.Errorf("100 bytes with a limit of 100: %v", err)
+	}
+	if got := len(e.q.got()); got != 1 {
+		t.Errorf("%d messages submitted, want 1", got)
+	}
 }
 
 // TestQueueDropped: a connection that dies in the middle of a message

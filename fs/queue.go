@@ -29,7 +29,7 @@ var errTooLong = errors.New("message too long")
 type queueFile struct {
 	node
 	q       Queue
-	max     int64
+	max     func() int64 // the size limit of the moment
 	now     func() time.Time
 	ctx     context.Context // ends when the server closes
 	aborted func(fid uint64) bool
@@ -82,7 +82,7 @@ func (f *queueFile) Write(fid uint64, off uint64, data []byte) (uint32, error) {
 	if st.err != nil {
 		return 0, st.err
 	}
-	if int64(len(st.msg))+int64(len(data)) > f.max {
+	if int64(len(st.msg))+int64(len(data)) > f.max() {
 		return 0, f.fail(st, errTooLong)
 	}
 	prev := len(st.msg)

@@ -257,6 +257,15 @@ func TestNinepSteersSMTP(t *testing.T) {
 		t.Errorf("EHLO after maxsize 20k: %q", got)
 	}
 	log.until("smtpd: ehlo from 127.0.0.1 as client.example.net")
+	// The queue file has the same limit.
+	big := "From: glenda@example.org\nTo: bob@localhost\n\n" + strings.Repeat("x", 15<<10) + "\n"
+	if err := fstest.Write(fsys, "queue", plan9.OWRITE, big); err != nil {
+		t.Errorf("15k message to the queue file with maxsize 20k: %v", err)
+	}
+	ctlWrite(t, fsys, "maxsize 10k\n")
+	if err := fstest.Write(fsys, "queue", plan9.OWRITE, big); errText(err) != "message too long" {
+		t.Errorf("15k message to the queue file with maxsize 10k: %v", err)
+	}
 
 	const greylisted = "451 please try again soon from the same IP."
 	if got := dataReply(t, d, "127.0.0.5", "bob@localhost"); !strings.HasPrefix(got, "354 ") {

@@ -315,6 +315,7 @@ func (d *daemon) changed(cfg *conf.Config) {
 	}
 	d.queue.SetSettings(setup.QueueSettings(cfg))
 	d.client.Store(setup.NewClient(cfg, d.logs))
+	d.tree.SetMaxMessage(cfg.MaxSize)
 }
 
 // Stats returns the counters of the server and the queue, for the 9P
