@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"9fans.net/go/plan9"
+	"9fans.net/go/plan9/client"
 	"github.com/knusbaum/go9p/proto"
 
 	"smtpfs/fs/fstest"
@@ -137,4 +138,57 @@ func TestNinepDisconnect(t *testing.T) {
 		t.Errorf("queue %q, want nothing", q)
 	}
 	stillServes(t, d)
+}
+
+// TestNinepLogReaders: as many readers as the log allows block in it on
+// one connection (as every user of a FUSE mount shares one), and the
+// connection, the daemon and SMTP go on; one more is refused; when they
+// close, their places are free again.
+func TestNinepLogReaders(t *testing.T) {
+	d := startNinep(t, "")
+	fsys := fstest.Dial(t, d.NineP[0])
+	const max = 32 // fs.DefaultMaxFollowers
+	var fids []*client.Fid
+	ended := make(chan error, max)
+	for range max {
+		fid, err := fsys.Open("log", plan9.OREAD)
+		if err != nil {
+			t.Fatalf("reader %d: %v", len(fids), err)
+		}
+		fids = append(fids, fid)
+		go func() {
+			b := make([]byte, 64<<10)
+			var err error
+			for err == nil {
+				_, err = fid.Read(b)
+			}
+			ended <- err
+		}()
+	}
+	if _, err := fsys.Open("log", plan9.OREAD); errText(err) != "log busy: too many readers" {
+		t.Errorf("reader %d: %v, want log busy: too many readers", max+1, err)
+	}
+	if n := ninepStats(t, fsys)["9p.logreaders"]; n != max {
+		t.Errorf("9p.logreaders %d, want %d", n, max)
+	}
+	ctlWrite(t, fsys, "kick\n") // a line for every reader
+	stillServes(t, d)
+	for _, fid := range fids {
+		fid.Close()
+	}
+	for range max {
+		select {
+		case <-ended:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a log reader still blocks after its fid was clunked")
+		}
+	}
+	if n := ninepStats(t, fsys)["9p.logreaders"]; n != 0 {
+		t.Errorf("9p.logreaders %d after close, want 0", n)
+	}
+	fid, err := fsys.Open("log", plan9.OREAD)
+	if err != nil {
+		t.Fatalf("a reader after the others left: %v", err)
+	}
+	fid.Close()
 }
