@@ -44,31 +44,6 @@ func mount(t *testing.T, e *env) string {
 	return fstest.Mount(t, mount9pPath, e.sock, "ctl")
 }
 
-// A step is one shell command run on the mount, whether it must succeed,
-// and what must hold after it.
-type step struct {
-	cmd   string
-	ok    bool
-	check func(t *testing.T, out string)
-}
-
-func runSteps(t *testing.T, shell, mnt string, steps []step) {
-	t.Helper()
-	for _, s := range steps {
-		out, err := fstest.Shell(t, shell, mnt, s.cmd)
-		if err != nil && !fstest.IsExit(err) {
-			t.Fatalf("%s -c %q: %v", shell, s.cmd, err)
-		}
-		if (err == nil) != s.ok {
-			t.Errorf("%s -c %q: error %v (output %q), want success %v", shell, s.cmd, err, out, s.ok)
-			continue
-		}
-		if s.check != nil {
-			s.check(t, out)
-		}
-	}
-}
-
 // queueItems are shown in the queue file of the FUSE tests.
 var queueItems = []queue.Item{
 	{ID: "q1", From: "alice@example.org", Rcpts: []string{"bob@example.net"}, Size: 1234,
@@ -79,7 +54,7 @@ var queueItems = []queue.Item{
 
 // session is the operator's session of the README, as steps for shell;
 // rc and sh differ only in how a failure is reported.
-func session(t *testing.T, e *env, msgFile string) []step {
+func session(t *testing.T, e *env, msgFile string) []fstest.Step {
 	fsys := fstest.Dial(t, e.ds)
 	same := func(file string, want func() string) func(*testing.T, string) {
 		return func(t *testing.T, out string) {
@@ -88,23 +63,23 @@ func session(t *testing.T, e *env, msgFile string) []step {
 			}
 		}
 	}
-	return []step{
-		{"echo greylist on > ctl", true, func(t *testing.T, _ string) {
+	return []fstest.Step{
+		{Cmd: "echo greylist on > ctl", OK: true, Check: func(t *testing.T, _ string) {
 			if !e.ctl.greylist() {
 				t.Errorf("greylist on did not apply")
 			}
 		}},
-		{"cat ctl", true, same("ctl", e.ctl.Config)},
-		{"echo bogus on > ctl", false, nil},
-		{"echo 10.0.0.0/8 >> whitelist", true, nil},
-		{"echo 198.51.100.7 relay.example.net > whitelist", true, func(t *testing.T, _ string) {
+		{Cmd: "cat ctl", OK: true, Check: same("ctl", e.ctl.Config)},
+		{Cmd: "echo bogus on > ctl", OK: false},
+		{Cmd: "echo 10.0.0.0/8 >> whitelist", OK: true},
+		{Cmd: "echo 198.51.100.7 relay.example.net > whitelist", OK: true, Check: func(t *testing.T, _ string) {
 			if got := e.wl.Text(); !strings.HasSuffix(got, "\n10.0.0.0/8\n198.51.100.7 relay.example.net\n") {
 				t.Errorf("whitelist after > and >>: %q", got)
 			}
 		}},
-		{"echo x > whitelist", false, nil},
-		{"cat whitelist", true, same("whitelist", e.wl.Text)},
-		{"cat " + msgFile + " > queue", true, func(t *testing.T, _ string) {
+		{Cmd: "echo x > whitelist", OK: false},
+		{Cmd: "cat whitelist", OK: true, Check: same("whitelist", e.wl.Text)},
+		{Cmd: "cat " + msgFile + " > queue", OK: true, Check: func(t *testing.T, _ string) {
 			// The clunk, where the message is queued, arrives after the
 			// shell has returned.
 			testlib.WaitFor(t, 10*time.Second, "the message queued", func() bool { return len(e.q.got()) == 1 })
@@ -112,16 +87,16 @@ func session(t *testing.T, e *env, msgFile string) []step {
 				t.Errorf("queued %q, want %q", got, message)
 			}
 		}},
-		{"printf 'Subject: no recipients\n\nbody\n' > queue", false, nil},
-		{"cat queue", true, same("queue", func() string { return fstest.Read(t, fsys, "queue") })},
-		{"ls -l", true, func(t *testing.T, out string) {
+		{Cmd: "printf 'Subject: no recipients\n\nbody\n' > queue", OK: false},
+		{Cmd: "cat queue", OK: true, Check: same("queue", func() string { return fstest.Read(t, fsys, "queue") })},
+		{Cmd: "ls -l", OK: true, Check: func(t *testing.T, out string) {
 			for _, name := range []string{"ctl", "log", "log.recent", "queue", "stats", "version", "whitelist"} {
 				if !strings.Contains(out, " "+name+"\n") {
 					t.Errorf("ls -l has no %s:\n%s", name, out)
 				}
 			}
 		}},
-		{"cat log.recent", true, func(t *testing.T, out string) {
+		{Cmd: "cat log.recent", OK: true, Check: func(t *testing.T, out string) {
 			testlib.WaitFor(t, 10*time.Second, "the queued line", func() bool {
 				return strings.Contains(string(e.hub.Recent()), "9p: queue: queued q0001")
 			})
@@ -129,22 +104,22 @@ func session(t *testing.T, e *env, msgFile string) []step {
 				t.Errorf("log.recent:\n%s", out)
 			}
 		}},
-		{"sed 1q log", true, func(t *testing.T, out string) {
+		{Cmd: "sed 1q log", OK: true, Check: func(t *testing.T, out string) {
 			if !strings.HasPrefix(string(e.hub.Recent()), out) || out == "" {
 				t.Errorf("first line of log = %q", out)
 			}
 			testlib.WaitFor(t, 10*time.Second, "the reader gone", func() bool { return e.hub.Followers() == 0 })
 		}},
-		{"cat stats", true, same("stats", func() string { return "connections 12\nmessages.accepted 3\n9p.connections 2\n9p.logreaders 0\n" })},
-		{"mv ctl ctl.old", false, nil},
-		{"echo x > newfile", false, nil},
-		{"mkdir dir", false, nil},
-		{"chmod 600 ctl", false, nil},
-		{"cat ctl > /dev/null", true, nil},
+		{Cmd: "cat stats", OK: true, Check: same("stats", func() string { return "connections 12\nmessages.accepted 3\n9p.connections 2\n9p.logreaders 0\n" })},
+		{Cmd: "mv ctl ctl.old", OK: false},
+		{Cmd: "echo x > newfile", OK: false},
+		{Cmd: "mkdir dir", OK: false},
+		{Cmd: "chmod 600 ctl", OK: false},
+		{Cmd: "cat ctl > /dev/null", OK: true},
 		// Last: after a failed remove, mount9p v1.18.0 hands out the same
 		// fid twice (its client's Remove returns it to the free list
 		// twice), which breaks the mount until it is made again.
-		{"rm ctl", false, nil},
+		{Cmd: "rm ctl", OK: false},
 	}
 }
 
@@ -161,7 +136,7 @@ func TestMount9pSh(t *testing.T) {
 	e := newEnv(t)
 	e.q.set(queueItems, nil)
 	mnt := mount(t, e)
-	runSteps(t, "sh", mnt, session(t, e, writeMessage(t)))
+	fstest.RunSteps(t, "sh", mnt, session(t, e, writeMessage(t)))
 }
 
 // TestMount9pRc parses the queue file with rc's own quoting through a real
@@ -192,7 +167,7 @@ if not echo bogus refused: $status
 	if len(lines) < 3 || lines[0] != want[0] || lines[1] != want[1] || !strings.HasPrefix(lines[len(lines)-1], "bogus refused") {
 		t.Errorf("rc script:\n%s\nwant:\n%s\n...\nbogus refused...", out, strings.Join(want, "\n"))
 	}
-	runSteps(t, rc, mnt, session(t, e, writeMessage(t)))
+	fstest.RunSteps(t, rc, mnt, session(t, e, writeMessage(t)))
 }
 
 // TestMount9pQueueDir lists and reads queued messages through FUSE (one
@@ -203,23 +178,23 @@ func TestMount9pQueueDir(t *testing.T) {
 	q.set([]queue.Item{{ID: "q1"}, {ID: "q2"}}, nil)
 	e := newEnv(t, func(c *fs.Config) { c.Queue = q })
 	mnt := mount(t, e)
-	runSteps(t, "sh", mnt, []step{
-		{"ls queue.d", true, func(t *testing.T, out string) {
+	fstest.RunSteps(t, "sh", mnt, []fstest.Step{
+		{Cmd: "ls queue.d", OK: true, Check: func(t *testing.T, out string) {
 			if out != "q1\nq2\n" {
 				t.Errorf("ls queue.d = %q", out)
 			}
 		}},
-		{"cat queue.d/q2 | wc -c", true, func(t *testing.T, out string) {
+		{Cmd: "cat queue.d/q2 | wc -c", OK: true, Check: func(t *testing.T, out string) {
 			if strings.TrimSpace(out) != fmt.Sprint(len(big)) {
 				t.Errorf("cat queue.d/q2 gave %s bytes, want %d", out, len(big))
 			}
 		}},
-		{"cat queue.d/q1", true, func(t *testing.T, out string) {
+		{Cmd: "cat queue.d/q1", OK: true, Check: func(t *testing.T, out string) {
 			if out != message {
 				t.Errorf("cat queue.d/q1 = %q", out)
 			}
 		}},
-		{"rm queue.d/q1", true, func(t *testing.T, _ string) {
+		{Cmd: "rm queue.d/q1", OK: true, Check: func(t *testing.T, _ string) {
 			if acts := e.ctl.actions(); len(acts) != 1 || acts[0].Verb != "delete" {
 				t.Errorf("ctl actions after rm: %v", acts)
 			}

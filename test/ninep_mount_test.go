@@ -51,34 +51,9 @@ func mountDaemon(t *testing.T) *mounted {
 
 const mountMsg = "From: glenda@example.org\nTo: rob@example.net, bob@localhost\nSubject: hello\n\nHi Rob.\n"
 
-// A shellStep is one command run in the mount, whether it must succeed,
-// and what must hold after it.
-type shellStep struct {
-	cmd   string
-	ok    bool
-	check func(t *testing.T, out string)
-}
-
-func runShell(t *testing.T, shell string, m *mounted, steps []shellStep) {
-	t.Helper()
-	for _, s := range steps {
-		out, err := fstest.Shell(t, shell, m.mnt, s.cmd)
-		if err != nil && !fstest.IsExit(err) {
-			t.Fatalf("%s -c %q: %v", shell, s.cmd, err)
-		}
-		if (err == nil) != s.ok {
-			t.Errorf("%s -c %q: %v (output %q), want success %v", shell, s.cmd, err, out, s.ok)
-			continue
-		}
-		if s.check != nil {
-			s.check(t, out)
-		}
-	}
-}
-
 // operatorSession is the operator's session of the README as shell steps,
 // for sh and rc alike (the exit status is what a failure is).
-func operatorSession(m *mounted) []shellStep {
+func operatorSession(m *mounted) []fstest.Step {
 	has := func(file string, wants ...string) func(t *testing.T, out string) {
 		return func(t *testing.T, out string) {
 			for _, w := range wants {
@@ -89,33 +64,33 @@ func operatorSession(m *mounted) []shellStep {
 		}
 	}
 	var ctl string
-	return []shellStep{
-		{"echo greylist on > ctl", true, func(t *testing.T, _ string) {
+	return []fstest.Step{
+		{Cmd: "echo greylist on > ctl", OK: true, Check: func(t *testing.T, _ string) {
 			if got := dataReply(t, m.d, "127.0.0.5", "bob@localhost"); got != "451 please try again soon from the same IP." {
 				t.Errorf("DATA after greylist on: %q", got)
 			}
 			ctl = fstest.Read(t, m.fsys, "ctl")
 		}},
-		{"cat ctl", true, func(t *testing.T, out string) {
+		{Cmd: "cat ctl", OK: true, Check: func(t *testing.T, out string) {
 			if out != ctl || !strings.Contains(out, "\ngreylist on\n") {
 				t.Errorf("cat ctl = %q, want %q", out, ctl)
 			}
 		}},
-		{"echo bogus on > ctl", false, nil},
-		{"printf 'tarpit on\\nbogus\\n' > ctl", false, func(t *testing.T, _ string) {
+		{Cmd: "echo bogus on > ctl", OK: false},
+		{Cmd: "printf 'tarpit on\\nbogus\\n' > ctl", OK: false, Check: func(t *testing.T, _ string) {
 			if got := fstest.Read(t, m.fsys, "ctl"); got != ctl {
 				t.Errorf("a refused write changed ctl:\n%s", got)
 			}
 		}},
-		{"echo 10.0.0.0/8 >> whitelist", true, nil},
-		{"echo 192.0.2.7 mx.example.net > whitelist", true, nil},
-		{"echo x > whitelist", false, nil},
-		{"cat whitelist", true, func(t *testing.T, out string) {
+		{Cmd: "echo 10.0.0.0/8 >> whitelist", OK: true},
+		{Cmd: "echo 192.0.2.7 mx.example.net > whitelist", OK: true},
+		{Cmd: "echo x > whitelist", OK: false},
+		{Cmd: "cat whitelist", OK: true, Check: func(t *testing.T, out string) {
 			if want := "10.0.0.0/8\n192.0.2.7 mx.example.net\n"; out != want {
 				t.Errorf("cat whitelist = %q, want %q", out, want)
 			}
 		}},
-		{"cat " + m.msg + " > queue", true, func(t *testing.T, _ string) {
+		{Cmd: "cat " + m.msg + " > queue", OK: true, Check: func(t *testing.T, _ string) {
 			// The clunk, where the message is queued, comes after the
 			// shell has returned; the smarthost refuses rob.
 			waitQueue(t, m.fsys, "the message tried", func(f []string) bool { return f[5] == "1" })
@@ -123,8 +98,8 @@ func operatorSession(m *mounted) []shellStep {
 				t.Errorf("bob's Maildir has %q", b)
 			}
 		}},
-		{"printf 'From: glenda@example.org\\nSubject: nobody\\n\\nbody\\n' > queue", false, nil},
-		{"cat queue", true, func(t *testing.T, out string) {
+		{Cmd: "printf 'From: glenda@example.org\\nSubject: nobody\\n\\nbody\\n' > queue", OK: false},
+		{Cmd: "cat queue", OK: true, Check: func(t *testing.T, out string) {
 			q := queueLines(t, m.fsys)
 			got := rcWords(strings.TrimSuffix(out, "\n"))
 			if len(q) != 1 || len(got) != 8 {
@@ -139,45 +114,45 @@ func operatorSession(m *mounted) []shellStep {
 				t.Errorf("cat queue = %q", out)
 			}
 		}},
-		{"ls -l", true, has("ls -l", "-rw-r--r-- 1 ", " ctl\n", " whitelist\n", " queue\n", "-r--r--r-- 1 ", " log\n",
+		{Cmd: "ls -l", OK: true, Check: has("ls -l", "-rw-r--r-- 1 ", " ctl\n", " whitelist\n", " queue\n", "-r--r--r-- 1 ", " log\n",
 			" log.recent\n", " stats\n", " version\n", "dr-xr-xr-x 1 ", " queue.d\n")},
-		{"cat log.recent", true, has("log.recent", "9p: ctl: greylist on\n", "9p: ctl: invalid ctl line 1 'bogus on': unknown verb bogus\n",
+		{Cmd: "cat log.recent", OK: true, Check: has("log.recent", "9p: ctl: greylist on\n", "9p: ctl: invalid ctl line 1 'bogus on': unknown verb bogus\n",
 			"9p: whitelist: 10.0.0.0/8\n", "9p: queue: queued ", "runq: deferred ", "smtpd: ehlo from 127.0.0.5 as client.example.net\n")},
-		{"sed 2q log", true, func(t *testing.T, out string) {
+		{Cmd: "sed 2q log", OK: true, Check: func(t *testing.T, out string) {
 			if lines := strings.Split(out, "\n"); len(lines) != 3 || !strings.HasPrefix(fstest.Read(t, m.fsys, "log.recent"), out) {
 				t.Errorf("sed 2q log = %q", out)
 			}
 			// sed is gone: so is its place among the log's readers.
 			testlib.WaitFor(t, 10*time.Second, "the reader gone", func() bool { return ninepStats(t, m.fsys)["9p.logreaders"] == 0 })
 		}},
-		{"cat stats", true, has("stats", "\ngreylisted 1\n", "\nqueue.length 1\n", "\nwhitelist.entries 2\n", "\n9p.connections 2\n")},
-		{"mv ctl ctl.old", false, nil},
-		{"echo x > newfile", false, nil},
-		{"mkdir dir", false, nil},
-		{"echo x > stats", false, nil},
-		{"cat ctl > /dev/null", true, nil},
+		{Cmd: "cat stats", OK: true, Check: has("stats", "\ngreylisted 1\n", "\nqueue.length 1\n", "\nwhitelist.entries 2\n", "\n9p.connections 2\n")},
+		{Cmd: "mv ctl ctl.old", OK: false},
+		{Cmd: "echo x > newfile", OK: false},
+		{Cmd: "mkdir dir", OK: false},
+		{Cmd: "echo x > stats", OK: false},
+		{Cmd: "cat ctl > /dev/null", OK: true},
 	}
 }
 
 // TestNinepMountSh is the operator's session with sh.
 func TestNinepMountSh(t *testing.T) {
 	m := mountDaemon(t)
-	runShell(t, "sh", m, operatorSession(m))
+	fstest.RunSteps(t, "sh", m.mnt, operatorSession(m))
 	followThroughMount(t, m)
 	// Last: a failed rm leaves mount9p v1.18.0 confused (README).
 	id := queueLines(t, m.fsys)[0][0]
-	runShell(t, "sh", m, []shellStep{
-		{"cat queue.d/" + id, true, func(t *testing.T, out string) {
+	fstest.RunSteps(t, "sh", m.mnt, []fstest.Step{
+		{Cmd: "cat queue.d/" + id, OK: true, Check: func(t *testing.T, out string) {
 			if !strings.Contains(out, "Subject: hello\r\n") {
 				t.Errorf("cat queue.d/%s = %q", id, out)
 			}
 		}},
-		{"rm queue.d/" + id, true, func(t *testing.T, _ string) {
+		{Cmd: "rm queue.d/" + id, OK: true, Check: func(t *testing.T, _ string) {
 			if q := queueLines(t, m.fsys); len(q) != 0 {
 				t.Errorf("queue after rm: %q", q)
 			}
 		}},
-		{"rm ctl", false, nil},
+		{Cmd: "rm ctl", OK: false},
 	})
 }
 
@@ -186,7 +161,7 @@ func TestNinepMountSh(t *testing.T) {
 func TestNinepMountRc(t *testing.T) {
 	rc := fstest.Rc(t)
 	m := mountDaemon(t)
-	runShell(t, rc, m, operatorSession(m))
+	fstest.RunSteps(t, rc, m.mnt, operatorSession(m))
 	script := `ifs='
 '
 for(line in ` + "`" + `{cat queue}) {

@@ -268,6 +268,33 @@ func Shell(t testing.TB, shell, dir, script string) (string, error) {
 	return string(out), err
 }
 
+// A Step is one shell command run in a mount: whether it must succeed
+// (its exit status is all that is checked of a failure, since the texts
+// are the shell's and the errno's), and what must hold after it.
+type Step struct {
+	Cmd   string
+	OK    bool
+	Check func(t *testing.T, out string) // nil: nothing more
+}
+
+// RunSteps runs each step with shell -c in dir (see Shell), in order.
+func RunSteps(t *testing.T, shell, dir string, steps []Step) {
+	t.Helper()
+	for _, s := range steps {
+		out, err := Shell(t, shell, dir, s.Cmd)
+		if err != nil && !IsExit(err) {
+			t.Fatalf("%s -c %q: %v", shell, s.Cmd, err)
+		}
+		if (err == nil) != s.OK {
+			t.Errorf("%s -c %q: %v (output %q), want success %v", shell, s.Cmd, err, out, s.OK)
+			continue
+		}
+		if s.Check != nil {
+			s.Check(t, out)
+		}
+	}
+}
+
 // IsExit reports whether err is a command's non-zero exit.
 func IsExit(err error) bool {
 	var e *exec.ExitError
