@@ -32,8 +32,8 @@ func startNinep(t *testing.T, conf string, args ...string) *Daemon {
 	return d
 }
 
-// errText returns what a 9P client shows of err: its text, "" for nil.
-func errText(err error) string {
+// ninepErr returns what a 9P client shows of err: its text, "" for nil.
+func ninepErr(err error) string {
 	if err == nil {
 		return ""
 	}
@@ -47,13 +47,13 @@ type ninepOp struct {
 	want string // the error's exact text, "" for success
 }
 
-// write is an op that writes parts to name in one open (a Twrite each)
+// ninepWrite is an op that writes parts to name in one open (a Twrite each)
 // and clunks it; its error is the first of open, writes and clunk.
-func write(name string, parts ...string) func(*client.Fsys) error {
+func ninepWrite(name string, parts ...string) func(*client.Fsys) error {
 	return func(fsys *client.Fsys) error { return fstest.Write(fsys, name, plan9.OWRITE, parts...) }
 }
 
-func open(name string, mode uint8) func(*client.Fsys) error {
+func ninepOpen(name string, mode uint8) func(*client.Fsys) error {
 	return func(fsys *client.Fsys) error {
 		fid, err := fsys.Open(name, mode)
 		if err == nil {
@@ -63,7 +63,7 @@ func open(name string, mode uint8) func(*client.Fsys) error {
 	}
 }
 
-func wstat(name string, set func(d *plan9.Dir)) func(*client.Fsys) error {
+func ninepWstat(name string, set func(d *plan9.Dir)) func(*client.Fsys) error {
 	return func(fsys *client.Fsys) error {
 		var d plan9.Dir
 		d.Null()
@@ -78,47 +78,47 @@ func TestNinepErrors(t *testing.T) {
 	d := startNinep(t, "maxsize 1k\n")
 	long := "From: glenda@example.org\nTo: rob@example.net\n\n" + strings.Repeat("x", 1024) + "\n"
 	ops := []ninepOp{
-		{"unknown verb", write("ctl", "bogus on\n"), "invalid ctl line 1 'bogus on': unknown verb bogus"},
-		{"bad line after a good one", write("ctl", "tarpit on\nbogus\n"), "invalid ctl line 2 bogus: unknown verb bogus"},
-		{"bad value", write("ctl", "maxsize lots\n"), "invalid ctl line 1 'maxsize lots': bad size lots"},
-		{"line cut between writes", write("ctl", "tarp", "it on\nbogus\n"), "invalid ctl line 2 bogus: unknown verb bogus"},
-		{"bad line at clunk", write("ctl", "bogus"), "invalid ctl line 1 bogus: unknown verb bogus"},
-		{"action on nothing after a setting", write("ctl", "tarpit on\ndelete nosuchid\n"), "invalid ctl line 2 'delete nosuchid': not found: nosuchid"},
-		{"retry of nothing", write("ctl", "retry nosuchid\n"), "invalid ctl line 1 'retry nosuchid': not found: nosuchid"},
-		{"unwhitelist of nothing", write("ctl", "unwhitelist 192.0.2.9\n"), "invalid ctl line 1 'unwhitelist 192.0.2.9': not found: 192.0.2.9"},
-		{"bad whitelist entry", write("whitelist", "192.0.2.7\nx\n"), "invalid whitelist entry 'x' (line 2): not an address or network"},
-		{"bad whitelist prefix", write("whitelist", "10.0.0.0/33\n"), "invalid whitelist entry '10.0.0.0/33': not an address or network"},
-		{"bad blocked line", write("blocked", "frobnicate 10.0.0.1\n"), "invalid blocked line 1 'frobnicate 10.0.0.1': unknown verb 'frobnicate'"},
-		{"message without sender", write("queue", "To: rob@example.net\n\nbody\n"), "invalid header: no sender: neither a From line nor a From: field"},
-		{"message without recipients", write("queue", "From: glenda@example.org\nSubject: hi\n\nbody\n"), "invalid header: no recipients in To:, Cc: or Bcc:"},
-		{"bad recipient", write("queue", "From: glenda@example.org\n", "To: bad address@@\n\nbody\n"), "invalid address in To: \"bad address@@\": mail: no angle-addr"},
-		{"message too long", write("queue", long), "message too long"},
-		{"all header, checked at clunk", write("queue", "Subject: no blank line\n"), "invalid header: no sender: neither a From line nor a From: field"},
-		{"write stats", open("stats", plan9.OWRITE), "permission denied"},
-		{"write log", open("log", plan9.OWRITE), "permission denied"},
-		{"write log.recent", open("log.recent", plan9.ORDWR), "permission denied"},
-		{"write version", open("version", plan9.OWRITE|plan9.OTRUNC), "permission denied"},
-		{"write queue.d", open("queue.d", plan9.OWRITE), "is a directory"},
-		{"remove on close", open("ctl", plan9.OREAD|plan9.ORCLOSE), "permission denied"},
-		{"no such file", open("nosuch", plan9.OREAD), "file does not exist"},
-		{"no such message", open("queue.d/nosuch", plan9.OREAD), "file does not exist"},
+		{"unknown verb", ninepWrite("ctl", "bogus on\n"), "invalid ctl line 1 'bogus on': unknown verb bogus"},
+		{"bad line after a good one", ninepWrite("ctl", "tarpit on\nbogus\n"), "invalid ctl line 2 bogus: unknown verb bogus"},
+		{"bad value", ninepWrite("ctl", "maxsize lots\n"), "invalid ctl line 1 'maxsize lots': bad size lots"},
+		{"line cut between writes", ninepWrite("ctl", "tarp", "it on\nbogus\n"), "invalid ctl line 2 bogus: unknown verb bogus"},
+		{"bad line at clunk", ninepWrite("ctl", "bogus"), "invalid ctl line 1 bogus: unknown verb bogus"},
+		{"action on nothing after a setting", ninepWrite("ctl", "tarpit on\ndelete nosuchid\n"), "invalid ctl line 2 'delete nosuchid': not found: nosuchid"},
+		{"retry of nothing", ninepWrite("ctl", "retry nosuchid\n"), "invalid ctl line 1 'retry nosuchid': not found: nosuchid"},
+		{"unwhitelist of nothing", ninepWrite("ctl", "unwhitelist 192.0.2.9\n"), "invalid ctl line 1 'unwhitelist 192.0.2.9': not found: 192.0.2.9"},
+		{"bad whitelist entry", ninepWrite("whitelist", "192.0.2.7\nx\n"), "invalid whitelist entry 'x' (line 2): not an address or network"},
+		{"bad whitelist prefix", ninepWrite("whitelist", "10.0.0.0/33\n"), "invalid whitelist entry '10.0.0.0/33': not an address or network"},
+		{"bad blocked line", ninepWrite("blocked", "frobnicate 10.0.0.1\n"), "invalid blocked line 1 'frobnicate 10.0.0.1': unknown verb 'frobnicate'"},
+		{"message without sender", ninepWrite("queue", "To: rob@example.net\n\nbody\n"), "invalid header: no sender: neither a From line nor a From: field"},
+		{"message without recipients", ninepWrite("queue", "From: glenda@example.org\nSubject: hi\n\nbody\n"), "invalid header: no recipients in To:, Cc: or Bcc:"},
+		{"bad recipient", ninepWrite("queue", "From: glenda@example.org\n", "To: bad address@@\n\nbody\n"), "invalid address in To: \"bad address@@\": mail: no angle-addr"},
+		{"message too long", ninepWrite("queue", long), "message too long"},
+		{"all header, checked at clunk", ninepWrite("queue", "Subject: no blank line\n"), "invalid header: no sender: neither a From line nor a From: field"},
+		{"write stats", ninepOpen("stats", plan9.OWRITE), "permission denied"},
+		{"write log", ninepOpen("log", plan9.OWRITE), "permission denied"},
+		{"write log.recent", ninepOpen("log.recent", plan9.ORDWR), "permission denied"},
+		{"write version", ninepOpen("version", plan9.OWRITE|plan9.OTRUNC), "permission denied"},
+		{"write queue.d", ninepOpen("queue.d", plan9.OWRITE), "is a directory"},
+		{"remove on close", ninepOpen("ctl", plan9.OREAD|plan9.ORCLOSE), "permission denied"},
+		{"no such file", ninepOpen("nosuch", plan9.OREAD), "file does not exist"},
+		{"no such message", ninepOpen("queue.d/nosuch", plan9.OREAD), "file does not exist"},
 		{"create", func(fsys *client.Fsys) error { _, err := fsys.Create("new", plan9.OWRITE, 0644); return err }, "permission denied"},
 		{"create in queue.d", func(fsys *client.Fsys) error { _, err := fsys.Create("queue.d/new", plan9.OWRITE, 0644); return err }, "permission denied"},
 		{"mkdir", func(fsys *client.Fsys) error { _, err := fsys.Create("dir", plan9.OREAD, plan9.DMDIR|0755); return err }, "permission denied"},
 		{"remove ctl", func(fsys *client.Fsys) error { return fsys.Remove("ctl") }, "permission denied"},
 		{"remove queue.d", func(fsys *client.Fsys) error { return fsys.Remove("queue.d") }, "permission denied"},
-		{"rename", wstat("ctl", func(d *plan9.Dir) { d.Name = "ctl.old" }), "permission denied"},
-		{"chmod", wstat("whitelist", func(d *plan9.Dir) { d.Mode = 0666 }), "permission denied"},
-		{"truncate to 1", wstat("ctl", func(d *plan9.Dir) { d.Length = 1 }), "permission denied"},
-		{"truncate to 0", wstat("ctl", func(d *plan9.Dir) { d.Length = 0 }), ""},
-		{"sync", wstat("queue", func(d *plan9.Dir) {}), ""},
+		{"rename", ninepWstat("ctl", func(d *plan9.Dir) { d.Name = "ctl.old" }), "permission denied"},
+		{"chmod", ninepWstat("whitelist", func(d *plan9.Dir) { d.Mode = 0666 }), "permission denied"},
+		{"truncate to 1", ninepWstat("ctl", func(d *plan9.Dir) { d.Length = 1 }), "permission denied"},
+		{"truncate to 0", ninepWstat("ctl", func(d *plan9.Dir) { d.Length = 0 }), ""},
+		{"sync", ninepWstat("queue", func(d *plan9.Dir) {}), ""},
 	}
 	for _, ds := range d.NineP {
 		t.Run(ds[:strings.IndexByte(ds, '!')], func(t *testing.T) {
 			fsys := fstest.Dial(t, ds)
 			ctl, blocked := fstest.Read(t, fsys, "ctl"), fstest.Read(t, fsys, "blocked")
 			for _, op := range ops {
-				if got := errText(op.do(fsys)); got != op.want {
+				if got := ninepErr(op.do(fsys)); got != op.want {
 					t.Errorf("%s: got %q, want %q", op.name, got, op.want)
 				}
 			}
@@ -138,8 +138,8 @@ func TestNinepErrors(t *testing.T) {
 	}
 }
 
-// ctlWrite writes text to ctl and fails the test if it is refused.
-func ctlWrite(t *testing.T, fsys *client.Fsys, text string) {
+// ninepCtl writes text to ctl and fails the test if it is refused.
+func ninepCtl(t *testing.T, fsys *client.Fsys, text string) {
 	t.Helper()
 	if err := fstest.Write(fsys, "ctl", plan9.OWRITE, text); err != nil {
 		t.Fatalf("ctl %q: %v", text, err)
@@ -161,20 +161,20 @@ func ninepStats(t *testing.T, fsys *client.Fsys) map[string]int64 {
 	return m
 }
 
-// A logFollower reads the log file on a fid of its own, as `cat log` does.
-type logFollower struct {
+// A ninepLog reads the log file on a fid of its own, as `cat log` does.
+type ninepLog struct {
 	t      *testing.T
 	chunks chan string
 	seen   strings.Builder
 }
 
-// followLog opens the log file and reads it until the end of the test.
-func followLog(t *testing.T, fsys *client.Fsys) *logFollower {
+// ninepFollowLog opens the log file and reads it until the end of the test.
+func ninepFollowLog(t *testing.T, fsys *client.Fsys) *ninepLog {
 	fid, err := fsys.Open("log", plan9.OREAD)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &logFollower{t: t, chunks: make(chan string, 1000)}
+	f := &ninepLog{t: t, chunks: make(chan string, 1000)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -193,7 +193,7 @@ func followLog(t *testing.T, fsys *client.Fsys) *logFollower {
 }
 
 // until waits for the log to have shown s, and returns what it has shown.
-func (f *logFollower) until(s string) string {
+func (f *ninepLog) until(s string) string {
 	f.t.Helper()
 	timeout := time.After(10 * time.Second)
 	for !strings.Contains(f.seen.String(), s) {
@@ -210,8 +210,8 @@ func (f *logFollower) until(s string) string {
 	return f.seen.String()
 }
 
-// ehloSize returns the SIZE line of the daemon's EHLO reply.
-func ehloSize(t *testing.T, d *Daemon) string {
+// ninepEHLOSize returns the SIZE line of the daemon's EHLO reply.
+func ninepEHLOSize(t *testing.T, d *Daemon) string {
 	t.Helper()
 	r := dialRaw(t, d.SMTP[0], "")
 	r.Expect("220 ")
@@ -224,9 +224,9 @@ func ehloSize(t *testing.T, d *Daemon) string {
 	return ""
 }
 
-// dataReply sends a transaction from the loopback address from up to DATA
+// ninepDataReply sends a transaction from the loopback address from up to DATA
 // and returns the reply to DATA.
-func dataReply(t *testing.T, d *Daemon, from, rcpt string) string {
+func ninepDataReply(t *testing.T, d *Daemon, from, rcpt string) string {
 	t.Helper()
 	r := ehlo(t, d, from)
 	r.Send("MAIL FROM:<glenda@sender.example>")
@@ -245,15 +245,15 @@ func dataReply(t *testing.T, d *Daemon, from, rcpt string) string {
 func TestNinepSteersSMTP(t *testing.T) {
 	d := startNinep(t, "maxsize 10k\n")
 	fsys := fstest.Dial(t, d.NineP[1])
-	log := followLog(t, fsys)
+	log := ninepFollowLog(t, fsys)
 	log.until("smtpfs started")
 	before := ninepStats(t, fsys)
 
-	if got := ehloSize(t, d); got != "250-SIZE 10240" {
+	if got := ninepEHLOSize(t, d); got != "250-SIZE 10240" {
 		t.Errorf("EHLO before: %q", got)
 	}
-	ctlWrite(t, fsys, "maxsize 20k\n")
-	if got := ehloSize(t, d); got != "250-SIZE 20480" {
+	ninepCtl(t, fsys, "maxsize 20k\n")
+	if got := ninepEHLOSize(t, d); got != "250-SIZE 20480" {
 		t.Errorf("EHLO after maxsize 20k: %q", got)
 	}
 	log.until("smtpd: ehlo from 127.0.0.1 as client.example.net")
@@ -262,27 +262,27 @@ func TestNinepSteersSMTP(t *testing.T) {
 	if err := fstest.Write(fsys, "queue", plan9.OWRITE, big); err != nil {
 		t.Errorf("15k message to the queue file with maxsize 20k: %v", err)
 	}
-	ctlWrite(t, fsys, "maxsize 10k\n")
-	if err := fstest.Write(fsys, "queue", plan9.OWRITE, big); errText(err) != "message too long" {
+	ninepCtl(t, fsys, "maxsize 10k\n")
+	if err := fstest.Write(fsys, "queue", plan9.OWRITE, big); ninepErr(err) != "message too long" {
 		t.Errorf("15k message to the queue file with maxsize 10k: %v", err)
 	}
 
 	const greylisted = "451 please try again soon from the same IP."
-	if got := dataReply(t, d, "127.0.0.5", "bob@localhost"); !strings.HasPrefix(got, "354 ") {
+	if got := ninepDataReply(t, d, "127.0.0.5", "bob@localhost"); !strings.HasPrefix(got, "354 ") {
 		t.Fatalf("DATA without greylisting: %q", got)
 	}
-	ctlWrite(t, fsys, "greylist on\n")
-	if got := dataReply(t, d, "127.0.0.5", "bob@localhost"); got != greylisted {
+	ninepCtl(t, fsys, "greylist on\n")
+	if got := ninepDataReply(t, d, "127.0.0.5", "bob@localhost"); got != greylisted {
 		t.Errorf("DATA with greylisting: %q", got)
 	}
 	if err := fstest.Write(fsys, "whitelist", plan9.OWRITE, "127.0.0.5 a test client\n"); err != nil {
 		t.Fatal(err)
 	}
-	if got := dataReply(t, d, "127.0.0.5", "bob@localhost"); !strings.HasPrefix(got, "354 ") {
+	if got := ninepDataReply(t, d, "127.0.0.5", "bob@localhost"); !strings.HasPrefix(got, "354 ") {
 		t.Errorf("DATA once whitelisted: %q", got)
 	}
-	ctlWrite(t, fsys, "unwhitelist 127.0.0.5\n")
-	if got := dataReply(t, d, "127.0.0.5", "bob@localhost"); got != greylisted {
+	ninepCtl(t, fsys, "unwhitelist 127.0.0.5\n")
+	if got := ninepDataReply(t, d, "127.0.0.5", "bob@localhost"); got != greylisted {
 		t.Errorf("DATA once unwhitelisted: %q", got)
 	}
 	if got := fstest.Read(t, fsys, "whitelist"); got != "" {
@@ -313,7 +313,7 @@ func TestNinepSteersSMTP(t *testing.T) {
 func TestNinepCtlRoundTrip(t *testing.T) {
 	d := startNinep(t, "ournets 10.0.0.0/8 192.168.1.7\nourdomains example.org *.example.net\n")
 	fsys := fstest.Dial(t, d.NineP[0])
-	ctlWrite(t, fsys, "evil 203.0.113.0/24\nsmarthost tcp!mx.example.org!587\nbackoff 1m 5m 1h\n"+
+	ninepCtl(t, fsys, "evil 203.0.113.0/24\nsmarthost tcp!mx.example.org!587\nbackoff 1m 5m 1h\n"+
 		"delaywarn off\ngreylist on\nmailer /bin/sh -c 'cat > /dev/null'\ndefaultdomain example.org\n")
 	text := fstest.Read(t, fsys, "ctl")
 	for _, want := range []string{"\nournets 10.0.0.0/8 192.168.1.7\n", "\nevil 203.0.113.0/24\n",
@@ -322,12 +322,12 @@ func TestNinepCtlRoundTrip(t *testing.T) {
 			t.Errorf("ctl lacks %q:\n%s", want, text)
 		}
 	}
-	ctlWrite(t, fsys, text)
+	ninepCtl(t, fsys, text)
 	if got := fstest.Read(t, fsys, "ctl"); got != text {
 		t.Errorf("ctl written back to itself:\n%s\nwas:\n%s", got, text)
 	}
 	fresh := fstest.Dial(t, startNinep(t, "").NineP[0])
-	ctlWrite(t, fresh, text)
+	ninepCtl(t, fresh, text)
 	if got := fstest.Read(t, fresh, "ctl"); got != text {
 		t.Errorf("ctl of a fresh daemon told it:\n%s\nwant:\n%s", got, text)
 	}
@@ -337,9 +337,9 @@ func TestNinepCtlRoundTrip(t *testing.T) {
 	}
 }
 
-// rcWords splits a line of the queue file into its words, rc's way: a
+// ninepRcWords splits a line of the queue file into its words, rc's way: a
 // word in single quotes may hold spaces, and a quote inside is doubled.
-func rcWords(line string) []string {
+func ninepRcWords(line string) []string {
 	var words []string
 	for i := 0; i < len(line); {
 		if line[i] == ' ' {
@@ -371,16 +371,16 @@ func rcWords(line string) []string {
 	return words
 }
 
-// queueLines reads the queue file: one message a line, as its eight
+// ninepQueue reads the queue file: one message a line, as its eight
 // fields.
-func queueLines(t *testing.T, fsys *client.Fsys) [][]string {
+func ninepQueue(t *testing.T, fsys *client.Fsys) [][]string {
 	t.Helper()
 	var msgs [][]string
 	for _, line := range strings.Split(fstest.Read(t, fsys, "queue"), "\n") {
 		if line == "" {
 			continue
 		}
-		f := rcWords(line)
+		f := ninepRcWords(line)
 		if len(f) != 8 {
 			t.Fatalf("queue line %q has %d fields, want 8", line, len(f))
 		}
@@ -389,13 +389,13 @@ func queueLines(t *testing.T, fsys *client.Fsys) [][]string {
 	return msgs
 }
 
-// waitQueue waits for the queue file to list one message, for which ok
+// ninepWaitQueue waits for the queue file to list one message, for which ok
 // is true, and returns its fields.
-func waitQueue(t *testing.T, fsys *client.Fsys, what string, ok func(fields []string) bool) []string {
+func ninepWaitQueue(t *testing.T, fsys *client.Fsys, what string, ok func(fields []string) bool) []string {
 	t.Helper()
 	var q [][]string
 	testlib.WaitFor(t, 10*time.Second, what, func() bool {
-		q = queueLines(t, fsys)
+		q = ninepQueue(t, fsys)
 		return len(q) == 1 && ok(q[0])
 	})
 	return q[0]
@@ -416,7 +416,7 @@ func TestNinepQueue(t *testing.T) {
 	sink.SetReply(refuse)
 	d := startNinep(t, "smarthost tcp!127.0.0.1!"+sink.Port()+"\n")
 	fsys := fstest.Dial(t, d.NineP[0])
-	log := followLog(t, fsys)
+	log := ninepFollowLog(t, fsys)
 	msg := "From: glenda@example.org\nTo: rob@example.net, bob@localhost\nSubject: through 9P\n\nHello, Rob.\n"
 	if err := fstest.Write(fsys, "queue", plan9.OWRITE, msg[:40], msg[40:]); err != nil {
 		t.Fatalf("writing the queue file: %v", err)
@@ -426,7 +426,7 @@ func TestNinepQueue(t *testing.T) {
 		t.Errorf("bob's Maildir has %q", m)
 	}
 	// The attempt is recorded just after it is logged.
-	q := waitQueue(t, fsys, "the first attempt", func(m []string) bool { return m[5] == "1" })
+	q := ninepWaitQueue(t, fsys, "the first attempt", func(m []string) bool { return m[5] == "1" })
 	id := q[0]
 	if want := id + " glenda@example.org rob@example.net"; strings.Join(q[:3], " ") != want || !strings.Contains(q[7], "451 4.3.0 not now") {
 		t.Errorf("queue line %q, want %s ... '...451 4.3.0 not now...'", q, want)
@@ -438,8 +438,8 @@ func TestNinepQueue(t *testing.T) {
 		}
 	}
 
-	ctlWrite(t, fsys, "hold "+id+"\n")
-	if q := queueLines(t, fsys); len(q) != 1 || q[0][6] != "held" {
+	ninepCtl(t, fsys, "hold "+id+"\n")
+	if q := ninepQueue(t, fsys); len(q) != 1 || q[0][6] != "held" {
 		t.Errorf("queue after hold: %q", q)
 	}
 	if n := ninepStats(t, fsys)["queue.held"]; n != 1 {
@@ -449,13 +449,13 @@ func TestNinepQueue(t *testing.T) {
 		t.Errorf("queue.d/%s = %q", id, got)
 	}
 	sink.SetReply(nil)
-	ctlWrite(t, fsys, "release "+id+"\n")
+	ninepCtl(t, fsys, "release "+id+"\n")
 	got := sink.Wait(t, 1, 10*time.Second)[0]
 	if got.From != "glenda@example.org" || strings.Join(got.Rcpts, " ") != "rob@example.net" || !strings.Contains(string(got.Data), "Subject: through 9P\r\n") {
 		t.Errorf("the smarthost got %+v", got)
 	}
 	log.until("runq: done " + id)
-	if q := queueLines(t, fsys); len(q) != 0 {
+	if q := ninepQueue(t, fsys); len(q) != 0 {
 		t.Errorf("queue after delivery: %q", q)
 	}
 
@@ -464,12 +464,12 @@ func TestNinepQueue(t *testing.T) {
 	if err := fstest.Write(fsys, "queue", plan9.OWRITE, "From: glenda@example.org\nTo: ken@example.com\n\nBye.\n"); err != nil {
 		t.Fatal(err)
 	}
-	q = waitQueue(t, fsys, "ken's first attempt", func(m []string) bool { return m[2] == "ken@example.com" && m[5] == "1" })
+	q = ninepWaitQueue(t, fsys, "ken's first attempt", func(m []string) bool { return m[2] == "ken@example.com" && m[5] == "1" })
 	if err := fsys.Remove("queue.d/" + q[0]); err != nil {
 		t.Fatalf("rm queue.d/%s: %v", q[0], err)
 	}
 	log.until("9p: queue.d: rm " + q[0])
-	if q := queueLines(t, fsys); len(q) != 0 {
+	if q := ninepQueue(t, fsys); len(q) != 0 {
 		t.Errorf("queue after rm: %q", q)
 	}
 	st := ninepStats(t, fsys)

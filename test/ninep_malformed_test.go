@@ -16,8 +16,8 @@ import (
 	"smtpfs/test/testlib"
 )
 
-// stillServes checks that the daemon answers SMTP and 9P.
-func stillServes(t *testing.T, d *Daemon) {
+// ninepStillServes checks that the daemon answers SMTP and 9P.
+func ninepStillServes(t *testing.T, d *Daemon) {
 	t.Helper()
 	if d.Exited() {
 		t.Fatalf("the daemon died:\n%s", d.Stderr)
@@ -44,16 +44,16 @@ func TestNinepMalformed(t *testing.T) {
 			fstest.CheckVersions(t, ds)
 			fstest.CheckFlood(t, ds, 300)
 			fstest.CheckFlush(t, ds, "log")
-			randomFrames(t, ds, 500)
-			stillServes(t, d)
+			ninepRandomFrames(t, ds, 500)
+			ninepStillServes(t, d)
 		})
 	}
 }
 
-// randomFrames sends n frames of random types and bodies (sizes sound)
+// ninepRandomFrames sends n frames of random types and bodies (sizes sound)
 // on one attached session, then checks that the session still answers.
 // The seed is fixed, so that a failure can be repeated.
-func randomFrames(t *testing.T, ds string, n int) {
+func ninepRandomFrames(t *testing.T, ds string, n int) {
 	s := fstest.Session(t, ds)
 	rng := rand.New(rand.NewPCG(9, 9))
 	go func() {
@@ -94,7 +94,7 @@ func randomFrames(t *testing.T, ds string, n int) {
 func TestNinepDisconnect(t *testing.T) {
 	d := startNinep(t, "")
 	fsys := fstest.Dial(t, d.NineP[0])
-	log := followLog(t, fsys)
+	log := ninepFollowLog(t, fsys)
 	gone, nc := fstest.DialConn(t, d.NineP[1])
 	half := "From: glenda@example.org\nTo: rob@example.net\nSubject: cut short\n\nThe first line,\n"
 	fid, err := gone.Open("queue", plan9.OWRITE)
@@ -137,7 +137,7 @@ func TestNinepDisconnect(t *testing.T) {
 	if q := fstest.Read(t, fsys, "queue"); q != "" {
 		t.Errorf("queue %q, want nothing", q)
 	}
-	stillServes(t, d)
+	ninepStillServes(t, d)
 }
 
 // TestNinepLogReaders: as many readers as the log allows block in it on
@@ -165,14 +165,14 @@ func TestNinepLogReaders(t *testing.T) {
 			ended <- err
 		}()
 	}
-	if _, err := fsys.Open("log", plan9.OREAD); errText(err) != "log busy: too many readers" {
+	if _, err := fsys.Open("log", plan9.OREAD); ninepErr(err) != "log busy: too many readers" {
 		t.Errorf("reader %d: %v, want log busy: too many readers", max+1, err)
 	}
 	if n := ninepStats(t, fsys)["9p.logreaders"]; n != max {
 		t.Errorf("9p.logreaders %d, want %d", n, max)
 	}
-	ctlWrite(t, fsys, "kick\n") // a line for every reader
-	stillServes(t, d)
+	ninepCtl(t, fsys, "kick\n") // a line for every reader
+	ninepStillServes(t, d)
 	for _, fid := range fids {
 		fid.Close()
 	}

@@ -19,10 +19,10 @@ import (
 // The daemon's tree through a real FUSE mount made with go9p's mount9p,
 // driven by sh and rc as an operator would: the session of the README.
 
-// A mounted is a daemon whose tree is mounted, with a 9fans client beside
+// A ninepMounted is a daemon whose tree is mounted, with a 9fans client beside
 // the mount to check what the shell did, and a smarthost that says 451 so
 // that queued mail stays in the queue.
-type mounted struct {
+type ninepMounted struct {
 	d    *Daemon
 	mnt  string
 	fsys *client.Fsys
@@ -30,7 +30,7 @@ type mounted struct {
 	msg  string // path of a message file to queue
 }
 
-func mountDaemon(t *testing.T) *mounted {
+func ninepMountDaemon(t *testing.T) *ninepMounted {
 	t.Helper()
 	fstest.CanMount(t)
 	sink := testlib.NewSink(t, testlib.SinkOptions{})
@@ -41,19 +41,19 @@ func mountDaemon(t *testing.T) *mounted {
 		return nil
 	})
 	d := startMail(t, "smarthost tcp!127.0.0.1!"+sink.Port()+"\n")
-	m := &mounted{d: d, sink: sink, fsys: fstest.Dial(t, d.NineP[0]), msg: filepath.Join(t.TempDir(), "msg")}
-	if err := os.WriteFile(m.msg, []byte(mountMsg), 0644); err != nil {
+	m := &ninepMounted{d: d, sink: sink, fsys: fstest.Dial(t, d.NineP[0]), msg: filepath.Join(t.TempDir(), "msg")}
+	if err := os.WriteFile(m.msg, []byte(ninepMsg), 0644); err != nil {
 		t.Fatal(err)
 	}
 	m.mnt = fstest.Mount(t, bin(t, "github.com/knusbaum/go9p/cmd/mount9p"), d.UnixSocket(), "ctl")
 	return m
 }
 
-const mountMsg = "From: glenda@example.org\nTo: rob@example.net, bob@localhost\nSubject: hello\n\nHi Rob.\n"
+const ninepMsg = "From: glenda@example.org\nTo: rob@example.net, bob@localhost\nSubject: hello\n\nHi Rob.\n"
 
-// operatorSession is the operator's session of the README as shell steps,
+// ninepSession is the operator's session of the README as shell steps,
 // for sh and rc alike (the exit status is what a failure is).
-func operatorSession(m *mounted) []fstest.Step {
+func ninepSession(m *ninepMounted) []fstest.Step {
 	has := func(file string, wants ...string) func(t *testing.T, out string) {
 		return func(t *testing.T, out string) {
 			for _, w := range wants {
@@ -66,7 +66,7 @@ func operatorSession(m *mounted) []fstest.Step {
 	var ctl string
 	return []fstest.Step{
 		{Cmd: "echo greylist on > ctl", OK: true, Check: func(t *testing.T, _ string) {
-			if got := dataReply(t, m.d, "127.0.0.5", "bob@localhost"); got != "451 please try again soon from the same IP." {
+			if got := ninepDataReply(t, m.d, "127.0.0.5", "bob@localhost"); got != "451 please try again soon from the same IP." {
 				t.Errorf("DATA after greylist on: %q", got)
 			}
 			ctl = fstest.Read(t, m.fsys, "ctl")
@@ -93,15 +93,15 @@ func operatorSession(m *mounted) []fstest.Step {
 		{Cmd: "cat " + m.msg + " > queue", OK: true, Check: func(t *testing.T, _ string) {
 			// The clunk, where the message is queued, comes after the
 			// shell has returned; the smarthost refuses rob.
-			waitQueue(t, m.fsys, "the message tried", func(f []string) bool { return f[5] == "1" })
+			ninepWaitQueue(t, m.fsys, "the message tried", func(f []string) bool { return f[5] == "1" })
 			if b := boxMessages(t, m.d.Root, "bob"); len(b) != 1 || !strings.Contains(b[0], "\nSubject: hello\n") || !strings.HasSuffix(b[0], "\n\nHi Rob.\n") {
 				t.Errorf("bob's Maildir has %q", b)
 			}
 		}},
 		{Cmd: "printf 'From: glenda@example.org\\nSubject: nobody\\n\\nbody\\n' > queue", OK: false},
 		{Cmd: "cat queue", OK: true, Check: func(t *testing.T, out string) {
-			q := queueLines(t, m.fsys)
-			got := rcWords(strings.TrimSuffix(out, "\n"))
+			q := ninepQueue(t, m.fsys)
+			got := ninepRcWords(strings.TrimSuffix(out, "\n"))
 			if len(q) != 1 || len(got) != 8 {
 				t.Fatalf("cat queue = %q; the 9P client reads %q", out, q)
 			}
@@ -136,11 +136,11 @@ func operatorSession(m *mounted) []fstest.Step {
 
 // TestNinepMountSh is the operator's session with sh.
 func TestNinepMountSh(t *testing.T) {
-	m := mountDaemon(t)
-	fstest.RunSteps(t, "sh", m.mnt, operatorSession(m))
-	followThroughMount(t, m)
+	m := ninepMountDaemon(t)
+	fstest.RunSteps(t, "sh", m.mnt, ninepSession(m))
+	ninepFollowMount(t, m)
 	// Last: a failed rm leaves mount9p v1.18.0 confused (README).
-	id := queueLines(t, m.fsys)[0][0]
+	id := ninepQueue(t, m.fsys)[0][0]
 	fstest.RunSteps(t, "sh", m.mnt, []fstest.Step{
 		{Cmd: "cat queue.d/" + id, OK: true, Check: func(t *testing.T, out string) {
 			if !strings.Contains(out, "Subject: hello\r\n") {
@@ -148,7 +148,7 @@ func TestNinepMountSh(t *testing.T) {
 			}
 		}},
 		{Cmd: "rm queue.d/" + id, OK: true, Check: func(t *testing.T, _ string) {
-			if q := queueLines(t, m.fsys); len(q) != 0 {
+			if q := ninepQueue(t, m.fsys); len(q) != 0 {
 				t.Errorf("queue after rm: %q", q)
 			}
 		}},
@@ -160,8 +160,8 @@ func TestNinepMountSh(t *testing.T) {
 // that takes the queue file apart with rc's own quoting.
 func TestNinepMountRc(t *testing.T) {
 	rc := fstest.Rc(t)
-	m := mountDaemon(t)
-	fstest.RunSteps(t, rc, m.mnt, operatorSession(m))
+	m := ninepMountDaemon(t)
+	fstest.RunSteps(t, rc, m.mnt, ninepSession(m))
 	script := `ifs='
 '
 for(line in ` + "`" + `{cat queue}) {
@@ -192,10 +192,10 @@ echo greylist off > ctl && echo greylist off: $status
 	}
 }
 
-// followThroughMount runs `cat log` on the mount, sees an SMTP session
+// ninepFollowMount runs `cat log` on the mount, sees an SMTP session
 // arrive in it as it happens, then kills cat: once the read it was blocked
 // in returns, the daemon forgets the reader.
-func followThroughMount(t *testing.T, m *mounted) {
+func ninepFollowMount(t *testing.T, m *ninepMounted) {
 	cmd := exec.Command("cat", filepath.Join(m.mnt, "log"))
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -12,9 +12,9 @@ import (
 	"9fans.net/go/plan9/client"
 )
 
-// freshEnv is the environment of a fresh login, with user and display
+// ninepFreshEnv is the environment of a fresh login, with user and display
 // (either may be "" for unset) and no NAMESPACE.
-func freshEnv(user, display string) []string {
+func ninepFreshEnv(user, display string) []string {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	if user != "" {
 		env = append(env, "USER="+user)
@@ -25,10 +25,10 @@ func freshEnv(user, display string) []string {
 	return env
 }
 
-// nsDir returns the name space directory /tmp/ns.user.display and removes
+// ninepNSDir returns the name space directory /tmp/ns.user.display and removes
 // it at the end of the test: registered before the daemon starts, that
 // runs after the daemon has stopped.
-func nsDir(t *testing.T, user, display string) string {
+func ninepNSDir(t *testing.T, user, display string) string {
 	dir := "/tmp/ns." + user + "." + display
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
@@ -46,10 +46,10 @@ func TestNinepFreshMachine(t *testing.T) {
 		l.Close()
 	}
 	u, disp := fmt.Sprintf("smtpfs-test%d", os.Getpid()), fmt.Sprintf(":%d", 100+os.Getpid()%10000)
-	ns := nsDir(t, u, disp)
+	ns := ninepNSDir(t, u, disp)
 	dir := t.TempDir()
 	d := &Daemon{Root: filepath.Join(dir, "mail")}
-	d.start(t, dir, freshEnv(u, disp+".0"))
+	d.start(t, dir, ninepFreshEnv(u, disp+".0"))
 	if want := []string{"127.0.0.1:2525"}; strings.Join(d.SMTP, " ") != strings.Join(want, " ") {
 		t.Errorf("SMTP on %q, want %q", d.SMTP, want)
 	}
@@ -99,12 +99,12 @@ func TestNinepNamespaceUnset(t *testing.T) {
 	}
 	u, disp := fmt.Sprintf("smtpfs-test%d", os.Getpid()), fmt.Sprintf(":%d", 200+os.Getpid()%10000)
 	for _, tc := range []struct{ user, display, dir string }{
-		{"", disp, nsDir(t, me.Username, disp)},
-		{u, "", nsDir(t, u, ":0")},
+		{"", disp, ninepNSDir(t, me.Username, disp)},
+		{u, "", ninepNSDir(t, u, ":0")},
 	} {
 		root := filepath.Join(t.TempDir(), "mail")
 		d := &Daemon{Root: root}
-		d.start(t, "", freshEnv(tc.user, tc.display), "-R", root, "-l", "tcp!127.0.0.1!0")
+		d.start(t, "", ninepFreshEnv(tc.user, tc.display), "-R", root, "-l", "tcp!127.0.0.1!0")
 		if want := "unix!" + tc.dir + "/smtpfs"; len(d.NineP) != 1 || d.NineP[0] != want {
 			t.Errorf("USER=%q DISPLAY=%q: 9P on %q, want %s", tc.user, tc.display, d.NineP, want)
 		}
