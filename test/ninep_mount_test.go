@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,7 +142,27 @@ func TestNinepMountSh(t *testing.T) {
 	ninepFollowMount(t, m)
 	// Last: a failed rm leaves mount9p v1.18.0 confused (README).
 	id := ninepQueue(t, m.fsys)[0][0]
+	// A message bigger than mount9p's 16 KiB writes, which all carry the
+	// offset of their 64 KiB FUSE write, arrives whole.
+	var body strings.Builder
+	for i := range 4000 {
+		fmt.Fprintf(&body, "line %04d of a long message\n", i)
+	}
+	big := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(big, []byte("From: glenda@example.org\nTo: carol@localhost\nSubject: big\n\n"+body.String()), 0644); err != nil {
+		t.Fatal(err)
+	}
 	fstest.RunSteps(t, "sh", m.mnt, []fstest.Step{
+		{Cmd: "cat " + big + " > queue", OK: true, Check: func(t *testing.T, _ string) {
+			var box []string
+			testlib.WaitFor(t, 10*time.Second, "carol's message", func() bool {
+				box = boxMessages(t, m.d.Root, "carol")
+				return len(box) == 1
+			})
+			if !strings.Contains(box[0], "\nSubject: big\n") || !strings.HasSuffix(box[0], "\n\n"+body.String()) {
+				t.Errorf("carol's message (%d bytes) is not the %d bytes of body written", len(box[0]), body.Len())
+			}
+		}},
 		{Cmd: "cat queue.d/" + id, OK: true, Check: func(t *testing.T, out string) {
 			if !strings.Contains(out, "Subject: hello\r\n") {
 				t.Errorf("cat queue.d/%s = %q", id, out)
