@@ -111,8 +111,8 @@ func (l *LazyGreylist) Check(local, remote netip.Addr, from string, rcpts []stri
 }
 
 // QueueSettings returns the queue's settings of the configuration. A
-// recipient is local when its domain is ours; the local part names the
-// box.
+// recipient is local when its domain is ours; the Maildir takes the whole
+// address (for Delivered-To:) and finds the box from its local part.
 func QueueSettings(c *conf.Config) queue.Settings {
 	return queue.Settings{
 		Backoff:    c.Backoff,
@@ -126,7 +126,7 @@ func QueueSettings(c *conf.Config) queue.Settings {
 			if at < 0 {
 				return addr, addr != ""
 			}
-			return addr[:at], c.OurDomain(addr[at+1:])
+			return addr, c.OurDomain(addr[at+1:])
 		},
 	}
 }
