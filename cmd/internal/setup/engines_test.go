@@ -1,0 +1,60 @@
+package setup
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"smtpfs/smtpd"
+	"smtpfs/smtpd/conf"
+)
+
+func TestQueueSettingsIsLocal(t *testing.T) {
+	c, _, err := conf.Apply(conf.Default(), "ctl", "ourdomains example.org *.example.net\nhostname mx.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := QueueSettings(c)
+	for _, tt := range []struct {
+		addr, user string
+		local      bool
+	}{
+		{"bob@example.org", "bob@example.org", true},
+		{"Bob@Mail.Example.NET", "Bob@Mail.Example.NET", true},
+		{"bob@mx.example.com", "bob@mx.example.com", true},
+		{"bob", "bob", true},
+		{"bob@elsewhere.example", "", false},
+		{"me@[127.0.0.1]", "", false},
+	} {
+		user, ok := s.IsLocal(tt.addr)
+		if ok != tt.local || ok && user != tt.user {
+			t.Errorf("IsLocal(%q) = %q, %v; want %q, %v", tt.addr, user, ok, tt.user, tt.local)
+		}
+	}
+	if s.Hostname != "mx.example.com" || s.Lifetime != c.Lifetime || len(s.Backoff) != len(c.Backoff) {
+		t.Errorf("settings %+v", s)
+	}
+}
+
+func TestClassifier(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "lib"), 0755)
+	os.WriteFile(filepath.Join(root, "lib", "blocked"), []byte(
+		"block 192.0.2.1\ndeny 192.0.2.2\ndial 192.0.2.3\ndelay 192.0.2.4\nallow 192.0.2.5\nblock 192.0.2.5\n"), 0644)
+	b, err := OpenBlocked(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Classifier{Blocked: b}
+	for ip, want := range map[string]smtpd.Verdict{"192.0.2.1": smtpd.Block, "192.0.2.2": smtpd.Deny,
+		"192.0.2.3": smtpd.Dial, "192.0.2.4": smtpd.Delay, "192.0.2.5": smtpd.Accept, "192.0.2.6": smtpd.Accept} {
+		if got := c.Classify(netip.MustParseAddr(ip), ""); got != want {
+			t.Errorf("Classify(%s) = %v, want %v", ip, got, want)
+		}
+	}
+	os.WriteFile(filepath.Join(root, "lib", "blocked"), []byte("frob 1.2.3.4\n"), 0644)
+	if _, err := OpenBlocked(root, nil); err == nil {
+		t.Errorf("a bad lib/blocked opened")
+	}
+}
