@@ -1,0 +1,219 @@
+package test
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"smtpfs/test/testlib"
+)
+
+// smtpdProgram is one session of the smtpd program, run as inetd runs it:
+// the accepted socket of a client at a loopback address on its standard
+// input and output.
+type smtpdProgram struct {
+	*Raw
+	cmd    *exec.Cmd
+	stderr *SyncBuffer
+}
+
+// startSmtpd connects from ip and runs smtpd with args on the accepted
+// socket.
+func startSmtpd(t *testing.T, ip string, args ...string) *smtpdProgram {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}).Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	sc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := sc.(*net.TCPConn).File()
+	sc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p := &smtpdProgram{stderr: &SyncBuffer{}}
+	p.cmd = exec.Command(bin(t, "smtpd"), args...)
+	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = f, f, p.stderr
+	p.cmd.Env = append(os.Environ(), quickExit)
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	p.Raw = &Raw{t: t, C: c, R: bufio.NewReader(c)}
+	return p
+}
+
+// wait waits for smtpd to exit and fails the test unless it exited 0.
+func (p *smtpdProgram) wait(t *testing.T) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("smtpd: %v\n%s", err, p.stderr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("smtpd still running after its session\n%s", p.stderr)
+	}
+}
+
+// smtpdTry runs one session of the smtpd program from ip, as greyTry does
+// with the daemon, and waits for the program to exit.
+func smtpdTry(t *testing.T, root, ip, from string, rcpts []string, args ...string) string {
+	t.Helper()
+	p := startSmtpd(t, ip, append([]string{"-R", root, "-h", "example.org"}, args...)...)
+	p.Expect("220 example.org ESMTP")
+	p.Send("EHLO client.example.net")
+	p.Expect("250 ")
+	p.Send("MAIL FROM:<" + from + ">")
+	p.Expect("250 ")
+	for _, rc := range rcpts {
+		p.Send("RCPT TO:<" + rc + ">")
+		p.Expect("250 ")
+	}
+	p.Send("DATA")
+	l := p.Reply()
+	if strings.HasPrefix(l[0], "354 ") {
+		p.Write(greyMsg + ".\r\n")
+		l = append([]string{"354"}, p.Reply()...)
+		p.Send("QUIT")
+		p.Expect("221 ")
+	} else if !strings.HasPrefix(l[0], "451 ") {
+		p.Send("QUIT")
+		p.Expect("221 ")
+	}
+	got := strings.Join(l, "|")
+	if strings.HasPrefix(got, "451 ") && !p.Closed(10*time.Second) {
+		t.Errorf("%s: still connected after %q", ip, got)
+	}
+	p.wait(t)
+	return got
+}
+
+// TestGreySmtpdProgram: the smtpd program, one session per process, opens
+// the greylist when a session first needs it and follows the same files as
+// the daemon: the 451 and its triplet, the pass after the window, the
+// whitelist read by the next process; lib/blocked with -s; -r; and -k.
+func TestGreySmtpdProgram(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "mail")
+	os.MkdirAll(filepath.Join(root, "lib"), 0755)
+	os.WriteFile(filepath.Join(root, "lib", "blocked"), []byte("block 127.0.0.66\n*deny !baduser\n"), 0644)
+	dns := testlib.NewDNS(t, "sender.example. MX 10 mx.sender.example.\nfar.example. A 192.0.2.9\ngone.example NXDOMAIN\n")
+	t.Setenv("SMTPFS_RESOLVER", dns.Addr)
+	flags := []string{"-g", "-s", "-r", "-k", "127.0.0.99"}
+	bob := []string{"bob@example.org"}
+	const sent = "354|250 2.5.0 sent"
+
+	if got := smtpdTry(t, root, "127.0.0.5", "alice@sender.example", bob, flags...); got != greyRefusal {
+		t.Fatalf("first attempt: %q, want %q", got, greyRefusal)
+	}
+	tri := filepath.Join(root, "grey", "tmp", "127.0.0.1", "127.0.0.5", "bob@example.org")
+	backdate(t, tri, 6*time.Minute)
+	if got := smtpdTry(t, root, "127.0.0.5", "alice@sender.example", bob, flags...); got != sent {
+		t.Errorf("retry after 6 minutes: %q", got)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "grey", "whitelist")); string(b) != "127.0.0.5\n" {
+		t.Errorf("whitelist = %q", b)
+	}
+	if got := smtpdTry(t, root, "127.0.0.5", "alice@sender.example", []string{"carol@example.org"}, flags...); got != sent {
+		t.Errorf("whitelisted, to a new recipient: %q", got)
+	}
+	if got := smtpdTry(t, root, "127.0.0.6", "alice@sender.example", bob, flags...); got != greyRefusal {
+		t.Errorf("127.0.0.6: %q, want %q", got, greyRefusal)
+	}
+
+	if got := smtpdTry(t, root, "127.0.0.66", "alice@sender.example", bob, flags...); got != "354|554 5.7.1 we believe this is spam." {
+		t.Errorf("blocked 127.0.0.66: %q", got)
+	}
+	dumps, _ := filepath.Glob(filepath.Join(root, "queue.dump", "*", "*"))
+	if len(dumps) != 1 {
+		t.Errorf("dumps %q, want 1", dumps)
+	}
+	if got := smtpdTry(t, root, "127.0.0.7", "baduser@far.example", bob, flags...); got != "554-5.7.1 We don't accept mail from far.example!baduser.|554 5.7.1 Contact postmaster@example.org for more information." {
+		t.Errorf("denied sender: %q", got)
+	}
+	if got := smtpdTry(t, root, "127.0.0.7", "a@gone.example", bob, flags...); got != "554 5.7.1 Sender domain must exist: gone.example!a" {
+		t.Errorf("-r, a sender domain that does not exist: %q", got)
+	}
+
+	// -k: no greeting, the program exits, nothing is logged.
+	p := startSmtpd(t, "127.0.0.99", append([]string{"-R", root, "-h", "example.org"}, flags...)...)
+	if !p.Closed(10 * time.Second) {
+		t.Errorf("-k 127.0.0.99: the connection is open")
+	}
+	p.wait(t)
+
+	if n := len(boxMessages(t, root, "bob")); n != 1 {
+		t.Errorf("bob has %d messages, want 1", n)
+	}
+	b, _ := os.ReadFile(filepath.Join(root, "log", "smtpd"))
+	log := string(b)
+	for _, want := range []string{
+		"no call registered for 127.0.0.5/bob@example.org; registering",
+		"127.0.0.5/bob@example.org was grey; adding IP to white",
+		"127.0.0.5 whitelisted",
+		"no call registered for 127.0.0.6/bob@example.org; registering",
+		"Blocked sender.example!alice (client.example.net/127.0.0.66) (example.org!bob)",
+		"Denied far.example!baduser (client.example.net/127.0.0.7) (example.org!bob)",
+		"sendercheck: Sender domain must exist: gone.example!a",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log has no %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "127.0.0.99") {
+		t.Errorf("the evil client was logged:\n%s", log)
+	}
+}
+
+// TestGreySmtpdNetdir: the smtpd program with -n netdir greylists the
+// client that the netdir names, under its addresses.
+func TestGreySmtpdNetdir(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "mail")
+	os.MkdirAll(root, 0755)
+	netdir := t.TempDir()
+	os.WriteFile(filepath.Join(netdir, "remote"), []byte("192.0.2.7!4321\n"), 0644)
+	os.WriteFile(filepath.Join(netdir, "local"), []byte("198.51.100.1!25\n"), 0644)
+	cmd := exec.Command(bin(t, "smtpd"), "-R", root, "-n", netdir, "-h", "example.org", "-g")
+	cmd.Env = append(os.Environ(), quickExit)
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	var stderr SyncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := &Raw{t: t, C: pipeConn{in, out}, R: bufio.NewReader(out)}
+	r.Expect("220 example.org ESMTP")
+	r.Send("EHLO client.example.net")
+	r.Expect("250 ")
+	r.Send("MAIL FROM:<alice@sender.example>")
+	r.Expect("250 ")
+	r.Send("RCPT TO:<bob@example.org>")
+	r.Expect("250 ")
+	r.Send("DATA")
+	r.Expect(greyRefusal)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("smtpd: %v\n%s", err, &stderr)
+	}
+	if _, err := os.Stat(filepath.Join(root, "grey", "tmp", "198.51.100.1", "192.0.2.7", "bob@example.org")); err != nil {
+		t.Errorf("triplet: %v", err)
+	}
+}
