@@ -285,3 +285,36 @@ func TestGreyBlockedReload(t *testing.T) {
 		t.Errorf("lib/blocked = %q", b)
 	}
 }
+
+// TestGreyNoSpamFiltering: a user with box/<user>/nospamfiltering gets
+// mail that lib/blocked would refuse, when every recipient has opted out
+// (upas.md §2.9); the greylist still applies.
+func TestGreyNoSpamFiltering(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "mail")
+	os.MkdirAll(filepath.Join(root, "lib"), 0755)
+	os.MkdirAll(filepath.Join(root, "box", "opted"), 0755)
+	os.WriteFile(filepath.Join(root, "box", "opted", "nospamfiltering"), nil, 0644)
+	os.WriteFile(filepath.Join(root, "lib", "blocked"), []byte("block 127.0.0.10\n"), 0644)
+	d := startDaemon(t, root)
+	for _, tc := range []struct {
+		rcpts []string
+		want  string
+	}{
+		{[]string{"opted@localhost"}, "250 2.5.0 sent"},
+		{[]string{"opted@localhost", "bob@localhost"}, "554 5.7.1 we believe this is spam."},
+		{[]string{"bob@localhost"}, "554 5.7.1 we believe this is spam."},
+	} {
+		if got := greyTry(t, d, "127.0.0.10", "a@sender.example", tc.rcpts...); got != tc.want {
+			t.Errorf("to %q: %q, want %q", tc.rcpts, got, tc.want)
+		}
+	}
+	if err := ctl(t, d, "greylist on\n"); err != nil {
+		t.Fatal(err)
+	}
+	if got := greyTry(t, d, "127.0.0.10", "a@sender.example", "opted@localhost"); got != greyRefusal {
+		t.Errorf("opted out, greylist on: %q, want %q", got, greyRefusal)
+	}
+	if n := len(boxMessages(t, root, "opted")); n != 1 {
+		t.Errorf("opted has %d messages, want 1", n)
+	}
+}
