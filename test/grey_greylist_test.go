@@ -388,3 +388,27 @@ func TestGreyIPv6(t *testing.T) {
 		t.Errorf("::1 whitelisted: %q", got)
 	}
 }
+
+// TestGreyExpire: at start the daemon removes the triplets whose first
+// attempt is older than the window's end, and the directories they leave
+// empty; younger ones stay.
+func TestGreyExpire(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "mail")
+	old := filepath.Join(root, "grey", "tmp", "127.0.0.1", "192.0.2.9", "bob@localhost")
+	young := filepath.Join(root, "grey", "tmp", "127.0.0.1", "192.0.2.10", "bob@localhost")
+	for _, f := range []string{old, young} {
+		os.MkdirAll(filepath.Dir(f), 0755)
+		os.WriteFile(f, nil, 0644)
+	}
+	backdate(t, old, 15*time.Hour)
+	backdate(t, young, 13*time.Hour)
+	d := startDaemon(t, root, "-g")
+	testlib.WaitFor(t, 10*time.Second, "the old triplet to be expired", func() bool {
+		_, err := os.Stat(filepath.Dir(old))
+		return os.IsNotExist(err)
+	})
+	if _, err := os.Stat(young); err != nil {
+		t.Errorf("the young triplet: %v", err)
+	}
+	waitLog(t, d, "greylist: expired 1 triplets, 1 left")
+}
