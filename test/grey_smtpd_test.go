@@ -217,3 +217,48 @@ func TestGreySmtpdNetdir(t *testing.T) {
 		t.Errorf("triplet: %v", err)
 	}
 }
+
+// TestGreySmtpdSweep: the smtpd program with -g expires old triplets after
+// its session when nobody has for an hour (grey/swept), and not again
+// within the hour.
+func TestGreySmtpdSweep(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "mail")
+	tmp := filepath.Join(root, "grey", "tmp", "127.0.0.1")
+	mk := func(remote string, ago time.Duration) string {
+		f := filepath.Join(tmp, remote, "bob@example.org")
+		os.MkdirAll(filepath.Dir(f), 0755)
+		os.WriteFile(f, nil, 0644)
+		backdate(t, f, ago)
+		return f
+	}
+	session := func() {
+		p := startSmtpd(t, "127.0.0.5", "-R", root, "-h", "example.org", "-g")
+		p.Expect("220 ")
+		p.Send("QUIT")
+		p.Expect("221 ")
+		p.wait(t)
+	}
+	exists := func(f string) bool { _, err := os.Stat(f); return err == nil }
+	old, young := mk("192.0.2.9", 15*time.Hour), mk("192.0.2.10", 13*time.Hour)
+	session()
+	if exists(filepath.Dir(old)) || !exists(young) {
+		t.Errorf("after the first session: old triplet there %v, young one there %v; want false, true", exists(old), exists(young))
+	}
+	if !exists(filepath.Join(root, "grey", "swept")) {
+		t.Errorf("no grey/swept after a sweep")
+	}
+	old2 := mk("192.0.2.11", 15*time.Hour)
+	session()
+	if !exists(old2) {
+		t.Errorf("swept again within the hour")
+	}
+	backdate(t, filepath.Join(root, "grey", "swept"), 2*time.Hour)
+	session()
+	if exists(old2) {
+		t.Errorf("not swept after an hour")
+	}
+	b, _ := os.ReadFile(filepath.Join(root, "log", "smtpd"))
+	if n := strings.Count(string(b), "greylist: expired 1 triplets, 1 left"); n != 2 {
+		t.Errorf("%d sweeps logged, want 2:\n%s", n, b)
+	}
+}
