@@ -28,7 +28,7 @@ func TestGreySenderCheck(t *testing.T) {
 	dns := testlib.NewDNS(t, senderZone)
 	t.Setenv("SMTPFS_RESOLVER", dns.Addr)
 	d := startMail(t, "ournets 127.0.0.3\n", "-r", "-h", "example.org")
-	const sent = "250 2.5.0 sent"
+	const sent = greySent
 	for _, tc := range []struct{ ip, from, want string }{
 		{"127.0.0.5", "a@mx.example", sent},
 		{"127.0.0.5", "a@a.example", sent},
