@@ -454,13 +454,18 @@ func (b *Blocked) Text() (string, error) {
 // Add validates the lines of text and appends them to the file, all of
 // them or none, synced; the classification sees them at once. A bad line
 // fails the whole call with an error naming it ("invalid blocked line N
-// ..."), and the file is left as it was.
+// ..."), and the file is left as it was. So does a file that already has
+// a bad line (an edit not yet reloaded): appending to it would change a
+// file that cannot take effect, behind an error.
 func (b *Blocked) Add(text string) error {
 	if _, err := parseBlocked(strings.NewReader(text), int64(len(text)), "blocked"); err != nil {
 		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.load(); err != nil {
+		return fmt.Errorf("%v; nothing appended: fix the file first", err)
+	}
 	f, err := os.OpenFile(b.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0644)
 	if err != nil {
 		return fmt.Errorf("blocked: %v", err)

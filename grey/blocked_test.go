@@ -2,6 +2,7 @@ package grey
 
 import (
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -315,6 +316,20 @@ func TestBlockedAdd(t *testing.T) {
 		t.Errorf("file after a refused Add = %q (before %q)", after, before)
 	}
 	classify(t, b, []classifyCase{{"203.0.113.9", "", None}})
+
+	// A file made bad by an edit takes no appends: they would land in a
+	// file that cannot take effect, behind an error.
+	if err := os.WriteFile(b.Path(), []byte("blok 192.0.2.1\n"), 0644); err != nil {
+		t.Fatal(err)
+	}
+	err = b.Add("deny 203.0.113.9\n")
+	if err == nil || !strings.Contains(err.Error(), "line 1 'blok 192.0.2.1'") || !strings.Contains(err.Error(), "nothing appended") {
+		t.Errorf("Add to a bad file: %v", err)
+	}
+	if after, _ := b.Text(); after != "blok 192.0.2.1\n" {
+		t.Errorf("a bad file after a refused Add = %q", after)
+	}
+	classify(t, b, []classifyCase{{"198.51.100.7", "", Deny}, {"203.0.113.9", "", None}})
 
 	fresh := NewBlocked(filepath.Join(t.TempDir(), "blocked"), nil)
 	if text, err := fresh.Text(); text != "" || err != nil {

@@ -379,19 +379,25 @@ func walkDir(ctx context.Context, dir string, depth int, fn func(string, fs.File
 	}
 }
 
-// Sweep calls Expire every period until ctx is done, logging what it
-// removed. It is the background sweep the daemon starts once.
+// Tidy is Expire, logging what it removed, or why it failed unless ctx
+// ended it.
+func (g *Greylist) Tidy(ctx context.Context) {
+	removed, kept, err := g.Expire(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		g.log.Printf("greylist: expiring triplets: %v", err)
+	case removed > 0:
+		g.log.Printf("greylist: expired %d triplets, %d left", removed, kept)
+	}
+}
+
+// Sweep calls Tidy every period until ctx is done. It is the background
+// sweep the daemon starts once.
 func (g *Greylist) Sweep(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		removed, kept, err := g.Expire(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			g.log.Printf("greylist: expiring triplets: %v", err)
-		case removed > 0:
-			g.log.Printf("greylist: expired %d triplets, %d left", removed, kept)
-		}
+		g.Tidy(ctx)
 		select {
 		case <-ctx.Done():
 			return

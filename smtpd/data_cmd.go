@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -115,6 +116,10 @@ func (s *session) screen() (Verdict, bool) {
 		v = s.srv.Classifier.Classify(s.remote, sender)
 	}
 	who := fmt.Sprintf("%s (%s/%s) (%s)", s.from.Bang(), s.helo, s.remote, s.rcptList())
+	if v != Accept && s.optedOut() {
+		s.logf("Not filtered %s: every recipient has nospamfiltering", who)
+		v = Accept
+	}
 	switch v {
 	case Block, Delay:
 		s.srv.Stats.Blocked.Add(1)
@@ -142,6 +147,21 @@ func (s *session) screen() (Verdict, bool) {
 		}
 	}
 	return v, true
+}
+
+// optedOut reports whether every recipient is a local user who opted out
+// of lib/blocked with a file box/<user>/nospamfiltering (upas.md §2.9):
+// then the verdict is waived, and the greylist still applies.
+func (s *session) optedOut() bool {
+	for _, r := range s.rcpts {
+		if r.box == "" {
+			return false
+		}
+		if _, err := os.Stat(filepath.Join(s.srv.Maildir.Dir, r.box, "nospamfiltering")); err != nil {
+			return false
+		}
+	}
+	return len(s.rcpts) > 0
 }
 
 // checkSender is the sender domain check (verifysenderdom, -r): the

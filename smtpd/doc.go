@@ -27,7 +27,8 @@
 // (Greylister). A Block or Delay verdict reads the message, saves it under
 // queue.dump when saveblockedmsg is on, and refuses it; Dial refuses the
 // rest of the session; Deny refuses at once; a greylist miss answers 451
-// and hangs up.
+// and hangs up. As in upas, a verdict is waived when every recipient is a
+// local user with a file box/<user>/nospamfiltering.
 //
 // 250 after DATA means the message is safe: local recipients are in their
 // Maildir (file and directory fsynced), remote ones are in the queue (Put

@@ -550,6 +550,39 @@ func TestBlockedVerdicts(t *testing.T) {
 	}
 }
 
+// TestNoSpamFiltering: a verdict is waived when every recipient has
+// box/<user>/nospamfiltering (upas.md §2.9), not when one lacks it.
+func TestNoSpamFiltering(t *testing.T) {
+	ts := newTestServer(t, "maxerrors 50")
+	ts.Classifier = fakeClassifier{"192.0.2.1": Block, "192.0.2.3": Dial, "192.0.2.4": Deny}
+	for _, u := range []string{"b", "c"} {
+		if err := os.MkdirAll(filepath.Join(ts.Root, "box", u), 0755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(ts.Root, "box", u, "nospamfiltering"), nil, 0644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		ip    string
+		rcpts []string
+		want  string
+	}{
+		{"192.0.2.1", []string{"b@example.org"}, "250 2.5.0 sent"},
+		{"192.0.2.3", []string{"b@example.org", "C@example.org"}, "250 2.5.0 sent"},
+		{"192.0.2.4", []string{"b+tag@example.org"}, "250 2.5.0 sent"},
+		{"192.0.2.1", []string{"b@example.org", "d@example.org"}, "554 5.7.1 we believe this is spam."},
+	} {
+		c := ts.ehloed(tc.ip)
+		if got := c.mail("a@sender.net", tc.rcpts, ""); got[0] != tc.want {
+			t.Errorf("%s to %q: %q, want %q", tc.ip, tc.rcpts, got, tc.want)
+		}
+	}
+	if !strings.Contains(ts.logbuf.String(), "Not filtered sender.net!a (client.example.net/192.0.2.1) (example.org!b): every recipient has nospamfiltering") {
+		t.Errorf("log:\n%s", ts.logbuf)
+	}
+}
+
 func TestGreylist(t *testing.T) {
 	ts := newTestServer(t, "greylist on\nournets 10.0.0.0/8")
 	g := &fakeGrey{}

@@ -14,7 +14,9 @@
 // Plan 9. smtpd does not make the root (smtpfs does, on its first run);
 // it refuses to run without it, and if lib/secrets is readable by group
 // or others. It logs to <root>/log/smtpd, never to its standard output,
-// which is the client's.
+// which is the client's. With the greylist on, once the client has gone,
+// it expires old triplets if nobody has for an hour (smtpfs does that on
+// its own).
 package main
 
 import (
@@ -93,6 +95,9 @@ func run(f *setup.Flags, netdir string) error {
 		Resolver:   &setup.Resolver{Config: config},
 	}
 	srv.ServeConn(conn)
+	if cfg.Greylist {
+		setup.SweepIfDue(root, cfg, logger)
+	}
 	return nil
 }
 

@@ -2,12 +2,15 @@ package setup
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"log"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"smtpfs/grey"
 	"smtpfs/smtp"
@@ -108,6 +111,42 @@ func (l *LazyGreylist) Check(local, remote netip.Addr, from string, rcpts []stri
 		l.g = g
 	})
 	return l.g == nil || l.g.Check(local, remote, from, rcpts)
+}
+
+// sweepEvery is how often SweepIfDue expires triplets.
+const sweepEvery = time.Hour
+
+// SweepIfDue expires old greylist triplets and the directories they
+// leave (grey.Greylist.Expire, with the window of cfg) when the last sweep
+// of the mail root, recorded as the modification time of
+// <root>/grey/swept, is more than an hour old or never happened. The smtpd
+// program has no background sweeper, so it calls this after its session,
+// when the client has gone: a mail root served only by smtpd sessions is
+// swept as smtpfs sweeps its own. The stamp is written before the sweep,
+// so sessions ending meanwhile do not start another; two that race both
+// sweep, which is harmless.
+func SweepIfDue(root string, cfg *conf.Config, logger *log.Logger) {
+	stamp := filepath.Join(root, "grey", "swept")
+	now := time.Now()
+	if fi, err := os.Stat(stamp); err == nil && now.Sub(fi.ModTime()) < sweepEvery && !fi.ModTime().After(now) {
+		return
+	}
+	if err := os.WriteFile(stamp, nil, 0644); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) { // no grey/: nothing to sweep
+			logger.Printf("greylist: sweep: %v", err)
+		}
+		return
+	}
+	g := grey.NewGreylist(root, nil, logger)
+	if err := g.SetSettings(GreySettings(cfg)); err != nil {
+		logger.Printf("greylist: sweep: %v", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if g.Tidy(ctx); ctx.Err() != nil {
+		logger.Printf("greylist: sweep cut short after a minute; the next one goes on")
+	}
 }
 
 // QueueSettings returns the queue's settings of the configuration. A
