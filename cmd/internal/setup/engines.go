@@ -111,8 +111,10 @@ func (l *LazyGreylist) Check(local, remote netip.Addr, from string, rcpts []stri
 }
 
 // QueueSettings returns the queue's settings of the configuration. A
-// recipient is local when its domain is ours; the local part names the
-// box.
+// recipient is local when its domain is ours. The user handed to the
+// Maildir is the address itself, as the server hands it: the Maildir
+// takes the box from the local part and writes the address in
+// Delivered-To.
 func QueueSettings(c *conf.Config) queue.Settings {
 	return queue.Settings{
 		Backoff:    c.Backoff,
@@ -126,7 +128,7 @@ func QueueSettings(c *conf.Config) queue.Settings {
 			if at < 0 {
 				return addr, addr != ""
 			}
-			return addr[:at], c.OurDomain(addr[at+1:])
+			return addr, c.OurDomain(addr[at+1:])
 		},
 	}
 }
