@@ -192,7 +192,8 @@ func (q *Queue) rescan(found bool) (int, error) {
 		}
 		e := &entry{id: id, envelope: *env, hidx: -1}
 		q.mu.Lock()
-		if q.msgs[id] == nil {
+		added := q.msgs[id] == nil // a rescan at the same time may have it
+		if added {
 			q.insert(e)
 			n++
 			if found {
@@ -200,7 +201,7 @@ func (q *Queue) rescan(found bool) (int, error) {
 			}
 		}
 		q.mu.Unlock()
-		if found {
+		if added && found {
 			q.log.Printf("found %s from %s to %s size %d", id, showAddr(e.from), addrs(e.rcpts), e.size)
 		}
 	}
@@ -377,9 +378,16 @@ func (q *Queue) SetSettings(s Settings) {
 	q.poke()
 }
 
-// Kick makes every message that is not held due now, and forgets which
-// destinations failed lately: runq run by hand.
+// Kick loads the records that other processes (cmd/smtpd) wrote since
+// the runner's last look at the directory, makes every message that is
+// not held due now, and forgets which destinations failed lately: runq
+// run by hand.
 func (q *Queue) Kick() {
+	if !q.writer {
+		if _, err := q.rescan(true); err != nil {
+			q.log.Printf("rescan: %v", err)
+		}
+	}
 	now := q.clock.Now()
 	q.mu.Lock()
 	for _, e := range q.msgs {

@@ -303,6 +303,30 @@ func TestWriterAndRescan(t *testing.T) {
 	}
 }
 
+// Kick finds what another process queued at once, without waiting for
+// the next rescan.
+func TestKickRescans(t *testing.T) {
+	h := newHarness(t, testSettings())
+	h.run()
+	w, err := openWriter(h.dir, testSettings(), nil, h.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	id, err := w.Put(context.Background(), "alice@example.org", []string{"bob@example.com"}, strings.NewReader(testMsg("alice@example.org")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.q.Kick() // the fake clock stands still: no rescan but this one
+	if got := h.wait(1); got[0] != id {
+		t.Errorf("finished %s, want %s", got[0], id)
+	}
+	h.q.Kick() // nothing new: found once
+	if n := strings.Count(h.log.String(), "found "+id); n != 1 {
+		t.Errorf("found %d times; log:\n%s", n, h.log)
+	}
+}
+
 // Two runners on one directory: the second waits for the first.
 func TestRunnerLock(t *testing.T) {
 	h := newHarness(t, testSettings())
