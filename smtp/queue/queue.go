@@ -191,6 +191,8 @@ func (q *Queue) rescan(found bool) (int, error) {
 			continue
 		}
 		e := &entry{id: id, envelope: *env, hidx: -1}
+		// Once e is in the index, the runner may change its recipients.
+		line := fmt.Sprintf("found %s from %s to %s size %d", id, showAddr(e.from), addrs(e.rcpts), e.size)
 		q.mu.Lock()
 		added := q.msgs[id] == nil // a rescan at the same time may have it
 		if added {
@@ -202,7 +204,7 @@ func (q *Queue) rescan(found bool) (int, error) {
 		}
 		q.mu.Unlock()
 		if added && found {
-			q.log.Printf("found %s from %s to %s size %d", id, showAddr(e.from), addrs(e.rcpts), e.size)
+			q.log.Print(line)
 		}
 	}
 	return n, nil
@@ -254,6 +256,9 @@ func (q *Queue) Put(ctx context.Context, from string, rcpts []string, msg io.Rea
 		e.size = n
 		return e.marshal()
 	})
+	// The log line is made before e is in the index: from then on the
+	// runner may be changing its recipients.
+	line := fmt.Sprintf("queued %s from %s to %s size %d", id, showAddr(from), addrs(e.rcpts), e.size)
 	q.mu.Lock()
 	delete(q.putting, id)
 	if err == nil {
@@ -266,7 +271,7 @@ func (q *Queue) Put(ctx context.Context, from string, rcpts []string, msg io.Rea
 	if err != nil {
 		return "", err
 	}
-	q.log.Printf("queued %s from %s to %s size %d", id, showAddr(from), addrs(e.rcpts), e.size)
+	q.log.Print(line)
 	q.poke()
 	return id, nil
 }
