@@ -1,0 +1,250 @@
+package test
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
+	"net/textproto"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"smtpfs/fs/fstest"
+	"smtpfs/smtp"
+	"smtpfs/test/testlib"
+)
+
+// TestQueueSmarthost: a message from a trusted client to two remote
+// domains and a local user. The local copy goes to the Maildir at once;
+// the remote recipients leave in one session to the smarthost, with the
+// envelope and the message as accepted (our Received: line in front), and
+// the queue is empty afterwards.
+func TestQueueSmarthost(t *testing.T) {
+	w := startQueue(t, "smarthost %SINK\n")
+	msg := testMsg("relayed", "tok-smarthost")
+	w.send("alice@example.org", []string{"bob@remote.example", "carol@other.example", "dave@example.org"}, msg)
+	m := w.sink.Wait(t, 1, 15*time.Second)[0]
+	if m.From != "alice@example.org" || !slices.Equal(m.Rcpts, []string{"bob@remote.example", "carol@other.example"}) {
+		t.Errorf("envelope at the sink: from <%s> to %q", m.From, m.Rcpts)
+	}
+	if m.Helo != "mx.example.org" {
+		t.Errorf("EHLO %q, want the hostname", m.Helo)
+	}
+	data := string(m.Data)
+	if !strings.HasPrefix(data, "Received: from localhost ([127.0.0.1]) by mx.example.org with ESMTP id ") || !strings.HasSuffix(data, "\r\n"+msg) {
+		t.Errorf("message at the sink:\n%q\nwant our Received: line, then\n%q", data, msg)
+	}
+	if b := w.waitBox("dave", 1); !strings.Contains(b[0], "\ntoken tok-smarthost\n.a line that starts with a dot\n") {
+		t.Errorf("dave has\n%s", b[0])
+	}
+	w.waitEmpty()
+	if n := len(w.sink.Sessions()); n != 1 {
+		t.Errorf("%d sessions at the sink, want 1 for both recipients", n)
+	}
+	w.waitRunq("done ")
+	log := runqLog(t, w.d.Root)
+	for _, want := range []string{"queued ", "sent ", " to bob@remote.example via tcp!127.0.0.1!" + w.sink.Port()} {
+		if !strings.Contains(log, want) {
+			t.Errorf("runq log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+// failFirst makes the sink refuse the end of the data of each message
+// holding one of tokens once, with reply, then accept it.
+func failFirst(s *testlib.Sink, reply *smtp.Reply, tokens ...string) {
+	var mu sync.Mutex
+	failed := map[string]bool{}
+	s.SetReply(func(phase, arg string) *smtp.Reply {
+		if phase != "." {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, tok := range tokens {
+			if strings.Contains(arg, "token "+tok+"\r\n") && !failed[tok] {
+				failed[tok] = true
+				return reply
+			}
+		}
+		return nil
+	})
+}
+
+// TestQueueRetry: a 4xx defers a message; it is tried again after the
+// backoff (backoff 1s), on retry ID, or on kick, and then delivered
+// once.
+func TestQueueRetry(t *testing.T) {
+	w := startQueue(t, "smarthost %SINK\nbackoff 1s\n")
+	busy := smtp.Replyf(451, "4.3.0", "it's busy, try later")
+	failFirst(w.sink, busy, "tok-backoff", "tok-retry", "tok-kick")
+
+	w.send("alice@example.org", []string{"bob@remote.example"}, testMsg("backoff", "tok-backoff"))
+	w.sink.Wait(t, 1, 15*time.Second)
+	w.waitEmpty()
+	w.waitRunq("deferred ")
+
+	// With an hour between attempts, only the operator brings it back.
+	w.mustCtl("backoff 1h")
+	for i, how := range []string{"retry", "kick"} {
+		tok := "tok-" + how
+		w.send("alice@example.org", []string{"bob@remote.example"}, testMsg(how, tok))
+		var q []queueLine
+		testlib.WaitFor(t, 15*time.Second, "a deferred message", func() bool {
+			q = w.list()
+			return len(q) == 1 && q[0].Tries == "1"
+		})
+		if next, err := time.ParseDuration(q[0].Next); err != nil || next < 50*time.Minute || next > 67*time.Minute {
+			t.Errorf("%s: next attempt %q, want about an hour", how, q[0].Next)
+		}
+		if q[0].LastErr != busy.Error() {
+			t.Errorf("%s: last error %q, want %q", how, q[0].LastErr, busy.Error())
+		}
+		if how == "retry" {
+			w.mustCtl("retry " + q[0].ID)
+		} else {
+			w.mustCtl("kick")
+		}
+		msgs := w.sink.Wait(t, 2+i, 15*time.Second)
+		if last := string(msgs[len(msgs)-1].Data); !strings.Contains(last, "token "+tok+"\r\n") {
+			t.Errorf("%s: the sink got\n%s", how, last)
+		}
+		w.waitEmpty()
+	}
+	if n := len(w.sink.Messages()); n != 3 {
+		t.Errorf("the sink has %d messages, want 3", n)
+	}
+}
+
+// dsnParts reads a DSN as stored in a Maildir (or sent to the sink) and
+// returns its header and its parts by content type.
+func dsnParts(t *testing.T, text string) (mail.Header, map[string]string) {
+	t.Helper()
+	m, err := mail.ReadMessage(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("DSN: %v\n%s", err, text)
+	}
+	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("DSN content type %q (%v)", m.Header.Get("Content-Type"), err)
+	}
+	parts := map[string]string{}
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("DSN part: %v", err)
+		}
+		b, _ := io.ReadAll(p)
+		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
+		parts[ct] = string(b)
+	}
+	return m.Header, parts
+}
+
+// statusFields parses a message/delivery-status part (RFC 3464 §2.1):
+// the per-message fields, then one block per recipient.
+func statusFields(t *testing.T, part string) []textproto.MIMEHeader {
+	t.Helper()
+	r := textproto.NewReader(bufio.NewReader(strings.NewReader(part)))
+	var blocks []textproto.MIMEHeader
+	for {
+		h, err := r.ReadMIMEHeader()
+		if len(h) > 0 {
+			blocks = append(blocks, h)
+		}
+		if err != nil {
+			return blocks
+		}
+	}
+}
+
+// TestQueueBounce: a 5xx for one recipient; the other is delivered. The
+// local sender gets a DSN in its Maildir from <>, quoting the remote
+// reply, with the delivery-status fields and the original header. A
+// message from <> is never bounced; a remote sender's DSN goes out
+// through the smarthost.
+func TestQueueBounce(t *testing.T) {
+	w := startQueue(t, "smarthost %SINK\n")
+	refusal := smtp.Replyf(550, "5.1.1", "nobody@remote.example: no such user here")
+	w.sink.SetReply(func(phase, arg string) *smtp.Reply {
+		if phase == "RCPT" && strings.Contains(arg, "<nobody@remote.example>") {
+			return refusal
+		}
+		return nil
+	})
+	w.send("alice@example.org", []string{"bob@remote.example", "nobody@remote.example"}, testMsg("bounce-me", "tok-bounce"))
+	if m := w.sink.Wait(t, 1, 15*time.Second)[0]; !slices.Equal(m.Rcpts, []string{"bob@remote.example"}) {
+		t.Errorf("the sink took %q", m.Rcpts)
+	}
+	box := w.waitBox("alice", 1)
+	if !strings.HasPrefix(box[0], "Return-Path: <>\nDelivered-To: alice@example.org\n") {
+		t.Errorf("the DSN's Maildir header:\n%s", box[0])
+	}
+	h, parts := dsnParts(t, box[0])
+	if got := h.Get("From"); got != "Mail Delivery System <MAILER-DAEMON@mx.example.org>" {
+		t.Errorf("DSN From: %q", got)
+	}
+	if got := h.Get("Auto-Submitted"); got != "auto-replied" {
+		t.Errorf("DSN Auto-Submitted: %q", got)
+	}
+	if human := parts["text/plain"]; !strings.Contains(human, "<nobody@remote.example>:") || !strings.Contains(human, refusal.Error()) {
+		t.Errorf("the DSN's text does not quote the reply %q:\n%s", refusal.Error(), human)
+	}
+	st := statusFields(t, parts["message/delivery-status"])
+	if len(st) != 2 {
+		t.Fatalf("delivery-status has %d blocks, want 2:\n%s", len(st), parts["message/delivery-status"])
+	}
+	if got := st[0].Get("Reporting-MTA"); got != "dns; mx.example.org" {
+		t.Errorf("Reporting-MTA %q", got)
+	}
+	for field, want := range map[string]string{
+		"Final-Recipient": "rfc822; nobody@remote.example",
+		"Action":          "failed",
+		"Status":          "5.1.1",
+		"Remote-MTA":      "dns; 127.0.0.1",
+		"Diagnostic-Code": "smtp; " + refusal.Error(),
+	} {
+		if got := st[1].Get(field); got != want {
+			t.Errorf("%s: %q, want %q", field, got, want)
+		}
+	}
+	if orig := parts["text/rfc822-headers"]; !strings.Contains(orig, "Subject: bounce-me") || strings.Contains(orig, "tok-bounce") {
+		t.Errorf("the DSN's copy of the header (no body):\n%s", orig)
+	}
+	w.waitEmpty()
+
+	// From <>: logged and dropped, no DSN anywhere.
+	w.send("", []string{"nobody@remote.example"}, testMsg("from null", "tok-null"))
+	w.waitRunq("the sender is <>")
+	w.waitEmpty()
+
+	// A remote sender's DSN leaves through the smarthost, from <>.
+	w.send("zed@remote.example", []string{"nobody@remote.example"}, testMsg("remote sender", "tok-remote"))
+	msgs := w.sink.Wait(t, 2, 15*time.Second)
+	dsn := msgs[1]
+	if dsn.From != "" || !slices.Equal(dsn.Rcpts, []string{"zed@remote.example"}) {
+		t.Errorf("remote DSN envelope: from <%s> to %q", dsn.From, dsn.Rcpts)
+	}
+	if _, p := dsnParts(t, string(dsn.Data)); !strings.Contains(p["message/delivery-status"], "Final-Recipient: rfc822; nobody@remote.example") {
+		t.Errorf("remote DSN:\n%s", dsn.Data)
+	}
+	w.waitEmpty()
+	if n := len(boxMessages(t, w.d.Root, "alice")); n != 1 {
+		t.Errorf("alice has %d messages, want the one DSN", n)
+	}
+	if stats := fstest.Read(t, w.fsys, "stats"); !strings.Contains(stats, "\nqueue.dsns 2\n") {
+		t.Errorf("stats:\n%s", stats)
+	}
+	if msgs := w.sink.Messages(); len(msgs) != 2 || bytes.Contains(msgs[0].Data, []byte("tok-null")) {
+		t.Errorf("the sink has %d messages, want 2", len(msgs))
+	}
+}
