@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,31 +95,14 @@ func crashClient(ctx context.Context, addr string, round, id int, rng *rand.Rand
 	}
 }
 
-// crashSend sends one message on c: net/smtp's Close of the data writer
-// returns nil only for a 250.
+// crashSend sends one message on c.
 func crashSend(c *smtp.Client, m crashMsg) error {
-	if err := c.Mail("alice@example.org"); err != nil {
-		return err
-	}
+	rcpts := slices.Clone(m.remote)
 	for _, u := range m.local {
-		if err := c.Rcpt(u + "@example.org"); err != nil {
-			return err
-		}
-	}
-	for _, r := range m.remote {
-		if err := c.Rcpt(r); err != nil {
-			return err
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
+		rcpts = append(rcpts, u+"@example.org")
 	}
 	hdr := "From: alice@example.org\r\nSubject: crash " + m.token + "\r\n\r\n"
-	if _, err := w.Write([]byte(hdr + crashBody(m.token, m.lines, "\r\n"))); err != nil {
-		return err
-	}
-	return w.Close()
+	return sendOn(c, "alice@example.org", rcpts, []byte(hdr+crashBody(m.token, m.lines, "\r\n")))
 }
 
 // A crashCopy is one delivered or queued copy of a message: its token,
