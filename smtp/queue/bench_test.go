@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,8 +32,8 @@ func benchDir(b *testing.B) string {
 // concurrent producers, each Put returning only once its message is
 // fsynced: "group" shares the directory fsync among the Puts waiting
 // (group commit), "each" fsyncs the directory for every Put alone.
-// msgs/s is the headline; puts/dirsync is how many Puts one directory
-// fsync covered on average.
+// msgs/s is the headline, p99-ms and max-ms the slowest Puts;
+// puts/dirsync is how many Puts one directory fsync covered on average.
 func BenchmarkPut(b *testing.B) {
 	for _, mode := range []string{"group", "each"} {
 		for _, producers := range []int{1, 10, 50} {
@@ -54,18 +55,21 @@ func benchPut(b *testing.B, single bool, producers int) {
 	rcpts := []string{"bob@example.com"}
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	lat := make([][]time.Duration, producers)
 	b.SetBytes(int64(len(msg)))
 	b.ResetTimer()
 	start := time.Now()
-	for range producers {
+	for i := range producers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(b.N) {
+				t0 := time.Now()
 				if _, err := q.Put(context.Background(), "alice@example.org", rcpts, bytes.NewReader(msg)); err != nil {
 					b.Error(err)
 					return
 				}
+				lat[i] = append(lat[i], time.Since(t0))
 			}
 		}()
 	}
@@ -73,6 +77,10 @@ func benchPut(b *testing.B, single bool, producers int) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	if all := slices.Sorted(slices.Values(slices.Concat(lat...))); len(all) > 0 {
+		b.ReportMetric(float64(all[len(all)*99/100])/1e6, "p99-ms")
+		b.ReportMetric(float64(all[len(all)-1])/1e6, "max-ms")
+	}
 	if runs := q.st.dirs.next - 1; !single && runs > 0 {
 		b.ReportMetric(float64(b.N)/float64(runs), "puts/dirsync")
 		b.ReportMetric(float64(b.N)/float64(q.st.data.next-1), "puts/datasync")
