@@ -185,7 +185,8 @@ gone.example      NXDOMAIN
 	}
 	_, parts := dsnParts(t, w.waitBox("alice", 1)[0])
 	st := statusFields(t, parts["message/delivery-status"])
-	if len(st) != 2 || st[1].Get("Final-Recipient") != "rfc822; c@gone.example" || st[1].Get("Diagnostic-Code") != "X-smtpfs; dns: gone.example: domain not found" {
+	if len(st) != 2 || st[1].Get("Final-Recipient") != "rfc822; c@gone.example" || st[1].Get("Status") != "5.1.2" ||
+		st[1].Get("Diagnostic-Code") != "X-smtpfs; dns: gone.example: domain not found" {
 		t.Errorf("DSN for a domain that does not exist:\n%s", parts["message/delivery-status"])
 	}
 	w.waitEmpty()
