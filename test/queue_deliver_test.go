@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"maps"
 	"mime"
 	"mime/multipart"
 	"net/mail"
@@ -246,5 +247,62 @@ func TestQueueBounce(t *testing.T) {
 	}
 	if msgs := w.sink.Messages(); len(msgs) != 2 || bytes.Contains(msgs[0].Data, []byte("tok-null")) {
 		t.Errorf("the sink has %d messages, want 2", len(msgs))
+	}
+}
+
+// TestQueueDelayAndExpiry: a recipient still deferred delaywarn after
+// arrival earns its sender one delay warning (Action: delayed); one
+// still failing when the lifetime ends is bounced with Status: 4.4.7,
+// the last reply quoted; one that gets through in time is delivered.
+func TestQueueDelayAndExpiry(t *testing.T) {
+	// The second attempt comes 0.9 s or more after the first (backoff
+	// 1s, less its jitter): after delaywarn.
+	w := startQueue(t, "smarthost %SINK\nbackoff 1s\ndelaywarn 500ms\nlifetime 2s\n")
+	busy := smtp.Replyf(451, "4.2.1", "mailbox busy")
+	var mu sync.Mutex
+	tries := map[string]int{}
+	w.sink.SetReply(func(phase, arg string) *smtp.Reply {
+		if phase != "RCPT" {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		tries[arg]++
+		if strings.Contains(arg, "<never@") || strings.Contains(arg, "<slow@") && tries[arg] <= 2 {
+			return busy
+		}
+		return nil
+	})
+	w.send("alice@example.org", []string{"slow@remote.example"}, testMsg("slow", "tok-slow"))
+	w.send("alice@example.org", []string{"never@remote.example"}, testMsg("never", "tok-never"))
+	if m := w.sink.Wait(t, 1, 15*time.Second)[0]; !slices.Equal(m.Rcpts, []string{"slow@remote.example"}) {
+		t.Errorf("the sink got %q", m.Rcpts)
+	}
+	w.waitEmpty()
+	// Each message has had one delay warning; never@ a failure too.
+	got := map[string]int{}
+	for _, text := range w.waitBox("alice", 3) {
+		_, parts := dsnParts(t, text)
+		st := statusFields(t, parts["message/delivery-status"])
+		for _, r := range st[1:] {
+			got[r.Get("Final-Recipient")+" "+r.Get("Action")+" "+r.Get("Status")]++
+			if r.Get("Diagnostic-Code") != "smtp; "+busy.Error() {
+				t.Errorf("Diagnostic-Code %q", r.Get("Diagnostic-Code"))
+			}
+			if (r.Get("Action") == "delayed") != (r.Get("Will-Retry-Until") != "") {
+				t.Errorf("%s: Will-Retry-Until %q", r.Get("Action"), r.Get("Will-Retry-Until"))
+			}
+		}
+	}
+	want := map[string]int{
+		"rfc822; slow@remote.example delayed 4.2.1":  1,
+		"rfc822; never@remote.example delayed 4.2.1": 1,
+		"rfc822; never@remote.example failed 4.4.7":  1,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("DSNs to alice: %v, want %v", got, want)
+	}
+	if n := len(boxMessages(t, w.d.Root, "alice")); n != 3 {
+		t.Errorf("alice has %d messages, want 3", n)
 	}
 }
