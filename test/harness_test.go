@@ -97,7 +97,9 @@ func startDaemon(t testing.TB, root string, args ...string) *Daemon {
 	}
 	d := &Daemon{Root: root, NS: t.TempDir(), Stderr: &SyncBuffer{}, done: make(chan struct{})}
 	d.Cmd = exec.Command(bin(t, "smtpfs"), args...)
-	d.Cmd.Env = append(os.Environ(), "NAMESPACE="+d.NS)
+	// A binary built with -race sleeps a second when it exits
+	// (atexit_sleep_ms), which every test that stops a daemon would wait.
+	d.Cmd.Env = append(os.Environ(), "NAMESPACE="+d.NS, "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
