@@ -183,11 +183,10 @@ gone.example      NXDOMAIN
 	if m := sink.Wait(t, 1, 15*time.Second)[0]; !slices.Equal(m.Rcpts, []string{"b@fall.example"}) {
 		t.Errorf("the second MX of fall.example got %q", m.Rcpts)
 	}
-	_, parts := dsnParts(t, w.waitBox("alice", 1)[0])
-	st := statusFields(t, parts["message/delivery-status"])
-	if len(st) != 2 || st[1].Get("Final-Recipient") != "rfc822; c@gone.example" || st[1].Get("Status") != "5.1.2" ||
-		st[1].Get("Diagnostic-Code") != "X-smtpfs; dns: gone.example: domain not found" {
-		t.Errorf("DSN for a domain that does not exist:\n%s", parts["message/delivery-status"])
+	dsn := testlib.ParseDSN(t, []byte(w.waitBox("alice", 1)[0]))
+	if r := dsn.Recipients; len(r) != 1 || r[0]["Final-Recipient"] != "rfc822; c@gone.example" || r[0]["Status"] != "5.1.2" ||
+		r[0]["Diagnostic-Code"] != "X-smtpfs; dns: gone.example: domain not found" {
+		t.Errorf("DSN for a domain that does not exist: %v", r)
 	}
 	w.waitEmpty()
 	if n := len(mx1.Messages()) + len(sink.Messages()); n != 2 {

@@ -1,14 +1,8 @@
 package test
 
 import (
-	"bufio"
 	"bytes"
-	"io"
 	"maps"
-	"mime"
-	"mime/multipart"
-	"net/mail"
-	"net/textproto"
 	"slices"
 	"strings"
 	"sync"
@@ -122,52 +116,6 @@ func TestQueueRetry(t *testing.T) {
 	}
 }
 
-// dsnParts reads a DSN as stored in a Maildir (or sent to the sink) and
-// returns its header and its parts by content type.
-func dsnParts(t *testing.T, text string) (mail.Header, map[string]string) {
-	t.Helper()
-	m, err := mail.ReadMessage(strings.NewReader(text))
-	if err != nil {
-		t.Fatalf("DSN: %v\n%s", err, text)
-	}
-	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
-		t.Fatalf("DSN content type %q (%v)", m.Header.Get("Content-Type"), err)
-	}
-	parts := map[string]string{}
-	mr := multipart.NewReader(m.Body, params["boundary"])
-	for {
-		p, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("DSN part: %v", err)
-		}
-		b, _ := io.ReadAll(p)
-		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		parts[ct] = string(b)
-	}
-	return m.Header, parts
-}
-
-// statusFields parses a message/delivery-status part (RFC 3464 §2.1):
-// the per-message fields, then one block per recipient.
-func statusFields(t *testing.T, part string) []textproto.MIMEHeader {
-	t.Helper()
-	r := textproto.NewReader(bufio.NewReader(strings.NewReader(part)))
-	var blocks []textproto.MIMEHeader
-	for {
-		h, err := r.ReadMIMEHeader()
-		if len(h) > 0 {
-			blocks = append(blocks, h)
-		}
-		if err != nil {
-			return blocks
-		}
-	}
-}
-
 // TestQueueBounce: a 5xx for one recipient; the other is delivered. The
 // local sender gets a DSN in its Maildir from <>, quoting the remote
 // reply, with the delivery-status fields and the original header. A
@@ -190,22 +138,21 @@ func TestQueueBounce(t *testing.T) {
 	if !strings.HasPrefix(box[0], "Return-Path: <>\nDelivered-To: alice@example.org\n") {
 		t.Errorf("the DSN's Maildir header:\n%s", box[0])
 	}
-	h, parts := dsnParts(t, box[0])
-	if got := h.Get("From"); got != "Mail Delivery System <MAILER-DAEMON@mx.example.org>" {
+	d := testlib.ParseDSN(t, []byte(box[0]))
+	if got := d.Header.Get("From"); got != "Mail Delivery System <MAILER-DAEMON@mx.example.org>" {
 		t.Errorf("DSN From: %q", got)
 	}
-	if got := h.Get("Auto-Submitted"); got != "auto-replied" {
+	if got := d.Header.Get("Auto-Submitted"); got != "auto-replied" {
 		t.Errorf("DSN Auto-Submitted: %q", got)
 	}
-	if human := parts["text/plain"]; !strings.Contains(human, "<nobody@remote.example>:") || !strings.Contains(human, refusal.Error()) {
-		t.Errorf("the DSN's text does not quote the reply %q:\n%s", refusal.Error(), human)
+	if !strings.Contains(d.Human, "<nobody@remote.example>:") || !strings.Contains(d.Human, refusal.Error()) {
+		t.Errorf("the DSN's text does not quote the reply %q:\n%s", refusal.Error(), d.Human)
 	}
-	st := statusFields(t, parts["message/delivery-status"])
-	if len(st) != 2 {
-		t.Fatalf("delivery-status has %d blocks, want 2:\n%s", len(st), parts["message/delivery-status"])
-	}
-	if got := st[0].Get("Reporting-MTA"); got != "dns; mx.example.org" {
+	if got := d.PerMessage["Reporting-MTA"]; got != "dns; mx.example.org" {
 		t.Errorf("Reporting-MTA %q", got)
+	}
+	if len(d.Recipients) != 1 {
+		t.Fatalf("DSN about %d recipients, want 1", len(d.Recipients))
 	}
 	for field, want := range map[string]string{
 		"Final-Recipient": "rfc822; nobody@remote.example",
@@ -214,12 +161,12 @@ func TestQueueBounce(t *testing.T) {
 		"Remote-MTA":      "dns; 127.0.0.1",
 		"Diagnostic-Code": "smtp; " + refusal.Error(),
 	} {
-		if got := st[1].Get(field); got != want {
+		if got := d.Recipients[0][field]; got != want {
 			t.Errorf("%s: %q, want %q", field, got, want)
 		}
 	}
-	if orig := parts["text/rfc822-headers"]; !strings.Contains(orig, "Subject: bounce-me") || strings.Contains(orig, "tok-bounce") {
-		t.Errorf("the DSN's copy of the header (no body):\n%s", orig)
+	if !strings.Contains(d.Original, "Subject: bounce-me") || strings.Contains(d.Original, "tok-bounce") {
+		t.Errorf("the DSN's copy of the header (no body):\n%s", d.Original)
 	}
 	w.waitEmpty()
 
@@ -235,7 +182,7 @@ func TestQueueBounce(t *testing.T) {
 	if dsn.From != "" || !slices.Equal(dsn.Rcpts, []string{"zed@remote.example"}) {
 		t.Errorf("remote DSN envelope: from <%s> to %q", dsn.From, dsn.Rcpts)
 	}
-	if _, p := dsnParts(t, string(dsn.Data)); !strings.Contains(p["message/delivery-status"], "Final-Recipient: rfc822; nobody@remote.example") {
+	if d := testlib.ParseDSN(t, dsn.Data); d.Recipients[0]["Final-Recipient"] != "rfc822; nobody@remote.example" {
 		t.Errorf("remote DSN:\n%s", dsn.Data)
 	}
 	w.waitEmpty()
@@ -282,15 +229,13 @@ func TestQueueDelayAndExpiry(t *testing.T) {
 	// Each message has had one delay warning; never@ a failure too.
 	got := map[string]int{}
 	for _, text := range w.waitBox("alice", 3) {
-		_, parts := dsnParts(t, text)
-		st := statusFields(t, parts["message/delivery-status"])
-		for _, r := range st[1:] {
-			got[r.Get("Final-Recipient")+" "+r.Get("Action")+" "+r.Get("Status")]++
-			if r.Get("Diagnostic-Code") != "smtp; "+busy.Error() {
-				t.Errorf("Diagnostic-Code %q", r.Get("Diagnostic-Code"))
+		for _, r := range testlib.ParseDSN(t, []byte(text)).Recipients {
+			got[r["Final-Recipient"]+" "+r["Action"]+" "+r["Status"]]++
+			if r["Diagnostic-Code"] != "smtp; "+busy.Error() {
+				t.Errorf("Diagnostic-Code %q", r["Diagnostic-Code"])
 			}
-			if (r.Get("Action") == "delayed") != (r.Get("Will-Retry-Until") != "") {
-				t.Errorf("%s: Will-Retry-Until %q", r.Get("Action"), r.Get("Will-Retry-Until"))
+			if (r["Action"] == "delayed") != (r["Will-Retry-Until"] != "") {
+				t.Errorf("%s: Will-Retry-Until %q", r["Action"], r["Will-Retry-Until"])
 			}
 		}
 	}
