@@ -138,6 +138,10 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	var de *DNSError
+	if e.Phase == "dns" && errors.As(e.Err, &de) && de.Name == e.Host && de.Error() == e.Err.Error() {
+		return de.Error() // it names the phase and the host itself
+	}
 	where := e.Host
 	if e.Addr != "" {
 		where += " (" + e.Addr + ")"
@@ -147,6 +151,17 @@ func (e *Error) Error() string {
 
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
+
+// RemoteMTA returns the server that gave the failure, for the Remote-MTA
+// field of a DSN (RFC 3464 §2.3.5): the host, when it answered with a
+// reply; "" when the failure is ours or the network's.
+func (e *Error) RemoteMTA() string {
+	var r *Reply
+	if e.Addr == "" || !errors.As(e.Err, &r) {
+		return ""
+	}
+	return e.Host
+}
 
 // Temporary reports whether the failure is worth another try later: a 4xx
 // reply, a network or protocol failure, a DNS failure. A 5xx reply, a domain

@@ -220,6 +220,40 @@ func TestDeliverDNS(t *testing.T) {
 	}
 }
 
+// TestErrorText: what a failure says, as the logs and DSNs show it (a
+// DNS failure says "dns:" once), and which failures name the server that
+// answered for a DSN's Remote-MTA.
+func TestErrorText(t *testing.T) {
+	c, s := setup(t, testlib.SinkOptions{})
+	s.SetReply(func(phase, arg string) *smtp.Reply {
+		if phase == "RCPT" {
+			return smtp.Replyf(550, "5.1.1", "no such user")
+		}
+		return nil
+	})
+	c.Port = s.Port()
+	for _, tt := range []struct{ dest, text, mta string }{
+		{"gone.example", "dns: gone.example: domain not found", ""},
+		{"broken.example", "dns: broken.example MX: SERVFAIL", ""},
+		{"single.example", "mx2.example.org (127.0.0.1:" + s.Port() + ") rcptto: 550 5.1.1 no such user", "mx2.example.org"},
+	} {
+		errs, err := c.Deliver(context.Background(), tt.dest, "", []string{"a@" + tt.dest}, strings.NewReader(testMsg))
+		if err == nil && len(errs) == 1 {
+			err = errs[0]
+		}
+		var e *smtp.Error
+		if !errors.As(err, &e) {
+			t.Fatalf("Deliver to %s: %v, want an *smtp.Error", tt.dest, err)
+		}
+		if got := e.Error(); got != tt.text {
+			t.Errorf("Deliver to %s: error %q, want %q", tt.dest, got, tt.text)
+		}
+		if got := e.RemoteMTA(); got != tt.mta {
+			t.Errorf("Deliver to %s: RemoteMTA %q, want %q", tt.dest, got, tt.mta)
+		}
+	}
+}
+
 // TestDeliverNoHost: nothing listens anywhere: a temporary dial failure.
 func TestDeliverNoHost(t *testing.T) {
 	c, _ := setup(t, testlib.SinkOptions{})

@@ -71,7 +71,7 @@ func bin(t testing.TB, name string) string {
 // quickExit, in a program's environment, makes a program built with -race
 // exit at once instead of sleeping a second first for late race reports
 // (GORACE's atexit_sleep_ms); a GORACE of the caller's still wins.
-var quickExit = "GORACE=atexit_sleep_ms=50 " + os.Getenv("GORACE")
+var quickExit = "GORACE=atexit_sleep_ms=0 " + os.Getenv("GORACE")
 
 // A Daemon is a running smtpfs.
 type Daemon struct {

@@ -4,35 +4,19 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-)
 
-// benchDir returns a directory for a benchmark: under $SMTPFS_BENCH_DIR
-// when set (fsync numbers mean something only on a real disk; /tmp may be
-// tmpfs), else a temporary one.
-func benchDir(b *testing.B) string {
-	if d := os.Getenv("SMTPFS_BENCH_DIR"); d != "" {
-		dir, err := os.MkdirTemp(d, "bench")
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { os.RemoveAll(dir) })
-		return dir
-	}
-	return b.TempDir()
-}
+	"smtpfs/test/testlib"
+)
 
 // BenchmarkPut measures durable Puts of 5 KB messages by 1, 10 and 50
 // concurrent producers, each Put returning only once its message is
 // fsynced: "group" shares the directory fsync among the Puts waiting
 // (group commit), "each" fsyncs the directory for every Put alone.
-// msgs/s is the headline; puts/dirsync is how many Puts one directory
-// fsync covered on average.
+// msgs/s is the headline, p50-ms, p99-ms and max-ms the times of Puts;
+// puts/dirsync is how many Puts one directory fsync covered on average.
 func BenchmarkPut(b *testing.B) {
 	for _, mode := range []string{"group", "each"} {
 		for _, producers := range []int{1, 10, 50} {
@@ -44,7 +28,7 @@ func BenchmarkPut(b *testing.B) {
 }
 
 func benchPut(b *testing.B, single bool, producers int) {
-	q, err := Open(benchDir(b), DefaultSettings(), nil, nil, nil)
+	q, err := Open(testlib.BenchDir(b), DefaultSettings(), nil, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -52,27 +36,11 @@ func benchPut(b *testing.B, single bool, producers int) {
 	q.st.single = single
 	msg := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-=\r\n"), 5120/66)
 	rcpts := []string{"bob@example.com"}
-	var next atomic.Int64
-	var wg sync.WaitGroup
 	b.SetBytes(int64(len(msg)))
-	b.ResetTimer()
-	start := time.Now()
-	for range producers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(b.N) {
-				if _, err := q.Put(context.Background(), "alice@example.org", rcpts, bytes.NewReader(msg)); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	testlib.Concurrently(b, producers, "msgs/s", func(int) error {
+		_, err := q.Put(context.Background(), "alice@example.org", rcpts, bytes.NewReader(msg))
+		return err
+	})
 	if runs := q.st.dirs.next - 1; !single && runs > 0 {
 		b.ReportMetric(float64(b.N)/float64(runs), "puts/dirsync")
 		b.ReportMetric(float64(b.N)/float64(q.st.data.next-1), "puts/datasync")

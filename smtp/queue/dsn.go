@@ -160,13 +160,22 @@ func (d dsn) status() string {
 }
 
 // statusOf returns the Status (RFC 3463) and Diagnostic-Code (RFC 3464
-// §2.3.6) of a failure: the reply's enhanced code, or its class; 4.4.7
-// (delivery time expired) for a recipient whose lifetime is over.
+// §2.3.6) of a failure: the reply's enhanced code; for a DNS failure
+// 5.1.2 (no such destination system) or 4.4.3 (directory server
+// failure); else the class alone; 4.4.7 (delivery time expired) for a
+// recipient whose lifetime is over.
 func statusOf(err error, expired bool) (status, diag string) {
 	var r *smtp.Reply
-	if errors.As(err, &r) {
+	var d *smtp.DNSError
+	switch {
+	case errors.As(err, &r):
 		status, diag = r.Enh, "smtp; "+errText(r)
-	} else {
+	case errors.As(err, &d):
+		status, diag = "4.4.3", "X-smtpfs; "+errText(err)
+		if d.NotFound {
+			status = "5.1.2"
+		}
+	default:
 		diag = "X-smtpfs; " + errText(err)
 	}
 	if status == "" {

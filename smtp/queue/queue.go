@@ -191,8 +191,11 @@ func (q *Queue) rescan(found bool) (int, error) {
 			continue
 		}
 		e := &entry{id: id, envelope: *env, hidx: -1}
+		// Once e is in the index, the runner may change its recipients.
+		line := fmt.Sprintf("found %s from %s to %s size %d", id, showAddr(e.from), addrs(e.rcpts), e.size)
 		q.mu.Lock()
-		if q.msgs[id] == nil {
+		added := q.msgs[id] == nil // a rescan at the same time may have it
+		if added {
 			q.insert(e)
 			n++
 			if found {
@@ -200,8 +203,8 @@ func (q *Queue) rescan(found bool) (int, error) {
 			}
 		}
 		q.mu.Unlock()
-		if found {
-			q.log.Printf("found %s from %s to %s size %d", id, showAddr(e.from), addrs(e.rcpts), e.size)
+		if added && found {
+			q.log.Print(line)
 		}
 	}
 	return n, nil
@@ -253,6 +256,9 @@ func (q *Queue) Put(ctx context.Context, from string, rcpts []string, msg io.Rea
 		e.size = n
 		return e.marshal()
 	})
+	// The log line is made before e is in the index: from then on the
+	// runner may be changing its recipients.
+	line := fmt.Sprintf("queued %s from %s to %s size %d", id, showAddr(from), addrs(e.rcpts), e.size)
 	q.mu.Lock()
 	delete(q.putting, id)
 	if err == nil {
@@ -265,7 +271,7 @@ func (q *Queue) Put(ctx context.Context, from string, rcpts []string, msg io.Rea
 	if err != nil {
 		return "", err
 	}
-	q.log.Printf("queued %s from %s to %s size %d", id, showAddr(from), addrs(e.rcpts), e.size)
+	q.log.Print(line)
 	q.poke()
 	return id, nil
 }
@@ -377,9 +383,16 @@ func (q *Queue) SetSettings(s Settings) {
 	q.poke()
 }
 
-// Kick makes every message that is not held due now, and forgets which
-// destinations failed lately: runq run by hand.
+// Kick loads the records that other processes (cmd/smtpd) wrote since
+// the runner's last look at the directory, makes every message that is
+// not held due now, and forgets which destinations failed lately: runq
+// run by hand.
 func (q *Queue) Kick() {
+	if !q.writer {
+		if _, err := q.rescan(true); err != nil {
+			q.log.Printf("rescan: %v", err)
+		}
+	}
 	now := q.clock.Now()
 	q.mu.Lock()
 	for _, e := range q.msgs {

@@ -271,7 +271,7 @@ func TestControl(t *testing.T) {
 }
 
 // Another process (cmd/smtpd) queues through OpenWriter; the runner finds
-// its messages on its next rescan.
+// its messages on its next rescan, or at once on Kick.
 func TestWriterAndRescan(t *testing.T) {
 	h := newHarness(t, testSettings())
 	h.run()
@@ -300,6 +300,20 @@ func TestWriterAndRescan(t *testing.T) {
 	}
 	if !strings.Contains(h.log.String(), "found "+id+" from alice@example.org to bob@example.com") {
 		t.Errorf("log:\n%s", h.log)
+	}
+
+	// Kick looks at once, without waiting for the next rescan.
+	id, err = w.Put(context.Background(), "alice@example.org", []string{"carol@example.com"}, strings.NewReader(testMsg("alice@example.org")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.q.Kick() // the fake clock stands still: no rescan but this one
+	if got := h.wait(1); got[0] != id {
+		t.Errorf("after kick finished %s, want %s", got[0], id)
+	}
+	h.q.Kick() // nothing new: found once
+	if n := strings.Count(h.log.String(), "found "+id); n != 1 {
+		t.Errorf("found %d times; log:\n%s", n, h.log)
 	}
 }
 

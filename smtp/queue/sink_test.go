@@ -165,16 +165,16 @@ func TestSinkPartialBounce(t *testing.T) {
 		t.Fatalf("second message from %q to %q, want the DSN from <> to alice", dsnMsg.From, dsnMsg.Rcpts)
 	}
 	d := parseDSN(t, dsnMsg.Data)
-	if len(d.recipients) != 1 {
-		t.Fatalf("DSN about %d recipients", len(d.recipients))
+	if len(d.Recipients) != 1 {
+		t.Fatalf("DSN about %d recipients", len(d.Recipients))
 	}
-	r := d.recipients[0]
+	r := d.Recipients[0]
 	if r["Final-Recipient"] != "rfc822; nobody@example.com" || r["Action"] != "failed" || r["Status"] != "5.1.1" ||
 		r["Diagnostic-Code"] != "smtp; 550 5.1.1 mailbox nobody unavailable" {
 		t.Errorf("DSN fields %v", r)
 	}
-	if !strings.Contains(d.human, "550 5.1.1 mailbox nobody unavailable") || !strings.Contains(d.original, "Subject: test") {
-		t.Errorf("DSN human part:\n%s\noriginal header:\n%s", d.human, d.original)
+	if !strings.Contains(d.Human, "550 5.1.1 mailbox nobody unavailable") || !strings.Contains(d.Original, "Subject: test") {
+		t.Errorf("DSN human part:\n%s\noriginal header:\n%s", d.Human, d.Original)
 	}
 }
 

@@ -150,8 +150,10 @@ func SweepIfDue(root string, cfg *conf.Config, logger *log.Logger) {
 }
 
 // QueueSettings returns the queue's settings of the configuration. A
-// recipient is local when its domain is ours; the Maildir takes the whole
-// address (for Delivered-To:) and finds the box from its local part.
+// recipient is local when its domain is ours. The user handed to the
+// Maildir is the address itself, as the server hands it: the Maildir
+// takes the box from the local part and writes the address in
+// Delivered-To.
 func QueueSettings(c *conf.Config) queue.Settings {
 	return queue.Settings{
 		Backoff:    c.Backoff,
