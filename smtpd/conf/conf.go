@@ -53,6 +53,7 @@ type Config struct {
 	Resolver  string // resolver: DNS server host:port, "" for /etc/resolv.conf
 
 	MaxSize     int64         // maxsize: largest message accepted, bytes (SIZE)
+	MinFree     int64         // minfree: refuse mail (452) when the mail root has less free space
 	MaxRcpts    int           // maxrcpts: recipients per transaction
 	MaxConns    int           // maxconns: concurrent SMTP sessions in all
 	MaxPerIP    int           // maxperip: concurrent sessions per untrusted IP
@@ -83,6 +84,7 @@ func Default() *Config {
 		NoRelay:       true, // upas's default is off: an open relay
 		MkBox:         true,
 		MaxSize:       32 << 20,
+		MinFree:       64 << 20,
 		MaxRcpts:      1000,
 		MaxConns:      20000,
 		MaxPerIP:      100,
