@@ -33,8 +33,10 @@
 // message can be removed.
 //
 // Serving. The tree is posted as a Unix socket in the plan9port name space
-// directory, private to its owner, and may listen on TCP (loopback unless
-// told otherwise). Each connection runs our own loop over go9p's request
+// directory, private to its owner, and may listen on TCP: on loopback,
+// where each connection is served only if the process at the other end
+// runs as our user or root (found in /proc/net/tcp on Linux), or with
+// ListenNetwork on any address, open to other machines. Each connection runs our own loop over go9p's request
 // handlers (serve.go), which stands up to what go9p's own loop does not:
 // malformed messages, Tflush, a flood of outstanding requests, clients
 // that vanish with fids open.

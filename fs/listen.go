@@ -19,6 +19,7 @@ import (
 type listener struct {
 	l    net.Listener
 	addr string // the dial string it listens on
+	open bool   // serves clients from beyond this machine (ListenNetwork)
 }
 
 // Post posts the tree as a Unix socket called name in the plan9port name
@@ -40,11 +41,28 @@ func (s *Server) Post(name string) (string, error) {
 }
 
 // Listen serves the tree on a dial string: unix!path, or tcp!host!port
-// (also net!host!port, host!port, host:port). Port 0 picks a free port; a
-// host of * or nothing means every address, which the log remarks on,
-// since 9P has no authentication here and anyone who can reach the port
-// controls the server. Listen returns the dial string it listens on.
-func (s *Server) Listen(dialstring string) (string, error) {
+// (also net!host!port, host!port, host:port) on a loopback address; port 0
+// picks a free port. It returns the dial string it listens on.
+//
+// The tree is the machine owner's (SPEC §3), and 9P has no authentication
+// here, so every connection is checked as it arrives: the process at the
+// other end must run as our user or as root. A Unix socket is private
+// (mode 0600), and the kernel tells its peer (SO_PEERCRED); on TCP, Linux
+// tells the owner of the client's socket in /proc/net/tcp. A connection
+// whose owner cannot be told is refused, and so is every TCP connection
+// on systems other than Linux. An address that is not loopback (a host of
+// * or nothing means every address) is refused: see ListenNetwork.
+func (s *Server) Listen(dialstring string) (string, error) { return s.listen(dialstring, false) }
+
+// ListenNetwork is Listen on any TCP address, for the rare network where
+// every host that can reach the port is trusted: a client from another
+// machine cannot be checked, and whoever it is controls this server (it
+// can set the mailer, a command the daemon runs). The log says so when
+// the listener starts. A process of this machine is still checked as
+// Listen checks it, wherever it connects from.
+func (s *Server) ListenNetwork(dialstring string) (string, error) { return s.listen(dialstring, true) }
+
+func (s *Server) listen(dialstring string, open bool) (string, error) {
 	network, addr, err := parseDial(dialstring)
 	if err != nil {
 		return "", err
@@ -58,10 +76,14 @@ func (s *Server) Listen(dialstring string) (string, error) {
 	}
 	ta := l.Addr().(*net.TCPAddr)
 	ds := "tcp!" + ta.IP.String() + "!" + fmt.Sprint(ta.Port)
-	if !ta.IP.IsLoopback() {
-		s.log.Printf("listening on %s, which is not loopback: anyone who can reach it controls this server", ds)
+	switch {
+	case open:
+		s.log.Printf("listening on %s for clients of any machine: anyone who can reach it controls this server", ds)
+	case !ta.IP.IsLoopback():
+		l.Close()
+		return "", fmt.Errorf("9p listen %s: permission denied: not a loopback address, and anyone who reached it would control this server", dialstring)
 	}
-	return ds, s.start(l, ds)
+	return ds, s.start(&listener{l: l, addr: ds, open: open})
 }
 
 // parseDial splits a dial string into a network and an address.
@@ -114,15 +136,14 @@ func (s *Server) listenUnix(path string) (string, error) {
 		return "", err
 	}
 	ds := "unix!" + path
-	return ds, s.start(l, ds)
+	return ds, s.start(&listener{l: l, addr: ds})
 }
 
-func (s *Server) start(l net.Listener, ds string) error {
-	ln := &listener{l: l, addr: ds}
+func (s *Server) start(ln *listener) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		l.Close()
+		ln.l.Close()
 		return errors.New("server closed")
 	}
 	s.listeners[ln] = true
@@ -148,15 +169,41 @@ func (s *Server) accept(ln *listener) {
 			continue
 		}
 		delay = 0
-		if !peerAllowed(nc) {
-			s.log.Printf("%s: refused a connection from another user", ln.addr)
-			nc.Close()
-			continue
-		}
-		if c := s.register(nc); c != nil {
-			go c.serve()
-		}
+		go s.admit(ln, nc)
 	}
+}
+
+// errRemote: the peer is not a process of this machine.
+var errRemote = errors.New("a client from another machine")
+
+// admit serves a connection that passes the check of Listen, and closes
+// any other: its peer must be a process of our user or root, or (on a
+// listener of ListenNetwork) a client from elsewhere. The check reads
+// /proc on Linux, so it runs beside the accept loop, not in it.
+func (s *Server) admit(ln *listener, nc net.Conn) {
+	uid, err := peerUID(nc)
+	switch {
+	case err == nil && uid != 0 && uid != os.Geteuid():
+		err = fmt.Errorf("uid %d is another user", uid)
+	case errors.Is(err, errRemote) && ln.open:
+		err = nil
+	}
+	if err != nil {
+		s.log.Printf("%s: refused a connection from %s: %v", ln.addr, remoteName(nc), err)
+		nc.Close()
+		return
+	}
+	if c := s.register(nc); c != nil {
+		c.serve()
+	}
+}
+
+// remoteName names the peer of nc in the log.
+func remoteName(nc net.Conn) string {
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return "tcp!" + a.IP.String() + "!" + fmt.Sprint(a.Port)
+	}
+	return "the unix socket"
 }
 
 // Close stops the listeners, removes the posted sockets, ends every

@@ -94,23 +94,37 @@ func TestListenTCP(t *testing.T) {
 	if got := fstest.Read(t, fstest.Dial(t, ds), "version"); got != "smtpfs test\n" {
 		t.Errorf("version over TCP = %q", got)
 	}
-	if strings.Contains(string(e.hub.Recent()), "not loopback") {
+	if strings.Contains(string(e.hub.Recent()), "any machine") {
 		t.Errorf("loopback listener warned:\n%s", e.hub.Recent())
 	}
-	if _, err := e.srv.Listen("tcp!*!0"); err != nil {
+
+	// Beyond loopback only when asked for with ListenNetwork, loudly.
+	for _, ds := range []string{"tcp!*!0", "tcp!!0", ":0", "tcp!0.0.0.0!0"} {
+		if got, err := e.srv.Listen(ds); err == nil || !strings.Contains(err.Error(), "permission denied: not a loopback address") {
+			t.Errorf("Listen(%s) = %q, %v; want refused", ds, got, err)
+		}
+	}
+	all, err := e.srv.ListenNetwork("tcp!*!0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	e.srv.Close()
-	if !strings.Contains(string(e.hub.Recent()), "which is not loopback: anyone who can reach it controls this server") {
+	if !strings.Contains(string(e.hub.Recent()), "listening on "+all+" for clients of any machine: anyone who can reach it controls this server") {
 		t.Errorf("no warning for a listener on every address:\n%s", e.hub.Recent())
 	}
+	// This process is ours: served through the open listener too.
+	port := all[strings.LastIndexByte(all, '!')+1:]
+	if got := fstest.Read(t, fstest.Dial(t, "tcp!127.0.0.1!"+port), "version"); got != "smtpfs test\n" {
+		t.Errorf("version through the open listener = %q", got)
+	}
+	e.srv.Close()
 	if _, err := e.srv.Listen("tcp!127.0.0.1!0"); err == nil {
 		t.Errorf("Listen after Close succeeded")
 	}
 }
 
-// TestPeerCred: on Linux, a process of another user is refused even when
-// the socket's mode would let it in.
+// TestPeerCred: on Linux, a process of another user is refused on the
+// Unix socket even when its mode would let it in, and on loopback TCP;
+// the owner (root here) is served on both.
 func TestPeerCred(t *testing.T) {
 	if runtime.GOOS != "linux" || os.Getuid() != 0 {
 		t.Skip("needs Linux and root, to connect as another user")
@@ -122,18 +136,33 @@ func TestPeerCred(t *testing.T) {
 	e := newEnv(t)
 	os.Chmod(filepath.Dir(e.sock), 0755)
 	os.Chmod(e.sock, 0666)
-	// Tversion, then print what comes back.
+	tcp, err := e.srv.Listen("tcp!127.0.0.1!0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, err := e.srv.ListenNetwork("tcp!127.0.0.1!0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Tversion, then print how many bytes come back.
 	script := `import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
+if sys.argv[1] == "unix":
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[2])
+else:
+    s = socket.create_connection((sys.argv[2], int(sys.argv[3])))
 s.settimeout(10)
 try:
     s.sendall(bytes.fromhex("1300000064ffff002000000600395032303030"))
     print(len(s.recv(100)))
 except (BrokenPipeError, ConnectionResetError):
     print(0)`
-	run := func(uid uint32) string {
-		cmd := exec.Command(py, "-c", script, e.sock)
+	run := func(uid uint32, ds string) string {
+		args := []string{"-c", script, "unix", e.sock}
+		if ds != e.ds {
+			args = append([]string{"-c", script}, strings.Split(ds, "!")...)
+		}
+		cmd := exec.Command(py, args...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -141,11 +170,14 @@ except (BrokenPipeError, ConnectionResetError):
 		}
 		return strings.TrimSpace(string(out))
 	}
-	if got := run(0); got != "19" {
-		t.Errorf("root got %s bytes, want a 19-byte Rversion", got)
+	for _, ds := range []string{e.ds, tcp, open} {
+		if got := run(0, ds); got != "19" {
+			t.Errorf("%s: root got %s bytes, want a 19-byte Rversion", ds, got)
+		}
+		if got := run(65534, ds); got != "0" {
+			t.Errorf("%s: another user got %s bytes, want the connection closed", ds, got)
+		}
+		waitLog(t, e, ds+": refused a connection from ")
 	}
-	if got := run(65534); got != "0" {
-		t.Errorf("another user got %s bytes, want the connection closed", got)
-	}
-	waitLog(t, e, "refused a connection from another user")
+	waitLog(t, e, "uid 65534 is another user")
 }

@@ -133,6 +133,7 @@ func (p *pendingRead) interrupt() {
 }
 
 // ServeConn serves one connection until it ends or the server closes.
+// Its peer is not checked as Listen checks it: the caller vouches for it.
 func (s *Server) ServeConn(nc net.Conn) {
 	if c := s.register(nc); c != nil {
 		c.serve()

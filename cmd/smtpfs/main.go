@@ -1,14 +1,18 @@
 // Smtpfs is the mail daemon: it listens for SMTP, runs the outbound
 // queue and serves the 9P tree.
 //
-//	smtpfs [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-R root] [-C conf] [-l dialstring]... [-9 dialstring]...
+//	smtpfs [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-R root] [-C conf] [-l dialstring]... [-9 dialstring]... [-N dialstring]...
 //
 // The flags are upas smtpd's (see the README); each is the smtpd.conf verb
 // it stands for, and wins over the file. -R is the mail root (default
 // ./mail, made on the first run), -C the configuration (default
 // <root>/lib/smtpd.conf), -l an SMTP listener (repeatable; default
 // tcp!127.0.0.1!2525; tcp!*!25 for every address on port 25), -9 a 9P
-// listener, kept for the file tree.
+// listener besides the posted Unix socket (repeatable), on a loopback
+// address: only processes of the daemon's user or root are served (see
+// fs.Server.Listen). -N is a 9P listener on any address, for a network
+// where every host that reaches it is trusted: a client from another
+// machine cannot be checked and controls the server (fs.Server.ListenNetwork).
 //
 // It says on standard error where it listens, one line per listener
 // ("smtpfs: smtp listening on tcp!127.0.0.1!2525"), then "smtpfs: ready".
@@ -41,21 +45,22 @@ const grace = 10 * time.Second
 
 func main() {
 	var f setup.Flags
-	var listen, ninep []string
+	var listen, ninep, open []string
 	set := argSet(&f)
 	set.List('l', &listen)
 	set.List('9', &ninep)
+	set.List('N', &open)
 	args, err := set.Parse(os.Args[1:])
 	if err != nil || len(args) > 0 {
 		setup.Usage(set, err)
 	}
-	if err := run(&f, listen, ninep); err != nil {
+	if err := run(&f, listen, ninep, open); err != nil {
 		fmt.Fprintf(os.Stderr, "smtpfs: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(f *setup.Flags, listen, ninep []string) error {
+func run(f *setup.Flags, listen, ninep, open []string) error {
 	// Signals are caught from the start: one that came between "ready"
 	// and the handler would kill the daemon.
 	sig := make(chan os.Signal, 4)
@@ -87,13 +92,20 @@ func run(f *setup.Flags, listen, ninep []string) error {
 	if err != nil {
 		return fmt.Errorf("posting the 9P service: %v", err)
 	}
-	var ninepAt []string
+	var ninepAt, openAt []string
 	for _, s := range ninep {
 		ds, err := d.tree.Listen(s)
 		if err != nil {
-			return fmt.Errorf("9p listen %s: %v", s, err)
+			return fmt.Errorf("-9 %s: %v (-N listens beyond loopback)", s, err)
 		}
 		ninepAt = append(ninepAt, ds)
+	}
+	for _, s := range open {
+		ds, err := d.tree.ListenNetwork(s)
+		if err != nil {
+			return fmt.Errorf("-N %s: %v", s, err)
+		}
+		openAt = append(openAt, ds)
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -107,6 +119,10 @@ func run(f *setup.Flags, listen, ninep []string) error {
 	for _, ds := range ninepAt {
 		fmt.Fprintf(os.Stderr, "smtpfs: 9p listening on %s\n", ds)
 	}
+	for _, ds := range openAt {
+		fmt.Fprintf(os.Stderr, "smtpfs: 9p listening on %s\n", ds)
+		fmt.Fprintf(os.Stderr, "smtpfs: warning: 9p on %s serves every machine that reaches it, unchecked: whoever connects controls this server\n", ds)
+	}
 	d.log.Printf("smtpfs started, mail root %s", root)
 	fmt.Fprintln(os.Stderr, "smtpfs: ready")
 	d.wait(sig)
@@ -117,7 +133,7 @@ func run(f *setup.Flags, listen, ninep []string) error {
 }
 
 func argSet(f *setup.Flags) *arg.Set {
-	s := arg.New("smtpfs [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-R root] [-C conf] [-l dialstring]... [-9 dialstring]...")
+	s := arg.New("smtpfs [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-R root] [-C conf] [-l dialstring]... [-9 dialstring]... [-N dialstring]...")
 	f.Register(s)
 	return s
 }
