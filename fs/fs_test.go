@@ -342,12 +342,23 @@ func TestQueueSubmit(t *testing.T) {
 	}
 	waitLog(t, e, fmt.Sprintf("9p: queue: queued q0001, %d bytes\n", len(message)))
 
+	// Empty writes before the message, or instead of one, are nothing.
+	if err := fstest.Write(fsys, "queue", plan9.OWRITE, "", "", message); err != nil {
+		t.Errorf("empty writes, then a message: %v", err)
+	}
+	if err := fstest.Write(fsys, "queue", plan9.OWRITE, ""); err != nil {
+		t.Errorf("an empty write: %v", err)
+	}
+	if got := e.q.got(); len(got) != 2 || got[1] != message {
+		t.Errorf("submitted %q, want the message twice", got)
+	}
+
 	// A message that is all header is checked at clunk.
 	if err := fstest.Write(fsys, "queue", plan9.OWRITE, "To: carol@example.com\nSubject: x\n"); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(e.q.got()); got != 2 {
-		t.Errorf("%d messages submitted, want 2", got)
+	if got := len(e.q.got()); got != 3 {
+		t.Errorf("%d messages submitted, want 3", got)
 	}
 }
 

@@ -100,6 +100,7 @@ func TestHeaderEnd(t *testing.T) {
 		{"To: a@b\n", -1},
 		{"To: a@b\r\n\r", -1},
 		{"To: a@b", -1},
+		{"", -1},
 	} {
 		if got := headerEnd([]byte(tc.msg), 0); got != tc.want {
 			t.Errorf("headerEnd(%q) = %d, want %d", tc.msg, got, tc.want)
@@ -113,10 +114,8 @@ func FuzzHeaderEnd(f *testing.F) {
 	f.Add([]byte("From a@b Mon Nov 24\nTo: a@b\r\n\r\nbody\n"), uint8(3))
 	f.Add([]byte("To: a@b\n\nx"), uint8(1))
 	f.Add([]byte("\n"), uint8(1))
+	f.Add([]byte{}, uint8(0))
 	f.Fuzz(func(t *testing.T, msg []byte, cut uint8) {
-		if len(msg) == 0 {
-			return
-		}
 		want := headerEnd(msg, 0)
 		step := int(cut)%7 + 1
 		got := -1

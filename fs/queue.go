@@ -138,10 +138,11 @@ func (f *queueFile) Close(fid uint64) error {
 
 // headerEnd returns the length of the header of msg, up to and including
 // the end of its last line, once the blank line after it has arrived; -1
-// before that. from is where the previous write ended: the search starts
-// just before it, so a long message is scanned once.
+// before that, and for an empty msg (a zero-length write to a fresh fid).
+// from is where the previous write ended: the search starts just before
+// it, so a long message is scanned once.
 func headerEnd(msg []byte, from int) int {
-	if msg[0] == '\n' || bytes.HasPrefix(msg, []byte("\r\n")) {
+	if bytes.HasPrefix(msg, []byte("\n")) || bytes.HasPrefix(msg, []byte("\r\n")) {
 		return 0
 	}
 	for i := max(0, from-2); ; {

@@ -93,6 +93,7 @@ func TestNinepErrors(t *testing.T) {
 		{"message without recipients", ninepWrite("queue", "From: glenda@example.org\nSubject: hi\n\nbody\n"), "invalid header: no recipients in To:, Cc: or Bcc:"},
 		{"bad recipient", ninepWrite("queue", "From: glenda@example.org\n", "To: bad address@@\n\nbody\n"), "invalid address in To: \"bad address@@\": mail: no angle-addr"},
 		{"message too long", ninepWrite("queue", long), "message too long"},
+		{"empty write to queue", ninepWrite("queue", ""), ""},
 		{"all header, checked at clunk", ninepWrite("queue", "Subject: no blank line\n"), "invalid header: no sender: neither a From line nor a From: field"},
 		{"write stats", ninepOpen("stats", plan9.OWRITE), "permission denied"},
 		{"write log", ninepOpen("log", plan9.OWRITE), "permission denied"},
