@@ -25,14 +25,17 @@ var errLineTooLong = errors.New("line too long")
 // backend's reason when one is bad; a final line without its newline waits
 // for the next write on the same fid, or for the clunk, where it is applied
 // and its error logged (9pfuse and the kernel drop clunk errors, so a FUSE
-// user sees only write errors; a 9P client sees it from Close).
+// user sees only write errors; a 9P client sees it from Close). A
+// connection that dies first never sent that line whole: it is dropped,
+// and the log says so.
 type cmdFile struct {
 	node
-	what   string // "ctl", "whitelist entry": the noun of error texts
-	apply  func(text string) error
-	render func() string
-	log    *log.Logger
-	fids   fidMap[cmdFid]
+	what    string // "ctl", "whitelist entry": the noun of error texts
+	apply   func(text string) error
+	render  func() string
+	aborted func(fid uint64) bool // the fid's connection died: Close is ours, not the client's
+	log     *log.Logger
+	fids    fidMap[cmdFid]
 }
 
 type cmdFid struct {
@@ -95,7 +98,8 @@ func (f *cmdFile) Write(fid uint64, off uint64, data []byte) (uint32, error) {
 	return uint32(len(data)), nil
 }
 
-// Close applies a pending partial line, and drops the fid's state.
+// Close applies a pending partial line, unless the fid's connection died,
+// and drops the fid's state.
 func (f *cmdFile) Close(fid uint64) error {
 	st := f.fids.take(fid)
 	if st == nil {
@@ -103,10 +107,39 @@ func (f *cmdFile) Close(fid uint64) error {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if len(st.partial) == 0 {
+	switch {
+	case len(st.partial) == 0:
+		return nil
+	case f.aborted(fid):
+		f.log.Printf("%s: connection lost, unfinished line %s dropped", f.Stat().Name, logQuote(st.partial))
 		return nil
 	}
 	return f.run(string(st.partial))
+}
+
+// logQuote quotes a line for the log: in rc quotes, cut to 80 bytes,
+// control characters made spaces.
+func logQuote(line []byte) string {
+	cut := len(line) > 80
+	if cut {
+		line = line[:80]
+	}
+	b := []byte{'\''}
+	for _, c := range line {
+		switch {
+		case c == '\'':
+			b = append(b, '\'', '\'')
+		case c < ' ' || c == 0x7f:
+			b = append(b, ' ')
+		default:
+			b = append(b, c)
+		}
+	}
+	b = append(b, '\'')
+	if cut {
+		b = append(b, "..."...)
+	}
+	return string(b)
 }
 
 // run applies text and logs each line that took effect, or the error.

@@ -219,12 +219,13 @@ func (s *Server) build() *dir {
 	c := s.cfg
 	root := newDir(s.fsys, "/", c.Owner)
 	file := func(name string, mode uint32) node { return newNode(s.fsys, name, c.Owner, mode) }
-	root.add(&cmdFile{node: file("ctl", 0644), what: "ctl", apply: c.Control.Ctl, render: c.Control.Config, log: s.log})
+	root.add(&cmdFile{node: file("ctl", 0644), what: "ctl", apply: c.Control.Ctl, render: c.Control.Config,
+		aborted: s.aborted, log: s.log})
 	root.add(&cmdFile{node: file("whitelist", 0644|proto.DMAPPEND), what: "whitelist entry",
-		apply: c.Whitelist.Add, render: c.Whitelist.Text, log: s.log})
+		apply: c.Whitelist.Add, render: c.Whitelist.Text, aborted: s.aborted, log: s.log})
 	if c.Blocked != nil {
 		root.add(&cmdFile{node: file("blocked", 0644|proto.DMAPPEND), what: "blocked entry",
-			apply: c.Blocked.Add, render: c.Blocked.Text, log: s.log})
+			apply: c.Blocked.Add, render: c.Blocked.Text, aborted: s.aborted, log: s.log})
 	}
 	root.add(&queueFile{node: file("queue", 0644), q: c.Queue, max: s.maxMessage.Load, now: c.Now,
 		ctx: s.ctx, aborted: s.aborted, log: s.log})

@@ -442,6 +442,35 @@ func TestQueueDropped(t *testing.T) {
 	}
 }
 
+// TestCtlDropped: a line written without its newline by a connection that
+// dies before its clunk is dropped, not applied, on ctl and the lists.
+func TestCtlDropped(t *testing.T) {
+	bl := &listBackend{}
+	e := newEnv(t, func(c *fs.Config) { c.Blocked = bl })
+	for _, tc := range []struct{ file, line string }{
+		{"ctl", "greylist on"},
+		{"whitelist", "192.0.2.99"},
+		{"blocked", "block 192.0.2.99"},
+	} {
+		fsys, nc := fstest.DialConn(t, e.ds)
+		fid, err := fsys.Open(tc.file, plan9.OWRITE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fid.Write([]byte(tc.line)); err != nil {
+			t.Fatal(err)
+		}
+		nc.Close()
+		waitLog(t, e, fmt.Sprintf("9p: %s: connection lost, unfinished line '%s' dropped\n", tc.file, tc.line))
+	}
+	if e.ctl.greylist() {
+		t.Errorf("the dead connection's ctl line was applied")
+	}
+	if strings.Contains(e.wl.Text(), "192.0.2.99") || strings.Contains(bl.Text(), "192.0.2.99") {
+		t.Errorf("the dead connection's entries were added: whitelist %q, blocked %q", e.wl.Text(), bl.Text())
+	}
+}
+
 // reader follows the log file in a goroutine, sending what each read
 // returns.
 func reader(t *testing.T, fid *client.Fid) <-chan string {

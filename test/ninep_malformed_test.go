@@ -89,7 +89,8 @@ func ninepRandomFrames(t *testing.T, ds string, n int) {
 }
 
 // TestNinepDisconnect: a client that vanishes in the middle of a message
-// queues nothing, and one that vanishes while it follows the log frees its
+// queues nothing, one that vanishes in the middle of a ctl line changes
+// nothing, and one that vanishes while it follows the log frees its
 // place; the daemon says so in the log.
 func TestNinepDisconnect(t *testing.T) {
 	d := startNinep(t, "")
@@ -103,6 +104,13 @@ func TestNinepDisconnect(t *testing.T) {
 	}
 	if _, err := fid.Write([]byte(half)); err != nil {
 		t.Fatalf("writing half a message: %v", err)
+	}
+	cfid, err := gone.Open("ctl", plan9.OWRITE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfid.Write([]byte("greylist on")); err != nil {
+		t.Fatalf("writing half a ctl line: %v", err)
 	}
 	lfid, err := gone.Open("log", plan9.OREAD)
 	if err != nil {
@@ -123,6 +131,10 @@ func TestNinepDisconnect(t *testing.T) {
 	}
 	nc.Close()
 	log.until(fmt.Sprintf("9p: queue: connection lost, message of %d bytes not queued", len(half)))
+	log.until("9p: ctl: connection lost, unfinished line 'greylist on' dropped")
+	if c := fstest.Read(t, fsys, "ctl"); !strings.Contains(c, "\ngreylist off\n") {
+		t.Errorf("a dead connection's half line changed ctl:\n%s", c)
+	}
 	select {
 	case err := <-blocked:
 		if err == nil {
