@@ -158,7 +158,7 @@ func TestCtlLines(t *testing.T) {
 	if _, err := fid.Write([]byte("bogus")); err != nil {
 		t.Errorf("a partial line failed at once: %v", err)
 	}
-	if err := fid.Close(); !strings.HasPrefix(errText(err), "invalid ctl line 1 bogus: ") {
+	if err := fid.Close(); !strings.HasPrefix(errText(err), "invalid ctl line 1 'bogus': ") {
 		t.Errorf("close with a bad partial line: %q", errText(err))
 	}
 

@@ -78,11 +78,11 @@ func TestNinepErrors(t *testing.T) {
 	d := startNinep(t, "maxsize 1k\n")
 	long := "From: glenda@example.org\nTo: rob@example.net\n\n" + strings.Repeat("x", 1024) + "\n"
 	ops := []ninepOp{
-		{"unknown verb", ninepWrite("ctl", "bogus on\n"), "invalid ctl line 1 'bogus on': unknown verb bogus"},
-		{"bad line after a good one", ninepWrite("ctl", "tarpit on\nbogus\n"), "invalid ctl line 2 bogus: unknown verb bogus"},
-		{"bad value", ninepWrite("ctl", "maxsize lots\n"), "invalid ctl line 1 'maxsize lots': bad size lots"},
-		{"line cut between writes", ninepWrite("ctl", "tarp", "it on\nbogus\n"), "invalid ctl line 2 bogus: unknown verb bogus"},
-		{"bad line at clunk", ninepWrite("ctl", "bogus"), "invalid ctl line 1 bogus: unknown verb bogus"},
+		{"unknown verb", ninepWrite("ctl", "bogus on\n"), "invalid ctl line 1 'bogus on': unknown verb 'bogus'"},
+		{"bad line after a good one", ninepWrite("ctl", "tarpit on\nbogus\n"), "invalid ctl line 2 'bogus': unknown verb 'bogus'"},
+		{"bad value", ninepWrite("ctl", "maxsize lots\n"), "invalid ctl line 1 'maxsize lots': bad size 'lots'"},
+		{"line cut between writes", ninepWrite("ctl", "tarp", "it on\nbogus\n"), "invalid ctl line 2 'bogus': unknown verb 'bogus'"},
+		{"bad line at clunk", ninepWrite("ctl", "bogus"), "invalid ctl line 1 'bogus': unknown verb 'bogus'"},
 		{"action on nothing after a setting", ninepWrite("ctl", "tarpit on\ndelete nosuchid\n"), "invalid ctl line 2 'delete nosuchid': not found: nosuchid"},
 		{"retry of nothing", ninepWrite("ctl", "retry nosuchid\n"), "invalid ctl line 1 'retry nosuchid': not found: nosuchid"},
 		{"unwhitelist of nothing", ninepWrite("ctl", "unwhitelist 192.0.2.9\n"), "invalid ctl line 1 'unwhitelist 192.0.2.9': not found: 192.0.2.9"},

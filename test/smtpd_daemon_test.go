@@ -135,7 +135,7 @@ func TestSmtpdReload(t *testing.T) {
 	os.WriteFile(filepath.Join(d.Root, "lib", "smtpd.conf"), []byte("maxsize 30k\nnosuchverb on\n"), 0644)
 	d.Cmd.Process.Signal(syscall.SIGHUP)
 	waitLog(t, d, "keeping the old configuration")
-	if !strings.Contains(logText(t, d), "unknown verb nosuchverb") {
+	if !strings.Contains(logText(t, d), "unknown verb 'nosuchverb'") {
 		t.Errorf("the log does not say why:\n%s", logText(t, d))
 	}
 	if got := size(); got != "250-SIZE 20480" {

@@ -136,7 +136,7 @@ type LineError struct {
 }
 
 func (e *LineError) Error() string {
-	return fmt.Sprintf("invalid %s line %d %s: %v", e.Source, e.Line, Quote(e.Text), e.Err)
+	return fmt.Sprintf("invalid %s line %d %s: %v", e.Source, e.Line, quote(e.Text), e.Err)
 }
 
 func (e *LineError) Unwrap() error { return e.Err }
@@ -169,7 +169,7 @@ func (c *Config) applyLine(line string, ctl bool) (*Action, error) {
 	name, args := strings.ToLower(w[0]), w[1:]
 	v := lookup(name)
 	if v == nil {
-		return nil, fmt.Errorf("unknown verb %s", Quote(name))
+		return nil, fmt.Errorf("unknown verb %s", quote(name))
 	}
 	if len(args) < v.min || v.max >= 0 && len(args) > v.max {
 		return nil, fmt.Errorf("usage: %s %s", v.name, v.usage)

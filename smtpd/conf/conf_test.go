@@ -97,7 +97,7 @@ func TestApplyAllOrNothing(t *testing.T) {
 	before := orig.Dump()
 	tests := []struct{ text, line string }{
 		{"greylist on\ngreylist maybe\n", "line 2 'greylist maybe'"},
-		{"norelay on\nfrobnicate\n", "line 2 frobnicate: unknown verb"},
+		{"norelay on\nfrobnicate\n", "line 2 'frobnicate': unknown verb 'frobnicate'"},
 		{"maxsize -1", "bad size"},
 		{"maxrcpts 10", "from 100"},
 		{"ournets 10.0.0.0/33", "bad address"},
@@ -124,6 +124,32 @@ func TestApplyAllOrNothing(t *testing.T) {
 	}
 	if _, _, err := Apply(orig, "smtpd.conf", "kick"); err == nil || !strings.Contains(err.Error(), "smtpd.conf line 1") {
 		t.Errorf("runtime verb in a file: %v", err)
+	}
+}
+
+// TestErrorTexts: errors quote what they name in single quotes, always,
+// as lib/blocked's do (`unknown verb 'frobnicate'`), a quote inside
+// doubled, cut to 80 bytes, control characters shown as \xNN.
+func TestErrorTexts(t *testing.T) {
+	for _, tt := range []struct{ text, want string }{
+		{"bogus", "invalid ctl line 1 'bogus': unknown verb 'bogus'"},
+		{"tarpit on\nBogus on", "invalid ctl line 2 'Bogus on': unknown verb 'bogus'"},
+		{"greylist maybe", "invalid ctl line 1 'greylist maybe': greylist takes on or off, not 'maybe'"},
+		{"maxrcpts 'it''s'", "invalid ctl line 1 'maxrcpts ''it''''s''': maxrcpts takes a number from 100, not 'it''s'"},
+		{"clear frob", "invalid ctl line 1 'clear frob': clear: 'frob' is not a setting"},
+		{"retry a/b", "invalid ctl line 1 'retry a/b': bad message id 'a/b'"},
+		{"defaultdomain -x", "invalid ctl line 1 'defaultdomain -x': bad domain '-x'"},
+		{"smarthost unix!/x", "invalid ctl line 1 'smarthost unix!/x': smarthost must be a tcp dial string, not 'unix!/x'"},
+		{"resolver x:53", "invalid ctl line 1 'resolver x:53': resolver takes ip:port, not 'x:53'"},
+		{"ournets 10.0.0.0/33", "invalid ctl line 1 'ournets 10.0.0.0/33': bad address '10.0.0.0/33'"},
+		{"lifetime 5x", "invalid ctl line 1 'lifetime 5x': bad duration '5x'"},
+		{"maxsize lots", "invalid ctl line 1 'maxsize lots': bad size 'lots'"},
+		{"mailer \x01", "invalid ctl line 1 'mailer \\x01': control character in line"},
+		{"ourdomains " + strings.Repeat("a", 100), "invalid ctl line 1 'ourdomains " + strings.Repeat("a", 69) + "...': bad domain '" + strings.Repeat("a", 80) + "...'"},
+	} {
+		if _, _, err := Apply(Default(), "ctl", tt.text); err == nil || err.Error() != tt.want {
+			t.Errorf("Apply(%q):\n got %v\nwant %s", tt.text, err, tt.want)
+		}
 	}
 }
 

@@ -157,7 +157,7 @@ func onoff(name string, f func(*Config) *bool) *verb {
 			case "off":
 				*f(c) = false
 			default:
-				return fmt.Errorf("%s takes on or off, not %s", name, Quote(a[0]))
+				return fmt.Errorf("%s takes on or off, not %s", name, quote(a[0]))
 			}
 			return nil
 		},
@@ -193,7 +193,7 @@ func count(name string, least int, f func(*Config) *int) *verb {
 		set: func(c *Config, a []string) error {
 			n, err := strconv.Atoi(a[0])
 			if err != nil || n < least || n > 1<<30 {
-				return fmt.Errorf("%s takes a number from %d, not %s", name, least, Quote(a[0]))
+				return fmt.Errorf("%s takes a number from %d, not %s", name, least, quote(a[0]))
 			}
 			*f(c) = n
 			return nil
@@ -254,7 +254,7 @@ func nets(name string, f func(*Config) *[]netip.Prefix) *verb {
 func clearVerb(c *Config, a []string) error {
 	v := lookup(strings.ToLower(a[0]))
 	if v == nil || v.action || v.get == nil {
-		return fmt.Errorf("clear: %s is not a setting", Quote(a[0]))
+		return fmt.Errorf("clear: %s is not a setting", quote(a[0]))
 	}
 	if v.reset != nil {
 		v.reset(c)
@@ -343,7 +343,7 @@ func setBackoff(c *Config, a []string) error {
 func checkIDs(a []string) error {
 	for _, id := range a {
 		if id == "" || len(id) > 64 || strings.ContainsAny(id, "/\\.") {
-			return fmt.Errorf("bad message id %s", Quote(id))
+			return fmt.Errorf("bad message id %s", quote(id))
 		}
 	}
 	return nil
@@ -354,15 +354,15 @@ func checkIDs(a []string) error {
 func checkDomain(s string) (string, error) {
 	d := strings.TrimSuffix(strings.ToLower(s), ".")
 	if d == "" || len(d) > 255 {
-		return "", fmt.Errorf("bad domain %s", Quote(s))
+		return "", fmt.Errorf("bad domain %s", quote(s))
 	}
 	for _, l := range strings.Split(d, ".") {
 		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return "", fmt.Errorf("bad domain %s", Quote(s))
+			return "", fmt.Errorf("bad domain %s", quote(s))
 		}
 		for _, r := range l {
 			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-				return "", fmt.Errorf("bad domain %s", Quote(s))
+				return "", fmt.Errorf("bad domain %s", quote(s))
 			}
 		}
 	}
@@ -375,7 +375,7 @@ func checkDial(s string) (string, error) {
 		return "", err
 	}
 	if d.Net != "tcp" {
-		return "", fmt.Errorf("smarthost must be a tcp dial string, not %s", Quote(s))
+		return "", fmt.Errorf("smarthost must be a tcp dial string, not %s", quote(s))
 	}
 	return s, nil
 }
@@ -389,7 +389,7 @@ func checkHostPort(s string) (string, error) {
 		err = errors.New("bad port")
 	}
 	if err != nil {
-		return "", fmt.Errorf("resolver takes ip:port, not %s", Quote(s))
+		return "", fmt.Errorf("resolver takes ip:port, not %s", quote(s))
 	}
 	return s, nil
 }
@@ -398,7 +398,7 @@ func checkHostPort(s string) (string, error) {
 // or an IPv6 prefix; a bare address is that one host; as the smtpd(6) man
 // page says, two or three octets mean a /16 or /24 network.
 func ParsePrefix(s string) (netip.Prefix, error) {
-	bad := fmt.Errorf("bad address %s", Quote(s))
+	bad := fmt.Errorf("bad address %s", quote(s))
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -439,7 +439,7 @@ func ParseDuration(s string) (time.Duration, error) {
 	if i := strings.IndexByte(s, 'd'); i > 0 {
 		n, err := strconv.ParseInt(s[:i], 10, 32)
 		if err != nil {
-			return 0, fmt.Errorf("bad duration %s", Quote(s))
+			return 0, fmt.Errorf("bad duration %s", quote(s))
 		}
 		days, rest = n, s[i+1:]
 	}
@@ -447,12 +447,12 @@ func ParseDuration(s string) (time.Duration, error) {
 	if rest != "" {
 		var err error
 		if d, err = time.ParseDuration(rest); err != nil {
-			return 0, fmt.Errorf("bad duration %s", Quote(s))
+			return 0, fmt.Errorf("bad duration %s", quote(s))
 		}
 	}
 	d += time.Duration(days) * 24 * time.Hour
 	if d <= 0 || days > 3650 {
-		return 0, fmt.Errorf("bad duration %s", Quote(s))
+		return 0, fmt.Errorf("bad duration %s", quote(s))
 	}
 	return d, nil
 }
@@ -492,7 +492,7 @@ func parseSize(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n <= 0 || n > (1<<40)/mult {
-		return 0, fmt.Errorf("bad size %s", Quote(s))
+		return 0, fmt.Errorf("bad size %s", quote(s))
 	}
 	return n * mult, nil
 }
