@@ -81,6 +81,8 @@ func TestNinepErrors(t *testing.T) {
 		{"unknown verb", ninepWrite("ctl", "bogus on\n"), "invalid ctl line 1 'bogus on': unknown verb 'bogus'"},
 		{"bad line after a good one", ninepWrite("ctl", "tarpit on\nbogus\n"), "invalid ctl line 2 'bogus': unknown verb 'bogus'"},
 		{"bad value", ninepWrite("ctl", "maxsize lots\n"), "invalid ctl line 1 'maxsize lots': bad size 'lots'"},
+		{"network with host bits", ninepWrite("ctl", "ournets 127.0.0.0/8\nournets 10.0.0.0/1\n"),
+			"invalid ctl line 2 'ournets 10.0.0.0/1': invalid address '10.0.0.0/1': host bits set; did you mean 0.0.0.0/1?"},
 		{"line cut between writes", ninepWrite("ctl", "tarp", "it on\nbogus\n"), "invalid ctl line 2 'bogus': unknown verb 'bogus'"},
 		{"bad line at clunk", ninepWrite("ctl", "bogus"), "invalid ctl line 1 'bogus': unknown verb 'bogus'"},
 		{"action on nothing after a setting", ninepWrite("ctl", "tarpit on\ndelete nosuchid\n"), "invalid ctl line 2 'delete nosuchid': not found: nosuchid"},

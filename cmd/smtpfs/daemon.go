@@ -268,13 +268,15 @@ func (d *daemon) unwhitelist(args []string) error {
 	return err
 }
 
-// prefixes parses whitelist entries, as ctl's unwhitelist names them.
+// prefixes parses whitelist entries, as ctl's unwhitelist names them: in
+// the whitelist's own grammar, which clears host bits (192.0.2.7/24 is
+// the entry 192.0.2.0/24).
 func prefixes(args []string) ([]netip.Prefix, error) {
 	var ps []netip.Prefix
 	for _, a := range args {
-		p, err := conf.ParsePrefix(a)
+		p, err := grey.ParsePrefix(a)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("invalid address %s: %v", a, err)
 		}
 		ps = append(ps, p)
 	}

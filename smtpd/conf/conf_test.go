@@ -100,7 +100,8 @@ func TestApplyAllOrNothing(t *testing.T) {
 		{"norelay on\nfrobnicate\n", "line 2 'frobnicate': unknown verb 'frobnicate'"},
 		{"maxsize -1", "bad size"},
 		{"maxrcpts 10", "from 100"},
-		{"ournets 10.0.0.0/33", "bad address"},
+		{"ournets 10.0.0.0/33", "invalid address"},
+		{"ournets 10.0.0.0/1", "host bits set"},
 		{"ourdomains exa mple..org", "bad domain"},
 		{"greywindow 2h 1h", "more than"},
 		{"smarthost unix!/tmp/x", "tcp dial string"},
@@ -110,7 +111,7 @@ func TestApplyAllOrNothing(t *testing.T) {
 		{"greylist", "usage: greylist on|off"},
 		{"clear kick", "not a setting"},
 		{"retry ../x", "bad message id"},
-		{"unwhitelist 1.2.3.4.5", "bad address"},
+		{"unwhitelist 1.2.3.4.5", "invalid address"},
 	}
 	for _, tt := range tests {
 		c, _, err := Apply(orig, "ctl", tt.text)
@@ -141,7 +142,7 @@ func TestErrorTexts(t *testing.T) {
 		{"defaultdomain -x", "invalid ctl line 1 'defaultdomain -x': bad domain '-x'"},
 		{"smarthost unix!/x", "invalid ctl line 1 'smarthost unix!/x': smarthost must be a tcp dial string, not 'unix!/x'"},
 		{"resolver x:53", "invalid ctl line 1 'resolver x:53': resolver takes ip:port, not 'x:53'"},
-		{"ournets 10.0.0.0/33", "invalid ctl line 1 'ournets 10.0.0.0/33': bad address '10.0.0.0/33'"},
+		{"ournets 10.0.0.0/33", "invalid ctl line 1 'ournets 10.0.0.0/33': invalid address '10.0.0.0/33'"},
 		{"lifetime 5x", "invalid ctl line 1 'lifetime 5x': bad duration '5x'"},
 		{"maxsize lots", "invalid ctl line 1 'maxsize lots': bad size 'lots'"},
 		{"mailer \x01", "invalid ctl line 1 'mailer \\x01': control character in line"},
@@ -151,6 +152,55 @@ func TestErrorTexts(t *testing.T) {
 			t.Errorf("Apply(%q):\n got %v\nwant %s", tt.text, err, tt.want)
 		}
 	}
+}
+
+// TestParsePrefix: the networks of ournets and evil. A prefix with host
+// bits set is refused, not widened: 10.0.0.0/1 would trust 0.0.0.0/1,
+// half the IPv4 Internet, a typo away from an open relay.
+func TestParsePrefix(t *testing.T) {
+	for _, tt := range []struct{ in, want, err string }{
+		{"10.0.0.0/8", "10.0.0.0/8", ""},
+		{"192.0.2.7", "192.0.2.7/32", ""},
+		{"192.0.2.7/32", "192.0.2.7/32", ""},
+		{"172.16", "172.16.0.0/16", ""},
+		{"172.16.5", "172.16.5.0/24", ""},
+		{"2001:db8::/32", "2001:db8::/32", ""},
+		{"2001:db8::1", "2001:db8::1/128", ""},
+		{"::ffff:10.0.0.0/104", "10.0.0.0/8", ""},
+		{"0.0.0.0/0", "0.0.0.0/0", ""},
+		{"10.0.0.0/1", "", "invalid address '10.0.0.0/1': host bits set; did you mean 0.0.0.0/1?"},
+		{"192.0.2.7/24", "", "invalid address '192.0.2.7/24': host bits set; did you mean 192.0.2.0/24?"},
+		{"2001:db8::1/32", "", "invalid address '2001:db8::1/32': host bits set; did you mean 2001:db8::/32?"},
+		{"::ffff:10.0.0.1/104", "", "invalid address '::ffff:10.0.0.1/104': host bits set; did you mean 10.0.0.0/8?"},
+		{"10.0.0.0/33", "", "invalid address '10.0.0.0/33'"},
+		{"1.2.3.4.5", "", "invalid address '1.2.3.4.5'"},
+		{"fe80::1%eth0", "", "invalid address 'fe80::1%eth0'"},
+		{"", "", "invalid address ''"},
+	} {
+		p, err := ParsePrefix(tt.in)
+		if got := errText(err); got != tt.err || err == nil && p.String() != tt.want {
+			t.Errorf("ParsePrefix(%q) = %v, %q; want %s, %q", tt.in, p, got, tt.want, tt.err)
+		}
+	}
+	c, _, err := Apply(Default(), "ctl", "ournets 10.0.0.0/8\nevil 192.0.2.7/24")
+	if want := "invalid ctl line 2 'evil 192.0.2.7/24': invalid address '192.0.2.7/24': host bits set; did you mean 192.0.2.0/24?"; errText(err) != want {
+		t.Errorf("evil with host bits: %v, want %s", err, want)
+	}
+	if len(c.OurNets) != 0 || len(c.Evil) != 0 {
+		t.Errorf("a refused write changed the networks: %v %v", c.OurNets, c.Evil)
+	}
+	// unwhitelist names whitelist entries, in the whitelist's grammar,
+	// which clears host bits.
+	if _, acts, err := Apply(Default(), "ctl", "unwhitelist 192.0.2.7/24"); err != nil || len(acts) != 1 {
+		t.Errorf("unwhitelist 192.0.2.7/24: %v, %v", acts, err)
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 func TestDumpRoundTrip(t *testing.T) {
@@ -256,7 +306,8 @@ func writeCert(t *testing.T, dir string) string {
 // to the same dump.
 func FuzzApply(f *testing.F) {
 	for _, s := range []string{"greylist on", "ournets 10.0.0.0/8, ::1/128", "mailer 'a b' c", "clear ournets",
-		"backoff 1m 1d2h", "maxsize 12k", "retry abc", "x 'it''s' \\#", "defaultdomain EXAMPLE.org."} {
+		"backoff 1m 1d2h", "maxsize 12k", "retry abc", "x 'it''s' \\#", "defaultdomain EXAMPLE.org.",
+		"evil 192.0.2.7/24 ::ffff:10.0.0.0/104"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, text string) {

@@ -121,7 +121,7 @@ func init() {
 		{name: "release", usage: "id...", min: 1, max: -1, action: true, check: checkIDs},
 		{name: "unwhitelist", usage: "ip[/len]...", min: 1, max: -1, action: true, check: func(a []string) error {
 			for _, s := range a {
-				if _, err := ParsePrefix(s); err != nil {
+				if _, err := parseNet(s); err != nil {
 					return err
 				}
 			}
@@ -396,9 +396,29 @@ func checkHostPort(s string) (string, error) {
 
 // ParsePrefix parses an address or network for ournets and evil: a.b.c.d/n
 // or an IPv6 prefix; a bare address is that one host; as the smtpd(6) man
-// page says, two or three octets mean a /16 or /24 network.
+// page says, two or three octets mean a /16 or /24 network. IPv4-mapped
+// IPv6 forms are taken as IPv4.
+//
+// A prefix with host bits set is refused rather than widened: the network
+// the operator meant is a guess (10.0.0.0/1 masked is 0.0.0.0/1, half the
+// IPv4 Internet trusted to relay; 10.0.0.0/8 is likelier), so the error
+// names the masked form and the operator decides. The whitelist's
+// grammar (grey.ParsePrefix, which unwhitelist follows) clears host bits
+// instead: an entry there only spares a client the greylist.
 func ParsePrefix(s string) (netip.Prefix, error) {
-	bad := fmt.Errorf("bad address %s", quote(s))
+	p, err := parseNet(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if m := p.Masked(); m != p {
+		return netip.Prefix{}, fmt.Errorf("invalid address %s: host bits set; did you mean %s?", quote(s), FormatPrefix(m))
+	}
+	return p, nil
+}
+
+// parseNet parses what ParsePrefix does, host bits left as they are.
+func parseNet(s string) (netip.Prefix, error) {
+	bad := fmt.Errorf("invalid address %s", quote(s))
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -407,9 +427,9 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 		if p.Addr().Is4In6() {
 			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
 		}
-		return p.Masked(), nil
+		return p, nil
 	}
-	if a, err := netip.ParseAddr(s); err == nil {
+	if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" {
 		a = a.Unmap()
 		return netip.PrefixFrom(a, a.BitLen()), nil
 	}
