@@ -46,6 +46,15 @@ type daemon struct {
 
 	debug atomic.Bool // cfg.Debug, for the log tee, which may not take mu
 
+	beforeChange func() // test hook: called as changed starts
+
+	// cmu serialises the changes of configuration, a ctl write's settings
+	// or a reload, from taking the new configuration to handing it to the
+	// engines: otherwise two of them could reach the greylist, the queue,
+	// the client and the tree in the other order, and leave them with the
+	// older settings while ctl shows the newer. It is taken before mu.
+	cmu sync.Mutex
+
 	mu      sync.Mutex
 	cfg     *conf.Config
 	secrets *smtpd.Secrets
@@ -178,20 +187,9 @@ type action struct {
 // check and the action) fails the write, after the settings took effect.
 // The 9P tree logs each line that took effect, and each error.
 func (d *daemon) Ctl(text string) error {
-	d.mu.Lock()
-	cfg, acts, err := conf.Apply(d.cfg, "ctl", text)
-	if err == nil {
-		err = d.checkActions(acts)
-	}
+	acts, err := d.ctlSettings(text)
 	if err != nil {
-		d.mu.Unlock()
 		return err
-	}
-	changed := cfg.Dump() != d.cfg.Dump()
-	d.cfg = cfg
-	d.mu.Unlock()
-	if changed {
-		d.changed(cfg)
 	}
 	for _, a := range acts {
 		if err := d.actions[a.Verb].run(a.Args); err != nil {
@@ -199,6 +197,29 @@ func (d *daemon) Ctl(text string) error {
 		}
 	}
 	return nil
+}
+
+// ctlSettings applies the settings of a ctl write, once its actions are
+// checked, and returns the actions.
+func (d *daemon) ctlSettings(text string) ([]conf.Action, error) {
+	d.cmu.Lock()
+	defer d.cmu.Unlock()
+	d.mu.Lock()
+	cfg, acts, err := conf.Apply(d.cfg, "ctl", text)
+	if err == nil {
+		err = d.checkActions(acts)
+	}
+	if err != nil {
+		d.mu.Unlock()
+		return nil, err
+	}
+	changed := cfg.Dump() != d.cfg.Dump()
+	d.cfg = cfg
+	d.mu.Unlock()
+	if changed {
+		d.changed(cfg)
+	}
+	return acts, nil
 }
 
 // checkActions checks the arguments of acts.
@@ -288,6 +309,8 @@ func prefixes(args []string) ([]netip.Prefix, error) {
 // files (SIGHUP, ctl reload). A bad file keeps the old configuration, and
 // the error says why.
 func (d *daemon) Reload() error {
+	d.cmu.Lock()
+	defer d.cmu.Unlock()
 	cfg, sec, err := setup.Load(d.root, d.confFile, d.verbs)
 	if err == nil {
 		err = d.blocked.Reload()
@@ -311,6 +334,9 @@ func (d *daemon) Reload() error {
 // changed hands a new configuration to the engines that keep their own
 // settings.
 func (d *daemon) changed(cfg *conf.Config) {
+	if d.beforeChange != nil {
+		d.beforeChange()
+	}
 	d.debug.Store(cfg.Debug)
 	if err := d.grey.SetSettings(setup.GreySettings(cfg)); err != nil {
 		d.log.Printf("greylist settings: %v", err)

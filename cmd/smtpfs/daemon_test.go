@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -160,6 +161,51 @@ func TestFlagVerbs(t *testing.T) {
 		}
 		if got := strings.Join(f.Verbs(), "|"); got != tc.want {
 			t.Errorf("%q: %q, want %q", tc.args, got, tc.want)
+		}
+	}
+}
+
+// TestChangesInOrder: the engines get the configurations in the order the
+// daemon takes them. A second ctl write, or a reload, does not finish while
+// the first write is still handing its settings to the engines, and at the
+// end the greylist has the window that ctl shows.
+func TestChangesInOrder(t *testing.T) {
+	d := newTestDaemon(t, "")
+	for _, tc := range []struct {
+		name   string
+		second func() error
+	}{
+		{"ctl", func() error { return d.Ctl("greywindow 3m 4h") }},
+		{"reload", d.Reload},
+	} {
+		var calls atomic.Int32
+		entered, release := make(chan struct{}), make(chan struct{})
+		d.beforeChange = func() {
+			if calls.Add(1) == 1 {
+				close(entered)
+				<-release
+			}
+		}
+		first, second := make(chan error, 1), make(chan error, 1)
+		go func() { first <- d.Ctl("greywindow 1m 2h") }()
+		<-entered
+		go func() { second <- tc.second() }()
+		select {
+		case err := <-second:
+			t.Errorf("%s: finished (%v) while a ctl write was still changing the engines", tc.name, err)
+			second <- err
+		case <-time.After(200 * time.Millisecond):
+		}
+		close(release)
+		if err := <-first; err != nil {
+			t.Fatal(err)
+		}
+		if err := <-second; err != nil {
+			t.Fatal(err)
+		}
+		c, s := d.Config(), d.grey.Settings()
+		if s.Min != c.GreyMin || s.Max != c.GreyMax {
+			t.Errorf("%s: the greylist has %v..%v, ctl says %v..%v", tc.name, s.Min, s.Max, c.GreyMin, c.GreyMax)
 		}
 	}
 }
