@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,11 +22,15 @@ const maxDirty = 64 << 20
 // holds the queue: one journal commit and one device flush for a whole
 // batch, where fsyncing each file costs one per file. When the machine
 // has much unwritten data (maxDirty), whose writing syncfs would wait
-// for, or should syncfs fail (it reports writeback errors since Linux
-// 5.8), each file is fsynced instead.
+// for, or should syncfs fail, each file is fsynced instead; and always
+// on a kernel older than 5.8, whose syncfs returns success even when
+// writing a file back failed (kernelSyncfsOK).
 func (s *store) flush(files []*os.File) error {
 	if len(files) == 1 {
 		return files[0].Sync()
+	}
+	if !kernelSyncfsOK() {
+		return syncEach(files)
 	}
 	if d, ok := dirtyBytes(); !ok || d <= maxDirty {
 		if unix.Syncfs(int(s.d.Fd())) == nil {
@@ -32,6 +38,40 @@ func (s *store) flush(files []*os.File) error {
 		}
 	}
 	return syncEach(files)
+}
+
+// kernelSyncfsOK reports whether this kernel's syncfs reports writeback
+// errors, which Linux does since 5.8 (commit 735e4ae5ba28, "vfs: track
+// per-sb writeback errors and report them to syncfs"). Before it a
+// syncfs after a failed writeback said success: a message acknowledged
+// and not on disk. The kernel is asked once.
+var kernelSyncfsOK = sync.OnceValue(func() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	return syncfsReportsErrors(unix.ByteSliceToString(u.Release[:]))
+})
+
+// syncfsReportsErrors reads a kernel release ("6.18.44-fc-v657",
+// "5.4.0-150-generic", "5.8-rc1") and reports whether it is 5.8 or later;
+// false when it cannot tell.
+func syncfsReportsErrors(release string) bool {
+	f := strings.SplitN(release, ".", 3)
+	if len(f) < 2 {
+		return false
+	}
+	// The minor number may run on into a suffix: 5.8-rc1.
+	n := strings.IndexFunc(f[1], func(r rune) bool { return r < '0' || r > '9' })
+	if n >= 0 {
+		f[1] = f[1][:n]
+	}
+	major, err1 := strconv.Atoi(f[0])
+	minor, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return major > 5 || major == 5 && minor >= 8
 }
 
 // dirtyBytes returns how much of the page cache waits to be written, on
