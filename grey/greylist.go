@@ -230,7 +230,7 @@ func (g *Greylist) triplet(dir, name string, now time.Time, s Settings) (outcome
 		if g.count.Load() >= int64(s.MaxTriplets) {
 			return full, 0, nil
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		switch {
 		case err == nil:
 			f.Close()
@@ -239,7 +239,7 @@ func (g *Greylist) triplet(dir, name string, now time.Time, s Settings) (outcome
 		case errors.Is(err, fs.ErrExist):
 			// made by a concurrent Check: look again
 		case errors.Is(err, fs.ErrNotExist):
-			if err := os.MkdirAll(dir, 0o755); err != nil {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return 0, 0, err
 			}
 		default:

@@ -78,6 +78,14 @@ func TestGreylistWindow(t *testing.T) {
 	if got := gt.whitelist(); got != "192.0.2.7\n" {
 		t.Errorf("whitelist = %q", got)
 	}
+	// Who mails whom is private: the directories are made 0700 and the
+	// files 0600.
+	for name, mode := range map[string]os.FileMode{"grey": 0700, "grey/tmp": 0700, "grey/tmp/198.51.100.1/192.0.2.7": 0700,
+		"grey/tmp/198.51.100.1/192.0.2.7/example.org!bob": 0600, "grey/whitelist": 0600} {
+		if fi, err := os.Stat(filepath.Join(gt.root, name)); err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%s: mode %v (%v), want %v", name, fi.Mode().Perm(), err, mode)
+		}
+	}
 	// now it passes at once, for anyone
 	gt.check(client, []string{"example.org!carol"}, true, "192.0.2.7 whitelisted")
 	if got := gt.whitelist(); got != "192.0.2.7\n" {

@@ -380,9 +380,9 @@ func (w *Whitelist) appendTo(f *os.File, data string) error {
 // it while other writers wait for the lock.
 func (w *Whitelist) openLocked(flag int) (*os.File, error) {
 	for range 10 {
-		f, err := os.OpenFile(w.path, flag, 0o644)
+		f, err := os.OpenFile(w.path, flag, 0o600)
 		if errors.Is(err, fs.ErrNotExist) && flag&os.O_CREATE != 0 {
-			if err = os.MkdirAll(filepath.Dir(w.path), 0o755); err == nil {
+			if err = os.MkdirAll(filepath.Dir(w.path), 0o700); err == nil {
 				continue
 			}
 		}

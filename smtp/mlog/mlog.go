@@ -98,10 +98,10 @@ func (l *Log) file(name string) (*os.File, error) {
 	if f := l.files[name]; f != nil {
 		return f, nil
 	}
-	if err := os.MkdirAll(l.dir, 0755); err != nil {
+	if err := os.MkdirAll(l.dir, 0750); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(l.dir, name), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0644)
+	f, err := os.OpenFile(filepath.Join(l.dir, name), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0640)
 	if err != nil {
 		return nil, err
 	}

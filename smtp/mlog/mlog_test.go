@@ -22,6 +22,13 @@ func TestLog(t *testing.T) {
 	if err != nil || string(got) != want {
 		t.Errorf("smtpd file = %q, %v; want %q", got, err, want)
 	}
+	// The logs say who mails whom: the daemon's group may read them,
+	// others not (the directory is made 0750, the files 0640).
+	for name, mode := range map[string]os.FileMode{"log": 0750, "log/smtpd": 0640, "log/smtp.fail": 0640} {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%s: mode %v (%v), want %v", name, fi.Mode().Perm(), err, mode)
+		}
+	}
 	if !strings.HasPrefix(tee.String(), want) || !strings.HasSuffix(tee.String(), "smtp.fail: no route\n") {
 		t.Errorf("tee = %q", tee.String())
 	}

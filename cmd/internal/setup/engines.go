@@ -131,7 +131,7 @@ func SweepIfDue(root string, cfg *conf.Config, logger *log.Logger) {
 	if fi, err := os.Stat(stamp); err == nil && now.Sub(fi.ModTime()) < sweepEvery && !fi.ModTime().After(now) {
 		return
 	}
-	if err := os.WriteFile(stamp, nil, 0644); err != nil {
+	if err := os.WriteFile(stamp, nil, 0600); err != nil {
 		if !errors.Is(err, fs.ErrNotExist) { // no grey/: nothing to sweep
 			logger.Printf("greylist: sweep: %v", err)
 		}

@@ -58,3 +58,33 @@ func TestClassifier(t *testing.T) {
 		t.Errorf("a bad lib/blocked opened")
 	}
 }
+
+// TestMakeRoot: the parts of the mail root that say who mails whom are
+// private (grey, log, queue), on a fresh root and on one an older smtpfs
+// made with grey/ and log/ open to all.
+func TestMakeRoot(t *testing.T) {
+	root := t.TempDir()
+	old := filepath.Join(root, "old")
+	for _, d := range []string{"grey", "log", "box"} {
+		if err := os.MkdirAll(filepath.Join(old, d), 0755); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(filepath.Join(old, d), 0755)
+	}
+	os.Chmod(filepath.Join(old, "box"), 0711) // the operator's choice: kept
+	want := map[string]os.FileMode{".": 0755, "lib": 0755, "box": 0755, "grey": 0700, "log": 0750,
+		"queue": 0700, "queue.dump": 0700, "tmp": 0700}
+	for _, r := range []string{filepath.Join(root, "new"), old} {
+		if err := MakeRoot(r); err != nil {
+			t.Fatal(err)
+		}
+		for d, mode := range want {
+			if r == old && d == "box" {
+				mode = 0711
+			}
+			if fi, err := os.Stat(filepath.Join(r, d)); err != nil || fi.Mode().Perm() != mode {
+				t.Errorf("%s: mode %v (%v), want %v", filepath.Join(r, d), fi.Mode().Perm(), err, mode)
+			}
+		}
+	}
+}

@@ -86,21 +86,42 @@ func (f *Flags) ConfFile(root string) string {
 	return filepath.Join(root, "lib", "smtpd.conf")
 }
 
-// rootDirs are made by MakeRoot, with their modes: private where mail or
-// secrets live.
+// rootDirs are made by MakeRoot, with their modes. What says who mails
+// whom is private: the queue, saved messages and spool (0700), the
+// greylist's triplets and whitelist (0700), the logs (0750: the daemon's
+// group may read them, as syslog's adm group does). Each user's Maildir
+// is made 0700 by the delivery.
 var rootDirs = []struct {
-	name string
-	mode os.FileMode
+	name    string
+	mode    os.FileMode
+	private bool // an existing directory more open than mode is made mode
 }{
-	{".", 0755}, {"lib", 0755}, {"log", 0755}, {"box", 0755}, {"grey", 0755},
-	{"queue", 0700}, {"queue.dump", 0700}, {"tmp", 0700},
+	{".", 0755, false}, {"lib", 0755, false}, {"box", 0755, false},
+	{"log", 0750, true}, {"grey", 0700, true},
+	{"queue", 0700, true}, {"queue.dump", 0700, true}, {"tmp", 0700, true},
 }
 
-// MakeRoot makes the mail root and its directories where missing.
+// MakeRoot makes the mail root and its directories where missing. A
+// private directory that an older smtpfs made open to others (grey/ and
+// log/ were 0755) loses the permissions its mode does not have, which
+// hides the files in it too.
 func MakeRoot(root string) error {
 	for _, d := range rootDirs {
-		if err := os.MkdirAll(filepath.Join(root, d.name), d.mode); err != nil {
+		dir := filepath.Join(root, d.name)
+		if err := os.MkdirAll(dir, d.mode); err != nil {
 			return err
+		}
+		if !d.private {
+			continue
+		}
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return err
+		}
+		if perm := fi.Mode().Perm(); perm&^d.mode != 0 {
+			if err := os.Chmod(dir, perm&d.mode); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
