@@ -96,8 +96,9 @@ type queueBackend struct {
 	mu        sync.Mutex
 	items     []queue.Item
 	submitted []string
-	checked   int // calls of Check
-	fail      error
+	checked   int   // calls of Check
+	fail      error // of Submit
+	full      error // of Check, whatever the header (the queue's disk is full)
 }
 
 func (q *queueBackend) List() []queue.Item {
@@ -111,7 +112,11 @@ func (q *queueBackend) List() []queue.Item {
 func (q *queueBackend) Check(header []byte) error {
 	q.mu.Lock()
 	q.checked++
+	full := q.full
 	q.mu.Unlock()
+	if full != nil {
+		return full
+	}
 	if bytes.HasPrefix(header, []byte("From ")) {
 		_, header, _ = bytes.Cut(header, []byte("\n"))
 	}

@@ -91,7 +91,10 @@ type Queue interface {
 	// (an optional upas `From sender` line, then the RFC 5322 header,
 	// including its last line's end) as soon as it is complete, so that a
 	// message without recipients or with a bad address fails the write.
-	// The daemon's implementation wraps queue.ParseEnvelope.
+	// The daemon's implementation wraps queue.ParseEnvelope, and fails too
+	// while the queue has no room (queue.Queue.CheckSpace). An error with
+	// a Temporary method that says true (a 4xx *smtp.Reply) reaches the
+	// client as "temporary failure: ...", which 9pfuse maps to EAGAIN.
 	Check(header []byte) error
 	// Submit queues the whole message durably and returns its id. It runs
 	// when the writer's fid is clunked; ctx ends when the server closes.

@@ -14,6 +14,7 @@ import (
 
 	"smtpfs/fs"
 	"smtpfs/fs/fstest"
+	"smtpfs/smtp"
 	"smtpfs/smtp/queue"
 	"smtpfs/smtpd/conf"
 	"smtpfs/test/testlib"
@@ -408,6 +409,25 @@ func TestQueueBadMessages(t *testing.T) {
 	if errText(err) != "message not queued: disk full" {
 		t.Errorf("failed submit: %q", errText(err))
 	}
+	// A temporary failure says so, in a word 9pfuse maps to EAGAIN: when
+	// the header is checked (the queue's disk is full), or at the clunk.
+	full := smtp.Replyf(452, "4.3.1", "insufficient system storage")
+	e.q.set(nil, full)
+	err = fstest.Write(fsys, "queue", plan9.OWRITE, message)
+	if want := "message not queued: temporary failure: 452 4.3.1 insufficient system storage"; errText(err) != want {
+		t.Errorf("temporary failure of submit: %q, want %q", errText(err), want)
+	}
+	e.q.mu.Lock()
+	e.q.full = full
+	e.q.mu.Unlock()
+	err = fstest.Write(fsys, "queue", plan9.OWRITE, message)
+	if want := "temporary failure: 452 4.3.1 insufficient system storage"; errText(err) != want {
+		t.Errorf("temporary failure of the header's check: %q, want %q", errText(err), want)
+	}
+	waitLog(t, e, "9p: queue: message not queued: 452 4.3.1 insufficient system storage\n")
+	e.q.mu.Lock()
+	e.q.full = nil
+	e.q.mu.Unlock()
 	// The limit follows SetMaxMessage.
 	e.q.set(nil, nil)
 	e.srv.SetMaxMessage(2000)

@@ -11,7 +11,7 @@ import (
 
 // Errors that reach 9P clients. Each carries a word 9pfuse maps to an
 // errno (reference/ninep.md §2): "permission denied" → EACCES, "busy" →
-// EBUSY, "interrupted" → EINTR, "too long" → E2BIG.
+// EBUSY, "interrupted" → EINTR, "too long" → E2BIG, "temporary" → EAGAIN.
 var (
 	errPerm        = errors.New("permission denied")
 	errBusy        = errors.New("log busy: too many readers")
@@ -23,12 +23,17 @@ var (
 // client as it is; any other gets a prefix that 9pfuse maps to EINVAL, so
 // that a shell never reports "Numerical result out of range".
 var mappable = []string{"invalid", "permission", "not found", "does not exist",
-	"too long", "busy", "exist", "illegal", "argument"}
+	"too long", "busy", "exist", "illegal", "argument", "temporar"}
 
 // clientError returns err with a text a 9pfuse user can understand:
-// unchanged when it already carries a word 9pfuse maps, else prefixed with
-// "invalid " and what (as in "invalid message: no recipients").
+// unchanged when it already carries a word 9pfuse maps; "temporary
+// failure: " in front of a temporary one (a 4xx reply: try again later,
+// EAGAIN); else prefixed with "invalid " and what (as in "invalid
+// message: no recipients").
 func clientError(what string, err error) error {
+	if isTemporary(err) {
+		return errors.New("temporary failure: " + err.Error())
+	}
 	s := strings.ToLower(err.Error())
 	for _, w := range mappable {
 		if strings.Contains(s, w) {
@@ -36,6 +41,13 @@ func clientError(what string, err error) error {
 		}
 	}
 	return errors.New("invalid " + what + ": " + err.Error())
+}
+
+// isTemporary reports whether err says to try again later, as the
+// queue's replies do (smtp.Reply's Temporary method: 4xx).
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
 }
 
 // node is what every file and directory of the tree shares: a stat that

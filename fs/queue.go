@@ -130,6 +130,9 @@ func (f *queueFile) Close(fid uint64) error {
 	id, err := f.q.Submit(f.ctx, st.msg)
 	if err != nil {
 		f.log.Printf("queue: message not queued: %v", err)
+		if isTemporary(err) {
+			return errors.New("message not queued: temporary failure: " + err.Error())
+		}
 		return errors.New("message not queued: " + err.Error())
 	}
 	f.log.Printf("queue: queued %s, %d bytes", id, len(st.msg))

@@ -116,7 +116,6 @@ func TestNinepPeerBeyondLoopback(t *testing.T) {
 func waitNinepLog(t *testing.T, d *Daemon, s string) {
 	t.Helper()
 	testlib.WaitFor(t, 10*time.Second, "9p log line "+s, func() bool {
-		b, _ := os.ReadFile(filepath.Join(d.Root, "log", "9p"))
-		return strings.Contains(string(b), s)
+		return strings.Contains(readLog(d, "9p"), s)
 	})
 }

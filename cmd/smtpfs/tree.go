@@ -47,9 +47,13 @@ type queueFile struct{ q *queue.Queue }
 
 func (f queueFile) List() []queue.Item { return f.q.List() }
 
+// Check checks the header, and that the queue has room for the message:
+// a shell's write fails while it has not (minfree).
 func (f queueFile) Check(header []byte) error {
-	_, _, err := queue.ParseEnvelope(header)
-	return err
+	if _, _, err := queue.ParseEnvelope(header); err != nil {
+		return err
+	}
+	return f.q.CheckSpace()
 }
 
 func (f queueFile) Submit(ctx context.Context, msg []byte) (string, error) {

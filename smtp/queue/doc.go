@@ -8,7 +8,10 @@
 // commit). Open recovers the directory after a crash: what dead writers
 // left half-written is removed and never loaded; every whole record is
 // delivered, again if a crash cut its delivery short (twice at worst,
-// never lost). README.md, "The queue", documents the format for people.
+// never lost). While the file system has less free space than
+// Settings.MinFree, Put and Submit write nothing and refuse with
+// ErrInsufficientStorage, a temporary 452 4.3.1. README.md, "The queue",
+// documents the format for people.
 //
 // Run delivers: one session per destination (recipient domain, address
 // literal, or the smarthost) carrying all its recipients, through a

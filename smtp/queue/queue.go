@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -62,6 +63,8 @@ type Queue struct {
 	n       Stats
 	closed  bool
 	wake    chan struct{}
+
+	lowLogged atomic.Int64 // when CheckSpace last logged a refusal, Unix ns
 }
 
 // An entry is a queued message in memory: its envelope and the runner's
@@ -233,11 +236,23 @@ func (e *entry) schedule() {
 // only once the message is on disk and fsynced (shared with concurrent
 // Puts: group commit). from is "" for the null sender, else local@domain;
 // rcpts are local@domain, or local@[ip] for an address literal. msg is
-// the message as it will be sent: CRLF line ends, no dot-stuffing.
+// the message as it will be sent: CRLF line ends, no dot-stuffing. While
+// the file system has less than Settings.MinFree free, Put refuses with
+// ErrInsufficientStorage.
 func (q *Queue) Put(ctx context.Context, from string, rcpts []string, msg io.Reader) (string, error) {
+	return q.put(ctx, from, rcpts, msg, true)
+}
+
+// put is Put; a DSN (roomCheck false) is not held to MinFree.
+func (q *Queue) put(ctx context.Context, from string, rcpts []string, msg io.Reader, roomCheck bool) (string, error) {
 	rcpts, err := checkEnvelope(from, rcpts)
 	if err != nil {
 		return "", err
+	}
+	if roomCheck {
+		if err := q.CheckSpace(); err != nil {
+			return "", err
+		}
 	}
 	now := q.clock.Now()
 	id := newID(now)

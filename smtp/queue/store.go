@@ -26,10 +26,13 @@ type store struct {
 	d             *os.File // the directory, for fsync
 	single        bool     // fsync each file and the directory alone, no group commit (benchmark)
 	data, dirs    group    // group commit of file contents and of directory changes
+
+	free func() (int64, error) // bytes free for us on the file system (statfsFree; tests replace it)
 }
 
 func openStore(dir string) (*store, error) {
 	s := &store{dir: dir, tmp: filepath.Join(dir, "tmp"), bad: filepath.Join(dir, "bad")}
+	s.free = func() (int64, error) { return statfsFree(dir) }
 	for _, d := range []string{dir, s.tmp, s.bad} {
 		if err := os.MkdirAll(d, 0700); err != nil {
 			return nil, err

@@ -149,8 +149,9 @@ func SweepIfDue(root string, cfg *conf.Config, logger *log.Logger) {
 	}
 }
 
-// QueueSettings returns the queue's settings of the configuration. A
-// recipient is local when its domain is ours. The user handed to the
+// QueueSettings returns the queue's settings of the configuration (minfree
+// is the room the queue keeps free). A recipient is local when its domain
+// is ours. The user handed to the
 // Maildir is the address itself, as the server hands it: the Maildir
 // takes the box from the local part and writes the address in
 // Delivered-To.
@@ -162,6 +163,7 @@ func QueueSettings(c *conf.Config) queue.Settings {
 		Deliveries: c.Deliveries,
 		SmartHost:  c.SmartHost,
 		Hostname:   c.Hostname,
+		MinFree:    c.MinFree,
 		IsLocal: func(addr string) (string, bool) {
 			at := strings.LastIndexByte(addr, '@')
 			if at < 0 {

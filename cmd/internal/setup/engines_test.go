@@ -11,7 +11,7 @@ import (
 )
 
 func TestQueueSettingsIsLocal(t *testing.T) {
-	c, _, err := conf.Apply(conf.Default(), "ctl", "ourdomains example.org *.example.net\nhostname mx.example.com")
+	c, _, err := conf.Apply(conf.Default(), "ctl", "ourdomains example.org *.example.net\nhostname mx.example.com\nminfree 100m")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestQueueSettingsIsLocal(t *testing.T) {
 			t.Errorf("IsLocal(%q) = %q, %v; want %q, %v", tt.addr, user, ok, tt.user, tt.local)
 		}
 	}
-	if s.Hostname != "mx.example.com" || s.Lifetime != c.Lifetime || len(s.Backoff) != len(c.Backoff) {
+	if s.Hostname != "mx.example.com" || s.Lifetime != c.Lifetime || len(s.Backoff) != len(c.Backoff) || s.MinFree != 100<<20 {
 		t.Errorf("settings %+v", s)
 	}
 }
