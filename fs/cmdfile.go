@@ -117,29 +117,14 @@ func (f *cmdFile) Close(fid uint64) error {
 	return f.run(string(st.partial))
 }
 
-// logQuote quotes a line for the log: in rc quotes, cut to 80 bytes,
-// control characters made spaces.
+// logQuote quotes a line for the log as the queue file quotes its fields
+// (rc quotes when it needs them, control characters made spaces), cut to
+// 80 bytes.
 func logQuote(line []byte) string {
-	cut := len(line) > 80
-	if cut {
-		line = line[:80]
+	if len(line) > 80 {
+		return string(appendQuoted(nil, string(line[:80]))) + "..."
 	}
-	b := []byte{'\''}
-	for _, c := range line {
-		switch {
-		case c == '\'':
-			b = append(b, '\'', '\'')
-		case c < ' ' || c == 0x7f:
-			b = append(b, ' ')
-		default:
-			b = append(b, c)
-		}
-	}
-	b = append(b, '\'')
-	if cut {
-		b = append(b, "..."...)
-	}
-	return string(b)
+	return string(appendQuoted(nil, string(line)))
 }
 
 // run applies text and logs each line that took effect, or the error.

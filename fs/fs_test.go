@@ -467,10 +467,10 @@ func TestQueueDropped(t *testing.T) {
 func TestCtlDropped(t *testing.T) {
 	bl := &listBackend{}
 	e := newEnv(t, func(c *fs.Config) { c.Blocked = bl })
-	for _, tc := range []struct{ file, line string }{
-		{"ctl", "greylist on"},
-		{"whitelist", "192.0.2.99"},
-		{"blocked", "block 192.0.2.99"},
+	for _, tc := range []struct{ file, line, logged string }{
+		{"ctl", "greylist on", "'greylist on'"},
+		{"whitelist", "192.0.2.99", "192.0.2.99"},
+		{"blocked", "block 192.0.2.99", "'block 192.0.2.99'"},
 	} {
 		fsys, nc := fstest.DialConn(t, e.ds)
 		fid, err := fsys.Open(tc.file, plan9.OWRITE)
@@ -481,7 +481,7 @@ func TestCtlDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 		nc.Close()
-		waitLog(t, e, fmt.Sprintf("9p: %s: connection lost, unfinished line '%s' dropped\n", tc.file, tc.line))
+		waitLog(t, e, fmt.Sprintf("9p: %s: connection lost, unfinished line %s dropped\n", tc.file, tc.logged))
 	}
 	if e.ctl.greylist() {
 		t.Errorf("the dead connection's ctl line was applied")
