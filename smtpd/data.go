@@ -12,9 +12,10 @@ import (
 // (RFC 5321 §4.5.3.1.6).
 const maxTextLine = 1000
 
-// Errors of readData. The first three are errors of the message: the
-// reader has read on to the real CRLF.CRLF, so the session can go on.
-// errWayTooBig and I/O errors leave the protocol out of step.
+// Errors of readData. The first three, and an error of the writer, are
+// errors of the message: the reader has read on to the real CRLF.CRLF, so
+// the session can go on. errWayTooBig and read errors leave the protocol
+// out of step.
 var (
 	errBareEOL   = errors.New("bare CR or LF in message")
 	errLongLine  = errors.New("line longer than 1000 octets in message")
@@ -30,8 +31,10 @@ var (
 // the message fail with errBareEOL, but only once the real end has been
 // read, so that "\n.\n" and its kin can neither end the message early nor
 // smuggle commands (anchors.md §2.1, the mox approach). A text line over
-// 1000 octets gives errLongLine, a message over max bytes errTooBig, the
-// same way. After the first error nothing more is written to w. A client
+// 1000 octets gives errLongLine, a message over max bytes errTooBig, and
+// an error of w (a full disk) that error, the same way: whatever the first
+// error, the rest of the message is read and thrown away, never taken for
+// commands. After the first error nothing more is written to w. A client
 // that sends more than hard bytes in all gets errWayTooBig at once.
 func readData(r *bufio.Reader, w io.Writer, max, hard int64) (int64, error) {
 	var (
@@ -93,10 +96,9 @@ func readData(r *bufio.Reader, w io.Writer, max, hard int64) (int64, error) {
 			msgErr = errTooBig
 		}
 		if msgErr == nil {
-			if _, err := w.Write(frag); err != nil {
-				return n, err
-			}
-			n += int64(len(frag))
+			k, err := w.Write(frag)
+			n += int64(k)
+			msgErr = err // the spool failed (ENOSPC, EMFILE): read on to the end all the same
 		}
 	}
 }

@@ -88,7 +88,7 @@ func (s *session) dataFailed(err error, sp *spool) *smtp.Reply {
 		s.srv.Stats.Timeouts.Add(1)
 		s.quit = true
 		return smtp.Replyf(421, "4.4.2", "%s timeout", s.cfg.DefaultDomain)
-	case sp.err != nil:
+	case sp.err != nil && err == sp.err:
 		s.logf("[%s/%s] spooling message: %v", s.helo, s.remote, err)
 		return smtp.Replyf(451, "4.3.0", "local error spooling the message; try again later")
 	}

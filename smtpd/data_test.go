@@ -97,6 +97,40 @@ func TestReadDataLimits(t *testing.T) {
 	}
 }
 
+// failingWriter takes n bytes, then fails every write.
+type failingWriter struct{ n int }
+
+var errDiskFull = errors.New("no space left on device")
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if len(p) <= w.n {
+		w.n -= len(p)
+		return len(p), nil
+	}
+	k := w.n
+	w.n = 0
+	return k, errDiskFull
+}
+
+// TestReadDataWriteError: a spool that fails (ENOSPC, EMFILE) fails the
+// message, but only once the real CRLF.CRLF has been read, so that the
+// rest of the message never runs as commands.
+func TestReadDataWriteError(t *testing.T) {
+	line := strings.Repeat("x", 98) + "\r\n"
+	msg := strings.Repeat(line, 20) + "NOOP smuggled\r\nRSET\r\n" + strings.Repeat(line, 3) + ".\r\nQUIT\r\n"
+	for _, room := range []int{0, 1, 150, 1000} {
+		r := bufio.NewReaderSize(strings.NewReader(msg), 16)
+		n, err := readData(r, &failingWriter{n: room}, 1<<20, 1<<20)
+		rest, _ := io.ReadAll(r)
+		if !errors.Is(err, errDiskFull) || string(rest) != "QUIT\r\n" {
+			t.Errorf("room %d: got %v, rest %.40q; want %v, rest %q", room, err, rest, errDiskFull, "QUIT\r\n")
+		}
+		if n > int64(room) {
+			t.Errorf("room %d: n = %d", room, n)
+		}
+	}
+}
+
 func TestSpool(t *testing.T) {
 	sp := newSpool(t.TempDir())
 	defer sp.Close()

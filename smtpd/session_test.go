@@ -191,6 +191,32 @@ func TestDataErrorsKeepSession(t *testing.T) {
 	}
 }
 
+// TestSpoolFailureKeepsStep: when the spool cannot be written (here
+// <root>/tmp is a plain file, as for ENOSPC or EMFILE), the message gets
+// 451 once its real end has been read; lines after the 1 MiB point are
+// never run as commands.
+func TestSpoolFailureKeepsStep(t *testing.T) {
+	ts := newTestServer(t, "")
+	if err := os.WriteFile(filepath.Join(ts.Root, "tmp"), nil, 0600); err != nil {
+		t.Fatal(err)
+	}
+	c := ts.ehloed("192.0.2.7")
+	c.send("MAIL FROM:<a@sender.net>")
+	c.expect("250 ")
+	c.send("RCPT TO:<b@example.org>")
+	c.expect("250 ")
+	c.send("DATA")
+	c.expect("354 ")
+	line := strings.Repeat("x", 998) + "\r\n"
+	go c.write(strings.Repeat(line, 1100) + "NOOP smuggled\r\nRCPT TO:<c@example.org>\r\n.\r\n")
+	c.expect("451 4.3.0 local error spooling the message")
+	c.send("RSET")
+	c.expect("250 2.0.0 ok")
+	if m := boxFiles(t, ts.Root, "b"); len(m) != 0 {
+		t.Errorf("delivered %d messages", len(m))
+	}
+}
+
 func TestPipelining(t *testing.T) {
 	ts := newTestServer(t, "")
 	c := ts.greeted("192.0.2.7")
