@@ -58,14 +58,47 @@ func (s *session) route(p mailPath) (rcpt, bool) {
 	if err != nil {
 		return s.refuse(p, unknownUser(p))
 	}
-	if box != "postmaster" && s.cfg.Mailer == nil && !s.cfg.MkBox && !s.srv.Maildir.HasBox(box) {
+	newBox := s.cfg.Mailer == nil && !s.takes(box) && !s.srv.Maildir.HasBox(box)
+	switch {
+	case newBox && !s.cfg.MkBox && box != "postmaster":
 		return s.refuse(p, unknownUser(p)) // RFC 5321 §4.5.1: postmaster always
+	case newBox && s.newBoxes() >= maxNewBoxes:
+		s.reply(errNewBoxes) // not an error: the client sends the rest later
+		return rcpt{}, false
 	}
 	dom := p.Domain
 	if dom == "" {
 		dom = s.cfg.DefaultDomain
 	}
-	return rcpt{addr: local + "@" + dom, bang: p.Bang(), box: box}, true
+	return rcpt{addr: local + "@" + dom, bang: p.Bang(), box: box, newBox: newBox}, true
+}
+
+// maxNewBoxes is how many boxes one message may make (mkbox on): more
+// unknown users get errNewBoxes, and come again in another transaction.
+// Without it a message to maxrcpts made-up users would make as many boxes.
+const maxNewBoxes = 10
+
+var errNewBoxes = smtp.Replyf(452, "4.5.3", "Too many new mailboxes for one message; send the rest later")
+
+// takes reports whether a recipient of the transaction goes to box.
+func (s *session) takes(box string) bool {
+	for _, r := range s.rcpts {
+		if r.box == box {
+			return true
+		}
+	}
+	return false
+}
+
+// newBoxes returns how many boxes the transaction will make.
+func (s *session) newBoxes() int {
+	n := 0
+	for _, r := range s.rcpts {
+		if r.newBox {
+			n++
+		}
+	}
+	return n
 }
 
 // validHop reports whether a bang path element is a host: a domain or an

@@ -2,6 +2,9 @@ package smtpd
 
 import (
 	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -239,5 +242,70 @@ func TestUnknownUsers(t *testing.T) {
 	}
 	if err := ts.Maildir.makeBox("bob", "bob"); err == nil || !ts.Maildir.HasBox("postmaster") {
 		t.Errorf("mkbox off made a box for bob (err %v)", err)
+	}
+}
+
+// TestNewBoxLimit: with mkbox on, one message may make at most
+// maxNewBoxes boxes; further unknown users get a temporary 452 (not an
+// error: nothing is lost, the client sends them later), while users with a
+// box and new users already counted still pass. The message is one file on
+// disk, linked into each box.
+func TestNewBoxLimit(t *testing.T) {
+	ts := newTestServer(t, "maxerrors 3")
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if err := os.MkdirAll(filepath.Join(ts.Root, "box", "old", sub), 0700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := ts.ehloed("192.0.2.7")
+	c.send("MAIL FROM:<a@elsewhere.net>")
+	c.expect("250 ")
+	for i := range maxNewBoxes {
+		c.send(fmt.Sprintf("RCPT TO:<new%d@example.org>", i))
+		c.expect("250 ")
+	}
+	for _, tc := range []struct{ rcpt, want string }{
+		{"late@example.org", "452 4.5.3 "},
+		{"late2@example.org", "452 4.5.3 "},
+		{"late3@example.org", "452 4.5.3 "},
+		{"late4@example.org", "452 4.5.3 "},
+		{"old@example.org", "250 "},
+		{"new0+again@example.org", "250 "},
+		{"New1@example.org", "250 "},
+	} {
+		c.send("RCPT TO:<" + tc.rcpt + ">")
+		if got := c.reply(); !strings.HasPrefix(got[0], tc.want) {
+			t.Errorf("RCPT TO:<%s>: got %q, want %q", tc.rcpt, got, tc.want)
+		}
+	}
+	c.send("DATA")
+	c.expect("354 ")
+	c.send("Subject: many")
+	c.send("")
+	c.send(".")
+	c.expect("250 2.5.0 sent")
+	var first os.FileInfo
+	for i := range maxNewBoxes + 1 {
+		box := fmt.Sprintf("new%d", i)
+		if i == maxNewBoxes {
+			box = "old"
+		}
+		files, _ := filepath.Glob(filepath.Join(ts.Root, "box", box, "new", "*"))
+		if len(files) != 1 {
+			t.Fatalf("%s has %d messages, want 1", box, len(files))
+		}
+		fi, _ := os.Stat(files[0])
+		if first == nil {
+			first = fi
+		} else if !os.SameFile(first, fi) {
+			t.Errorf("%s has a copy of its own", box)
+		}
+	}
+	if ts.Maildir.HasBox("late") {
+		t.Errorf("a box was made for late")
+	}
+	// A new transaction may make new boxes again.
+	if got := c.mail("a@elsewhere.net", []string{"late@example.org"}, ""); got[0] != "250 2.5.0 sent" {
+		t.Errorf("late, next message: %q", got)
 	}
 }

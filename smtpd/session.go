@@ -81,6 +81,8 @@ type rcpt struct {
 	addr string // local@domain: for the queue, Delivered-To:, To:
 	bang string // upas's form, for replies and the mailer
 	box  string // the local box, "" for a remote recipient
+	// newBox: box has no directory yet; the delivery makes it (mkbox)
+	newBox bool
 }
 
 func newSession(srv *Server, c net.Conn, cfg *conf.Config, local, remote netip.Addr) *session {

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,5 +31,50 @@ func TestSmtpdSpoolFailure(t *testing.T) {
 	r.Expect("250 2.0.0 ok")
 	if m := boxMessages(t, d.Root, "bob"); len(m) != 0 {
 		t.Errorf("bob got %d messages", len(m))
+	}
+}
+
+// TestSmtpdOneCopy: a message for many local users is one file on disk,
+// linked into each box, and one message makes at most 10 new boxes: the
+// next unknown users get a temporary 452 and come in the next message.
+func TestSmtpdOneCopy(t *testing.T) {
+	d := startMail(t, "")
+	r := ehlo(t, d, "127.0.0.5")
+	r.Send("MAIL FROM:<a@sender.example>")
+	r.Expect("250 ")
+	for i := range 10 {
+		r.Send(fmt.Sprintf("RCPT TO:<user%d@localhost>", i))
+		r.Expect("250 ")
+	}
+	r.Send("RCPT TO:<user10@localhost>")
+	r.Expect("452 4.5.3 ")
+	r.Send("RCPT TO:<user0+again@localhost>")
+	r.Expect("250 ")
+	r.Send("DATA")
+	r.Expect("354 ")
+	r.Write("Subject: to many\r\n\r\n" + strings.Repeat("0123456789abcdef\r\n", 4096) + ".\r\n")
+	r.Expect("250 2.5.0 sent")
+	var first os.FileInfo
+	for i := range 10 {
+		box := fmt.Sprintf("user%d", i)
+		files, _ := filepath.Glob(filepath.Join(d.Root, "box", box, "new", "*"))
+		if len(files) != 1 {
+			t.Fatalf("%s has %d messages", box, len(files))
+		}
+		fi, err := os.Stat(files[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first == nil {
+			first = fi
+		} else if !os.SameFile(first, fi) {
+			t.Errorf("%s has a copy of its own", box)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(d.Root, "box", "user10")); err == nil {
+		t.Errorf("box/user10 was made")
+	}
+	if got := r.transaction("a@sender.example", []string{"user10@localhost"}, "Subject: later\r\n\r\n"); got != "250 2.5.0 sent" {
+		t.Errorf("user10 in a message of its own: %q", got)
 	}
 }
