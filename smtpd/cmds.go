@@ -21,12 +21,14 @@ const (
 )
 
 // A cmdSpec is one entry of the command table: the states the command is
-// allowed in, its argument, and its handler. The handler sends its own
-// replies; it sets s.quit to end the session.
+// allowed in, its argument, its handler, and whether it is junk: a command
+// that moves no mail, of which an untrusted session may send maxJunk. The
+// handler sends its own replies; it sets s.quit to end the session.
 type cmdSpec struct {
 	states state
 	arg    argKind
 	fn     func(s *session, arg string)
+	junk   bool
 }
 
 // commands is the command table (RFC 5321 §4.1.1, §4.1.4 for the order;
@@ -37,19 +39,19 @@ var commands map[string]cmdSpec
 
 func init() {
 	commands = map[string]cmdSpec{
-		"HELO":     {stAny, argReq, (*session).heloCmd},
-		"EHLO":     {stAny, argReq, (*session).ehloCmd},
-		"MAIL":     {stHelo, argReq, (*session).mail},
-		"RCPT":     {stMail | stRcpt, argReq, (*session).rcpt},
-		"DATA":     {stRcpt, argNone, (*session).data},
-		"RSET":     {stAny, argNone, (*session).rset},
-		"NOOP":     {stAny, argOpt, (*session).noop},
-		"HELP":     {stAny, argOpt, (*session).help},
-		"VRFY":     {stAny, argReq, (*session).vrfy},
-		"EXPN":     {stAny, argReq, (*session).vrfy},
-		"QUIT":     {stAny, argNone, (*session).quitCmd},
-		"STARTTLS": {stInit | stHelo, argNone, (*session).starttls},
-		"AUTH":     {stHelo, argReq, (*session).auth},
+		"HELO":     {stAny, argReq, (*session).heloCmd, true},
+		"EHLO":     {stAny, argReq, (*session).ehloCmd, true},
+		"MAIL":     {stHelo, argReq, (*session).mail, false},
+		"RCPT":     {stMail | stRcpt, argReq, (*session).rcpt, false},
+		"DATA":     {stRcpt, argNone, (*session).data, false},
+		"RSET":     {stAny, argNone, (*session).rset, true},
+		"NOOP":     {stAny, argOpt, (*session).noop, true},
+		"HELP":     {stAny, argOpt, (*session).help, true},
+		"VRFY":     {stAny, argReq, (*session).vrfy, true},
+		"EXPN":     {stAny, argReq, (*session).vrfy, true},
+		"QUIT":     {stAny, argNone, (*session).quitCmd, false},
+		"STARTTLS": {stInit | stHelo, argNone, (*session).starttls, false},
+		"AUTH":     {stHelo, argReq, (*session).auth, false},
 	}
 }
 
@@ -284,7 +286,9 @@ func heloDomain(helo string) string {
 // rcpt serves RCPT TO (RFC 5321 §4.1.1.3). It takes no parameters.
 func (s *session) rcpt(arg string) {
 	if len(s.rcpts) >= s.cfg.MaxRcpts {
-		s.reply(smtp.Replyf(452, "4.5.3", "Too many recipients")) // RFC 5321 §4.5.3.1.10; not an error
+		if !s.junk() { // RFC 5321 §4.5.3.1.10: not an error
+			s.reply(smtp.Replyf(452, "4.5.3", "Too many recipients"))
+		}
 		return
 	}
 	p, params, err := parsePathArg(arg, "TO:")

@@ -63,7 +63,9 @@ func (s *session) route(p mailPath) (rcpt, bool) {
 	case newBox && !s.cfg.MkBox && box != "postmaster":
 		return s.refuse(p, unknownUser(p)) // RFC 5321 §4.5.1: postmaster always
 	case newBox && s.newBoxes() >= maxNewBoxes:
-		s.reply(errNewBoxes) // not an error: the client sends the rest later
+		if !s.junk() { // not an error: the client sends the rest later
+			s.reply(errNewBoxes)
+		}
 		return rcpt{}, false
 	}
 	dom := p.Domain

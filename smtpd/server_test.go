@@ -36,6 +36,13 @@ type testServer struct {
 // newTestServer starts a server configured with the lines of text.
 func newTestServer(t testing.TB, text string) *testServer {
 	t.Helper()
+	return newTestServerWith(t, text, nil)
+}
+
+// newTestServerWith is newTestServer calling set, when not nil, on the
+// Server before it serves.
+func newTestServerWith(t testing.TB, text string, set func(*Server)) *testServer {
+	t.Helper()
 	cfg, _, err := conf.Apply(conf.Default(), "test", "defaultdomain example.org\nhostname mx.example.org\n"+text)
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +59,9 @@ func newTestServer(t testing.TB, text string) *testServer {
 		ts.sleeps = append(ts.sleeps, d)
 		ts.mu.Unlock()
 		return nil
+	}
+	if set != nil {
+		set(ts.Server)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

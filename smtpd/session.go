@@ -41,6 +41,10 @@ const (
 // before we give up on it and hang up.
 const maxDiscard = 64 << 10
 
+// maxJunk is how many commands that move no mail an untrusted session may
+// send.
+const maxJunk = 100
+
 // A session is one SMTP connection. Only its own goroutine touches it,
 // except for mu and what it guards (Shutdown's wake and kill).
 type session struct {
@@ -63,6 +67,7 @@ type session struct {
 	authUser  string // "" until AUTH succeeds
 	authFails int
 	errors    int  // refused commands, upas's rejectcount
+	junkN     int  // commands that moved no mail (junk)
 	dialup    bool // a Dial verdict: every command but QUIT is refused
 	quit      bool
 	broken    bool // a write failed: say nothing more
@@ -160,9 +165,27 @@ func (s *session) command(line []byte) {
 		s.fail(seqError(c.verb, s.state))
 	case spec.arg == argNone && c.arg != "", spec.arg == argReq && c.arg == "":
 		s.fail(errArgs)
+	case spec.junk && s.junk():
 	default:
 		spec.fn(s, c.arg)
 	}
+}
+
+// junk counts a command that moves no mail, and ends the session with 421
+// (returning true) when an untrusted client has sent more than maxJunk:
+// else a NOOP every few minutes would hold a session for ever. Refused
+// commands are not junk; they count towards maxerrors instead.
+func (s *session) junk() bool {
+	if s.trusted {
+		return false
+	}
+	if s.junkN++; s.junkN <= maxJunk {
+		return false
+	}
+	s.logf("[%s/%s] %d commands that move no mail; hanging up", s.helo, s.remote, s.junkN)
+	s.reply(smtp.Replyf(421, "4.7.0", "%s too many commands that move no mail; closing", s.cfg.DefaultDomain))
+	s.quit = true
+	return true
 }
 
 // maskAuth hides the initial response of an AUTH command.

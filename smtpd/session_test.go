@@ -259,6 +259,49 @@ func TestTooManyRecipients(t *testing.T) {
 	}
 }
 
+// TestJunkCommands: an untrusted session may send maxJunk commands that
+// move no mail (NOOP, RSET, VRFY, EXPN, HELP, HELO, EHLO, a RCPT answered
+// 452); the next one is answered 421 and the session closed, so that a
+// client cannot hold a slot for ever with a NOOP every few minutes
+// (Postfix's smtpd_junk_command_limit). Trusted clients have no limit.
+func TestJunkCommands(t *testing.T) {
+	ts := newTestServer(t, "maxrcpts 100\nournets 10.0.0.0/8")
+	junk := []string{"NOOP", "RSET", "VRFY bob", "EXPN list", "HELP", "HELO a.example", "EHLO a.example", "NOOP hello"}
+	c := ts.greeted("192.0.2.7")
+	for i := range maxJunk {
+		c.send(junk[i%len(junk)])
+		c.expect("2")
+	}
+	c.send("NOOP")
+	c.expect("421 4.7.0 example.org too many commands that move no mail")
+	if !c.closed() {
+		t.Errorf("still open after %d junk commands", maxJunk+1)
+	}
+	// RCPT past maxrcpts is junk too; real mail is not.
+	c = ts.ehloed("192.0.2.7") // EHLO: 1
+	c.mail("a@sender.net", []string{"b@example.org"}, "")
+	c.send("MAIL FROM:<a@sender.net>")
+	c.expect("250 ")
+	for i := range 100 {
+		c.send(fmt.Sprintf("RCPT TO:<b+%d@example.org>", i))
+		c.expect("250 ")
+	}
+	for range maxJunk - 1 {
+		c.send("RCPT TO:<late@example.org>")
+		c.expect("452 4.5.3 Too many recipients")
+	}
+	c.send("RCPT TO:<late@example.org>")
+	c.expect("421 4.7.0 ")
+	if !c.closed() {
+		t.Errorf("still open after too many refused RCPTs")
+	}
+	c = ts.greeted("10.0.0.1")
+	for range 2 * maxJunk {
+		c.send("NOOP")
+		c.expect("250 ")
+	}
+}
+
 func TestLongLines(t *testing.T) {
 	ts := newTestServer(t, "maxerrors 3")
 	c := ts.ehloed("192.0.2.7")

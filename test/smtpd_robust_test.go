@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSmtpdSpoolFailure: with the spool unusable (<root>/tmp a plain file,
@@ -76,5 +77,27 @@ func TestSmtpdOneCopy(t *testing.T) {
 	}
 	if got := r.transaction("a@sender.example", []string{"user10@localhost"}, "Subject: later\r\n\r\n"); got != "250 2.5.0 sent" {
 		t.Errorf("user10 in a message of its own: %q", got)
+	}
+}
+
+// TestSmtpdJunkCommands: an untrusted client may send 100 commands that
+// move no mail; the next gets 421 and the session is closed, so a NOOP
+// every few minutes does not hold a slot for ever. A trusted one may go on.
+func TestSmtpdJunkCommands(t *testing.T) {
+	d := startMail(t, "ournets 127.0.0.1\n")
+	r := ehlo(t, d, "127.0.0.5")
+	for i := range 99 {
+		r.Send([]string{"NOOP", "RSET", "VRFY bob", "HELP"}[i%4])
+		r.Expect("2")
+	}
+	r.Send("NOOP")
+	r.Expect("421 4.7.0 ")
+	if !r.Closed(10 * time.Second) {
+		t.Errorf("still open after 101 junk commands")
+	}
+	r = ehlo(t, d, "127.0.0.1")
+	for range 150 {
+		r.Send("NOOP")
+		r.Expect("250 ")
 	}
 }
