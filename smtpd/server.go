@@ -89,7 +89,7 @@ type Server struct {
 	once     sync.Once
 	mu       sync.Mutex
 	sessions map[*session]struct{}
-	perIP    map[netip.Addr]int
+	perIP    map[netip.Prefix]int // sessions per untrusted client (clientNet)
 	ls       map[net.Listener]struct{}
 	left     *sync.Cond      // signalled when a session ends
 	drainCtx context.Context // done when Shutdown starts: finish the transaction, then go
@@ -107,7 +107,7 @@ var ErrServerClosed = errors.New("smtpd: server closed")
 func (s *Server) init() {
 	s.once.Do(func() {
 		s.sessions = map[*session]struct{}{}
-		s.perIP = map[netip.Addr]int{}
+		s.perIP = map[netip.Prefix]int{}
 		s.ls = map[net.Listener]struct{}{}
 		s.left = sync.NewCond(&s.mu)
 		s.drainCtx, s.drain = context.WithCancel(context.Background())
@@ -215,11 +215,11 @@ func (s *Server) admit(sess *session) *smtp.Reply {
 		return smtp.Replyf(421, "4.3.2", "%s shutting down", cfg.DefaultDomain)
 	case len(s.sessions) >= cfg.MaxConns:
 		return smtp.Replyf(421, "4.7.0", "%s too many connections", cfg.DefaultDomain)
-	case !sess.trusted && s.perIP[sess.remote] >= cfg.MaxPerIP:
-		return smtp.Replyf(421, "4.7.0", "%s too many connections from %s", cfg.DefaultDomain, sess.remote)
+	case !sess.trusted && s.perIP[clientNet(sess.remote)] >= cfg.MaxPerIP:
+		return smtp.Replyf(421, "4.7.0", "%s too many connections from %s", cfg.DefaultDomain, clientName(sess.remote))
 	}
 	s.sessions[sess] = struct{}{}
-	s.perIP[sess.remote]++
+	s.perIP[clientNet(sess.remote)]++
 	s.Stats.Connections.Add(1)
 	s.Stats.Sessions.Add(1)
 	return nil
@@ -229,8 +229,9 @@ func (s *Server) leave(sess *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.sessions, sess)
-	if s.perIP[sess.remote]--; s.perIP[sess.remote] <= 0 {
-		delete(s.perIP, sess.remote)
+	n := clientNet(sess.remote)
+	if s.perIP[n]--; s.perIP[n] <= 0 {
+		delete(s.perIP, n)
 	}
 	s.Stats.Sessions.Add(-1)
 	s.left.Broadcast()
@@ -282,6 +283,27 @@ func (s *Server) waitSessions() {
 	for len(s.sessions) > 0 {
 		s.left.Wait()
 	}
+}
+
+// clientNet returns what counts as one client for the limits per client
+// (maxperip, AUTH failures): an IPv4 address, or the /64 of an IPv6
+// address, the least a site is given (RFC 6177 §2), so that a site cannot
+// multiply itself by calling from many of its addresses.
+func clientNet(ip netip.Addr) netip.Prefix {
+	bits := ip.BitLen()
+	if ip.Is6() {
+		bits = 64
+	}
+	p, _ := ip.Prefix(bits)
+	return p
+}
+
+// clientName is clientNet for logs and replies: 192.0.2.1, 2001:db8::/64.
+func clientName(ip netip.Addr) string {
+	if ip.Is6() {
+		return clientNet(ip).String()
+	}
+	return ip.String()
 }
 
 // addrIP returns the IP address of a net.Addr, or the zero Addr.

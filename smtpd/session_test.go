@@ -407,6 +407,21 @@ func TestConnectionLimits(t *testing.T) {
 	}
 }
 
+// TestConnectionLimitsIPv6: maxperip counts an IPv6 client by its /64, the
+// least a site is given (RFC 6177): one site cannot take every slot by
+// calling from as many addresses. IPv4 addresses count one by one.
+func TestConnectionLimitsIPv6(t *testing.T) {
+	ts := newTestServer(t, "maxperip 2")
+	ts.greeted("2001:db8::1")
+	ts.greeted("2001:db8::2:3")
+	c := ts.dial("2001:db8::ffff:1")
+	c.expect("421 4.7.0 example.org too many connections from 2001:db8::/64")
+	ts.greeted("2001:db8:0:1::1")
+	ts.greeted("192.0.2.1")
+	ts.greeted("192.0.2.2")
+	ts.greeted("192.0.2.2")
+}
+
 func TestTarpit(t *testing.T) {
 	ts := newTestServer(t, "tarpit on\ntarpitdelay 15s 60s\nournets 10.0.0.0/8\nmaxerrors 20")
 	c := ts.greeted("192.0.2.7")
