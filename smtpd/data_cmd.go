@@ -38,7 +38,7 @@ func (s *session) data(string) {
 	if s.flush() != nil {
 		return
 	}
-	sp := newSpool(filepath.Join(s.srv.Root, "tmp"))
+	sp := newSpool(filepath.Join(s.srv.Root, "tmp"), &s.srv.mem)
 	defer sp.Close()
 	s.in.perRead = s.cfg.DataTimeout
 	_, err := readData(s.r, sp, s.cfg.MaxSize, 2*s.cfg.MaxSize+1<<20)

@@ -132,7 +132,7 @@ func TestReadDataWriteError(t *testing.T) {
 }
 
 func TestSpool(t *testing.T) {
-	sp := newSpool(t.TempDir())
+	sp := newSpool(t.TempDir(), &memBudget{max: spoolBudget})
 	defer sp.Close()
 	var want bytes.Buffer
 	chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
@@ -154,6 +154,56 @@ func TestSpool(t *testing.T) {
 	got, _ = io.ReadAll(sp.Reader(spoolMem - 3))
 	if !bytes.Equal(got, want.Bytes()[spoolMem-3:]) {
 		t.Errorf("reading across the memory/file boundary differs")
+	}
+}
+
+// TestSpoolBudget: spools share one memory budget; what does not fit
+// goes to the file, and the message reads back whole all the same.
+func TestSpoolBudget(t *testing.T) {
+	b := &memBudget{max: 256 << 10}
+	dir := t.TempDir()
+	header := "From: a@sender.net\r\nSubject: budget\r\n\r\n"
+	var spools []*spool
+	var msgs [][]byte
+	for i := range 4 {
+		sp := newSpool(dir, b)
+		var want bytes.Buffer
+		want.WriteString(header)
+		sp.Write([]byte(header))
+		chunk := bytes.Repeat([]byte{byte('a' + i)}, 1000)
+		for range 200 {
+			sp.Write(chunk)
+			want.Write(chunk)
+			if used := b.used.Load(); used > b.max {
+				t.Fatalf("spool %d: %d bytes of memory in use, budget %d", i, used, b.max)
+			}
+		}
+		if err := sp.finish(); err != nil {
+			t.Fatal(err)
+		}
+		spools = append(spools, sp)
+		msgs = append(msgs, want.Bytes())
+	}
+	if sp := spools[3]; sp.f == nil || len(sp.mem) > 16<<10 {
+		t.Errorf("the last spool holds %d bytes in memory (file %v) with the budget spent", len(sp.mem), sp.f != nil)
+	}
+	for i, sp := range spools {
+		got, err := io.ReadAll(sp.Reader(0))
+		if err != nil || !bytes.Equal(got, msgs[i]) {
+			t.Errorf("spool %d: read back %d bytes, %v; want %d", i, len(got), err, len(msgs[i]))
+		}
+		if h := sp.head(100); string(h) != string(msgs[i][:100]) {
+			t.Errorf("spool %d: head %q", i, h)
+		}
+		if h := scanHeader(sp.head(maxHeaderScan)); !h.originator || h.end != len(header) {
+			t.Errorf("spool %d: header %+v", i, h)
+		}
+	}
+	for _, sp := range spools {
+		sp.Close()
+	}
+	if used := b.used.Load(); used != 0 {
+		t.Errorf("%d bytes still taken from the budget after Close", used)
 	}
 }
 

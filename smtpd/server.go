@@ -85,6 +85,7 @@ type Server struct {
 
 	// sleep waits for d unless ctx is done first; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error
+	mem   memBudget // of the message spools; max spoolBudget unless a test set it
 
 	once     sync.Once
 	mu       sync.Mutex
@@ -117,6 +118,9 @@ func (s *Server) init() {
 		}
 		if s.sleep == nil {
 			s.sleep = sleepCtx
+		}
+		if s.mem.max == 0 {
+			s.mem.max = spoolBudget
 		}
 		if s.Maildir == nil {
 			s.Maildir = NewMaildir(filepath.Join(s.Root, "box"))

@@ -218,6 +218,26 @@ func TestSpoolFailureKeepsStep(t *testing.T) {
 	}
 }
 
+// TestSpoolNoMemory: with the memory budget of the spools spent, a
+// message goes to a file from its first byte, and is delivered as well.
+func TestSpoolNoMemory(t *testing.T) {
+	ts := newTestServerWith(t, "", func(s *Server) { s.mem.max = 1 })
+	c := ts.ehloed("192.0.2.7")
+	body := strings.Repeat("line of the body\r\n", 5000)
+	if got := c.mail("a@sender.net", []string{"b@example.org"}, "From: A <a@sender.net>\r\nTo: b@example.org\r\nSubject: s\r\n\r\n"+body); got[0] != "250 2.5.0 sent" {
+		t.Fatalf("got %q", got)
+	}
+	m := boxFiles(t, ts.Root, "b")
+	if len(m) != 1 {
+		t.Fatalf("b has %d messages", len(m))
+	}
+	lines := strings.SplitN(m[0], "\n", 7)
+	if lines[3] != "From: A <a@sender.net>" || lines[4] != "To: b@example.org" || lines[5] != "Subject: s" ||
+		lines[6] != "\n"+strings.ReplaceAll(body, "\r\n", "\n") {
+		t.Errorf("delivered %.300q", m[0])
+	}
+}
+
 func TestPipelining(t *testing.T) {
 	ts := newTestServer(t, "")
 	c := ts.greeted("192.0.2.7")
