@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"smtpfs/smtp"
@@ -86,6 +87,9 @@ type Server struct {
 	// sleep waits for d unless ctx is done first; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error
 	mem   memBudget // of the message spools; max spoolBudget unless a test set it
+	// nofile returns the file descriptor limit (RLIMIT_NOFILE), 0 if
+	// unknown; tests replace it.
+	nofile func() int
 
 	once     sync.Once
 	mu       sync.Mutex
@@ -121,6 +125,9 @@ func (s *Server) init() {
 		}
 		if s.mem.max == 0 {
 			s.mem.max = spoolBudget
+		}
+		if s.nofile == nil {
+			s.nofile = rlimitNofile
 		}
 		if s.Maildir == nil {
 			s.Maildir = NewMaildir(filepath.Join(s.Root, "box"))
@@ -208,16 +215,21 @@ func (s *Server) ServeConn(c net.Conn) {
 }
 
 // admit registers a new session, or returns the reply refusing it: too
-// many sessions in all, too many from this untrusted address, or the
-// server is shutting down.
+// many sessions in all (maxconns, or as many as the file descriptor limit
+// allows), too many from this untrusted client, or the server is shutting
+// down.
 func (s *Server) admit(sess *session) *smtp.Reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cfg := sess.cfg
+	nofile := s.nofile()
 	switch {
 	case s.draining:
 		return smtp.Replyf(421, "4.3.2", "%s shutting down", cfg.DefaultDomain)
 	case len(s.sessions) >= cfg.MaxConns:
+		return smtp.Replyf(421, "4.7.0", "%s too many connections", cfg.DefaultDomain)
+	case len(s.sessions) >= sessionCeiling(cfg.MaxConns, nofile):
+		s.logf("%d sessions, as many as the file descriptor limit (RLIMIT_NOFILE %d) allows", len(s.sessions), nofile)
 		return smtp.Replyf(421, "4.7.0", "%s too many connections", cfg.DefaultDomain)
 	case !sess.trusted && s.perIP[clientNet(sess.remote)] >= cfg.MaxPerIP:
 		return smtp.Replyf(421, "4.7.0", "%s too many connections from %s", cfg.DefaultDomain, clientName(sess.remote))
@@ -227,6 +239,32 @@ func (s *Server) admit(sess *session) *smtp.Reply {
 	s.Stats.Connections.Add(1)
 	s.Stats.Sessions.Add(1)
 	return nil
+}
+
+// sessionCeiling returns how many sessions may be open at once: maxconns,
+// but no more than the file descriptor limit nofile allows (0: no limit
+// known), so that a crowd gets 421 from us rather than failing accepts,
+// spools and Maildir files for everyone. A session may hold two
+// descriptors at once (its socket and its spool file); the rest of the
+// program keeps some (the listeners, logs, the queue's files and outbound
+// connections, a Maildir delivery's files): 128, or half of a small limit.
+func sessionCeiling(maxconns, nofile int) int {
+	if nofile <= 0 {
+		return maxconns
+	}
+	reserve := min(128, nofile/2)
+	return min(maxconns, max(1, (nofile-reserve)/2))
+}
+
+// rlimitNofile returns the soft limit of file descriptors. Go raises it
+// to the hard limit at start; an operator may change it with prlimit, so
+// it is read at each connection (a system call, next to an accept).
+func rlimitNofile() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	return int(min(rl.Cur, 1<<31))
 }
 
 func (s *Server) leave(sess *session) {

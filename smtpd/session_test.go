@@ -442,6 +442,26 @@ func TestConnectionLimitsIPv6(t *testing.T) {
 	ts.greeted("192.0.2.2")
 }
 
+// TestConnectionLimitsFiles: whatever maxconns says, sessions stop short
+// of the file descriptor limit (each may hold its socket and a spool
+// file, and the rest of the program needs some), with a 421 rather than
+// failing accepts, Maildir files and spools for everyone.
+func TestConnectionLimitsFiles(t *testing.T) {
+	for _, tc := range []struct{ nofile, want int }{{0, 20000}, {8, 2}, {256, 64}, {20000, 9936}, {1 << 20, 20000}} {
+		if got := sessionCeiling(20000, tc.nofile); got != tc.want {
+			t.Errorf("maxconns 20000, RLIMIT_NOFILE %d: at most %d sessions, want %d", tc.nofile, got, tc.want)
+		}
+	}
+	ts := newTestServerWith(t, "ournets 10.0.0.0/8", func(s *Server) { s.nofile = func() int { return 8 } })
+	ts.greeted("192.0.2.1")
+	ts.greeted("10.0.0.1")
+	c := ts.dial("10.0.0.1")
+	c.expect("421 4.7.0 example.org too many connections")
+	if !strings.Contains(ts.logbuf.String(), "file descriptor") {
+		t.Errorf("the log does not say why:\n%s", ts.logbuf)
+	}
+}
+
 func TestTarpit(t *testing.T) {
 	ts := newTestServer(t, "tarpit on\ntarpitdelay 15s 60s\nournets 10.0.0.0/8\nmaxerrors 20")
 	c := ts.greeted("192.0.2.7")

@@ -3,7 +3,9 @@ package test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,4 +102,30 @@ func TestSmtpdJunkCommands(t *testing.T) {
 		r.Send("NOOP")
 		r.Expect("250 ")
 	}
+}
+
+// TestSmtpdFileLimit: the daemon keeps sessions short of its file
+// descriptor limit: with RLIMIT_NOFILE lowered to 256 (prlimit, on the
+// running daemon), 64 sessions are served and the 65th gets 421, whatever
+// maxconns says, instead of accepts and spools failing for everyone.
+func TestSmtpdFileLimit(t *testing.T) {
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skip("no prlimit (util-linux) to lower the daemon's file limit")
+	}
+	d := startMail(t, "maxperip 1000\n")
+	pid := strconv.Itoa(d.Cmd.Process.Pid)
+	if out, err := exec.Command(prlimit, "--pid", pid, "--nofile=256:256").CombinedOutput(); err != nil {
+		t.Skipf("prlimit: %v: %s", err, out)
+	}
+	for i := range 64 {
+		r := dialRaw(t, d.SMTP[0], fmt.Sprintf("127.0.1.%d", i+1))
+		r.Expect("220 ")
+	}
+	r := dialRaw(t, d.SMTP[0], "127.0.2.1")
+	r.Expect("421 4.7.0 ")
+	if !r.Closed(10 * time.Second) {
+		t.Errorf("the 65th session is open")
+	}
+	waitLog(t, d, "as many as the file descriptor limit (RLIMIT_NOFILE 256) allows")
 }
