@@ -47,24 +47,31 @@ func NewMaildir(dir string) *Maildir {
 	return &Maildir{Dir: dir, Now: time.Now, host: host, fsync: syncPath, link: os.Link, dirs: map[string]*dirSync{}}
 }
 
-// BoxName returns the box of a local part: lower case, without a +tag,
-// at most 64 octets of letters, digits, '.', '-' and '_', not starting
-// with '.' or '-'. Anything else is refused: the name becomes a directory.
+// BoxName returns the box of a local part: lower case, without a +tag.
+// The local part must be at most 64 octets, a dot-string of letters,
+// digits, '.', '-' and '_' not starting with '.' or '-', then optionally
+// '+' and a tag of those and '+' and '='. Anything else is refused: the box
+// becomes a directory, and the whole local part goes into Delivered-To:
+// and To: lines, where a quoted "bob+x>, Boss <ceo>" would forge an
+// address.
 func BoxName(local string) (string, error) {
-	u := strings.ToLower(local)
-	if i := strings.IndexByte(u, '+'); i > 0 {
-		u = u[:i]
-	}
-	if u == "" || len(u) > maxLocal || u[0] == '.' || u[0] == '-' {
+	box, tag, _ := strings.Cut(local, "+")
+	if box == "" || len(local) > maxLocal || box[0] == '.' || box[0] == '-' || !isDotString(local) ||
+		!onlyBytes(box, "._-") || !onlyBytes(tag, "._-+=") {
 		return "", fmt.Errorf("invalid user name %q", local)
 	}
-	for i := 0; i < len(u); i++ {
-		c := u[i]
-		if !(c >= 'a' && c <= 'z' || isDigit(c) || c == '.' || c == '-' || c == '_') {
-			return "", fmt.Errorf("invalid user name %q", local)
+	return strings.ToLower(box), nil
+}
+
+// onlyBytes reports whether s is made of letters, digits and the bytes
+// of extra.
+func onlyBytes(s, extra string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlpha(c) && !isDigit(c) && strings.IndexByte(extra, c) < 0 {
+			return false
 		}
 	}
-	return u, nil
+	return true
 }
 
 // HasBox reports whether user has a box.
@@ -103,7 +110,7 @@ func (m *Maildir) Deliver(ctx context.Context, from string, rcpts []string, msg 
 		}
 		box, err := BoxName(strings.Trim(local, `"`))
 		if err != nil {
-			return smtp.Replyf(550, "5.1.1", "<%s> ... user unknown", r)
+			return errMailboxName(r)
 		}
 		if !seen[box] {
 			seen[box] = true

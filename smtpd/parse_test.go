@@ -155,6 +155,21 @@ func TestBoxName(t *testing.T) {
 		{"a b", ""},
 		{"caf\xc3\xa9", ""},
 		{strings.Repeat("x", 65), ""},
+		// The tag is made of safe characters too: the whole local part
+		// goes into Delivered-To: and To:.
+		{"bob+a.b-c_d=e+f", "bob"},
+		{"Bob+Tag", "bob"},
+		{"bob+x>, Big Boss <ceo> (x", ""},
+		{"bob+x y", ""},
+		{"bob+x\r\nBcc: eve", ""},
+		{"bob+\"", ""},
+		{"bob+x,y", ""},
+		{"bob+x/../y", ""},
+		{"bob.", ""},
+		{"bob+x.", ""},
+		{"bob..x", ""},
+		{"bob+" + strings.Repeat("x", 60), "bob"},
+		{"bob+" + strings.Repeat("x", 61), ""},
 	} {
 		box, err := BoxName(tc.local)
 		if box != tc.box || (err == nil) != (tc.box != "") {

@@ -56,7 +56,7 @@ func (s *session) route(p mailPath) (rcpt, bool) {
 	}
 	box, err := BoxName(local)
 	if err != nil {
-		return s.refuse(p, unknownUser(p))
+		return s.refuse(p, errMailboxName(p.Addr()))
 	}
 	newBox := s.cfg.Mailer == nil && !s.takes(box) && !s.srv.Maildir.HasBox(box)
 	switch {
@@ -72,7 +72,8 @@ func (s *session) route(p mailPath) (rcpt, bool) {
 	if dom == "" {
 		dom = s.cfg.DefaultDomain
 	}
-	return rcpt{addr: local + "@" + dom, bang: p.Bang(), box: box, newBox: newBox}, true
+	addr := mailPath{Local: local, Domain: dom}.Addr()
+	return rcpt{addr: addr, bang: p.Bang(), box: box, newBox: newBox}, true
 }
 
 // maxNewBoxes is how many boxes one message may make (mkbox on): more
@@ -115,6 +116,12 @@ func validHop(h string) bool {
 
 func unknownUser(p mailPath) *smtp.Reply {
 	return smtp.Replyf(550, "5.1.1", "<%s> ... user unknown", p.Addr())
+}
+
+// errMailboxName refuses a local recipient whose local part BoxName
+// refuses (RFC 3463 X.1.3: bad destination mailbox address syntax).
+func errMailboxName(addr string) *smtp.Reply {
+	return smtp.Replyf(550, "5.1.3", "<%s> ... not a valid mailbox name", addr)
 }
 
 func (s *session) refuse(p mailPath, r *smtp.Reply) (rcpt, bool) {

@@ -162,8 +162,15 @@ func TestTrustedRelay(t *testing.T) {
 			}
 		}
 	}
-	// The percent hack is refused even for trusted clients: we do not route on it.
+	// A remote recipient whose local part must be quoted keeps its quotes
+	// in the To: we add.
 	c := ts.ehloed("10.1.2.3")
+	c.mail("alice@example.org", []string{`"a b>, Boss <c"@elsewhere.com`}, "Subject: x\r\n\r\n")
+	if m := q.all(); !strings.Contains(m[len(m)-1].data, "\r\nTo: \"a b>, Boss <c\"@elsewhere.com\r\n") {
+		t.Errorf("queued %q", m[len(m)-1].data)
+	}
+	// The percent hack is refused even for trusted clients: we do not route on it.
+	c = ts.ehloed("10.1.2.3")
 	c.send("MAIL FROM:<alice@example.org>")
 	c.expect("250 ")
 	c.send("RCPT TO:<v%elsewhere.com@example.org>")
@@ -222,9 +229,9 @@ func TestUnknownUsers(t *testing.T) {
 	c.expect("250 ")
 	for _, tc := range []struct{ rcpt, want string }{
 		{"nobody@example.org", "550 5.1.1 <nobody@example.org> ... user unknown"},
-		{`"john doe"@example.org`, `550 5.1.1 <"john doe"@example.org> ... user unknown`},
+		{`"john doe"@example.org`, `550 5.1.3 <"john doe"@example.org> ... not a valid mailbox name`},
 		{".hidden@example.org", "501 5.1.3"},
-		{`".."@example.org`, `550 5.1.1 <".."@example.org> ... user unknown`},
+		{`".."@example.org`, `550 5.1.3 <".."@example.org> ... not a valid mailbox name`},
 		{"postmaster@example.org", "250 2.0.0 receiver is example.org!postmaster"},
 		{"POSTMASTER", "250 2.0.0 receiver is POSTMASTER"},
 	} {
@@ -307,5 +314,36 @@ func TestNewBoxLimit(t *testing.T) {
 	// A new transaction may make new boxes again.
 	if got := c.mail("a@elsewhere.net", []string{"late@example.org"}, ""); got[0] != "250 2.5.0 sent" {
 		t.Errorf("late, next message: %q", got)
+	}
+}
+
+// TestLocalPartInHeaders: the whole local part of a local recipient, +tag
+// included, must be safe, since it is written into Delivered-To: and To:;
+// anything else is refused with 550 5.1.3, for every client (the
+// reviewer's probe wrote "Delivered-To: bob+x>, Big Boss <ceo> (x@...").
+func TestLocalPartInHeaders(t *testing.T) {
+	ts := newTestServer(t, "ournets 10.0.0.0/8\nmaxerrors 100")
+	ts.Queue = &fakeQueue{}
+	for _, ip := range []string{"192.0.2.7", "10.0.0.1"} {
+		c := ts.ehloed(ip)
+		c.send("MAIL FROM:<a@elsewhere.net>")
+		c.expect("250 ")
+		for _, rcpt := range []string{`"bob+x>, Big Boss <ceo> (x"@example.org`, `"bob+x y"@example.org`, `"bob+a,b"`, `"bob."@example.org`} {
+			c.send("RCPT TO:<" + rcpt + ">")
+			if got := c.reply(); !strings.HasPrefix(got[0], "550 5.1.3 ") {
+				t.Errorf("%s: RCPT TO:<%s>: got %q, want 550 5.1.3", ip, rcpt, got)
+			}
+		}
+		c.send("RSET")
+		c.expect("250 ")
+	}
+	c := ts.ehloed("192.0.2.7")
+	if got := c.mail("a@elsewhere.net", []string{`"bob+a.b=c"@example.org`}, "Subject: s\r\n\r\n"); got[0] != "250 2.5.0 sent" {
+		t.Fatalf("got %q", got)
+	}
+	m := boxFiles(t, ts.Root, "bob")
+	if len(m) != 1 || !strings.HasPrefix(m[0], "Return-Path: <a@elsewhere.net>\nDelivered-To: bob+a.b=c@example.org\n") ||
+		!strings.Contains(m[0], " for <bob+a.b=c@example.org>; ") || !strings.Contains(m[0], "\nTo: bob+a.b=c@example.org\n") {
+		t.Errorf("delivered %q", m)
 	}
 }

@@ -129,3 +129,25 @@ func TestSmtpdFileLimit(t *testing.T) {
 	}
 	waitLog(t, d, "as many as the file descriptor limit (RLIMIT_NOFILE 256) allows")
 }
+
+// TestSmtpdLocalPartHeaders: the reviewer's probe: a quoted local part
+// whose +tag holds a forged address is refused (550 5.1.3), not delivered
+// with "Delivered-To: bob+x>, Big Boss <ceo> (x@localhost"; a safe tag is
+// delivered and written as it came.
+func TestSmtpdLocalPartHeaders(t *testing.T) {
+	d := startMail(t, "")
+	r := ehlo(t, d, "127.0.0.5")
+	r.Send("MAIL FROM:<a@sender.example>")
+	r.Expect("250 ")
+	r.Send(`RCPT TO:<"bob+x>, Big Boss <ceo> (x"@localhost>`)
+	r.Expect("550 5.1.3 ")
+	r.Send("RSET")
+	r.Expect("250 ")
+	if got := r.transaction("a@sender.example", []string{"bob+news.2024@localhost"}, "Subject: s\r\n\r\n"); got != "250 2.5.0 sent" {
+		t.Fatalf("got %q", got)
+	}
+	m := boxMessages(t, d.Root, "bob")
+	if len(m) != 1 || !strings.Contains(m[0], "\nDelivered-To: bob+news.2024@localhost\n") || !strings.Contains(m[0], "\nTo: bob+news.2024@localhost\n") {
+		t.Errorf("bob has %q", m)
+	}
+}
