@@ -224,7 +224,7 @@ func (s *session) mail(arg string) {
 	}
 	p, params, err := parsePathArg(arg, "FROM:")
 	if err != nil {
-		s.fail(err.(*smtp.Reply))
+		s.fail(err)
 		return
 	}
 	seen := map[string]bool{}
@@ -299,7 +299,7 @@ func (s *session) rcpt(arg string) {
 		err = errPathSyntax
 	}
 	if err != nil {
-		s.fail(err.(*smtp.Reply))
+		s.fail(err)
 		return
 	}
 	r, ok := s.route(p)

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -211,7 +212,22 @@ func (s *Server) ServeConn(c net.Conn) {
 		return
 	}
 	defer s.leave(sess)
+	defer s.recovered(sess)
 	sess.serve()
+}
+
+// recovered, deferred, turns a panic in a session (a bug, ours or a
+// seam's) into the end of that session alone: it is logged with its
+// stack and counted, and the client told 421; every other session goes on.
+func (s *Server) recovered(sess *session) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	s.Stats.Panics.Add(1)
+	s.logf("panic in session with %s: %v\n%s", sess.remote, r, debug.Stack())
+	sess.reply(smtp.Replyf(421, "4.3.0", "%s internal error", sess.cfg.DefaultDomain))
+	sess.flush()
 }
 
 // admit registers a new session, or returns the reply refusing it: too

@@ -153,7 +153,7 @@ func (s *session) command(line []byte) {
 	spec, known := commands[c.verb]
 	switch {
 	case err != nil:
-		s.fail(err.(*smtp.Reply))
+		s.fail(err)
 	case httpVerbs[c.verb] && c.arg != "":
 		s.logf("non-SMTP command from %s: %q; hanging up", s.remote, s.cur)
 		s.quit = true

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"smtpfs/smtp"
+	"smtpfs/test/testlib"
 )
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -460,6 +462,41 @@ func TestConnectionLimitsFiles(t *testing.T) {
 	if !strings.Contains(ts.logbuf.String(), "file descriptor") {
 		t.Errorf("the log does not say why:\n%s", ts.logbuf)
 	}
+}
+
+// panicker is a seam that panics, as a bug in a plug-in would.
+type panicker struct{}
+
+func (panicker) Classify(ip netip.Addr, sender string) Verdict { panic("classifier bug") }
+
+// TestPanic: a panic in a session ends that session (421, closed, counted,
+// logged with its stack), not the server: the next sessions are served.
+func TestPanic(t *testing.T) {
+	ts := newTestServer(t, "")
+	ts.Classifier = panicker{}
+	c := ts.ehloed("192.0.2.7")
+	c.send("MAIL FROM:<a@sender.net>")
+	c.expect("250 ")
+	c.send("RCPT TO:<b@example.org>")
+	c.expect("250 ")
+	c.send("DATA")
+	c.expect("421 4.3.0 example.org internal error")
+	if !c.closed() {
+		t.Errorf("still open after a panic")
+	}
+	if got := ts.Stats.Panics.Load(); got != 1 {
+		t.Errorf("panics = %d, want 1", got)
+	}
+	if l := ts.logbuf.String(); !strings.Contains(l, "panic in session with 192.0.2.7: classifier bug") || !strings.Contains(l, "smtpd.panicker.Classify") {
+		t.Errorf("log:\n%s", l)
+	}
+	c = ts.ehloed("10.0.0.1")
+	c.send("NOOP")
+	c.expect("250 ")
+	c.send("QUIT")
+	c.expect("221 ")
+	c.closed()
+	testlib.WaitFor(t, 10*time.Second, "no session left", func() bool { return ts.Stats.Sessions.Load() == 0 })
 }
 
 func TestTarpit(t *testing.T) {
