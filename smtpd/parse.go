@@ -294,7 +294,9 @@ func parseDomain(s string) (string, *smtp.Reply) {
 }
 
 // parseLiteral parses an address literal, [a.b.c.d] or [IPv6:...], or
-// upas's empty [] (returned as the zero Addr, ok).
+// upas's empty [] (returned as the zero Addr, ok). An IPv6 zone
+// (fe80::1%eth0) is refused: RFC 5321 §4.1.3 has none, and it names an
+// interface of the sender's, nothing another host could reach.
 func parseLiteral(s string) (addr netip.Addr, ok bool) {
 	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
 		return netip.Addr{}, false
@@ -305,7 +307,7 @@ func parseLiteral(s string) (addr netip.Addr, ok bool) {
 	}
 	if v6, found := cutPrefixFold(in, "IPv6:"); found {
 		a, err := netip.ParseAddr(v6)
-		return a, err == nil && a.Is6() && !a.Is4In6()
+		return a, err == nil && a.Is6() && !a.Is4In6() && a.Zone() == ""
 	}
 	a, err := netip.ParseAddr(in)
 	return a, err == nil && a.Is4()

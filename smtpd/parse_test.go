@@ -104,6 +104,8 @@ func TestParsePathArg(t *testing.T) {
 		{arg: "FROM:<a@[IPv6:1.2.3.4]>", err: errPathSyntax},
 		{arg: "FROM:<a@[IPv6:::ffff:1.2.3.4]>", err: errPathSyntax},
 		{arg: "FROM:<a@[example.org]>", err: errPathSyntax},
+		{arg: "FROM:<a@[IPv6:fe80::1%eth0]>", err: errPathSyntax}, // a zone means nothing to another host
+		{arg: "FROM:<a@[IPv6:fe80::1%25]>", err: errPathSyntax},
 		{arg: `FROM:<"unterminated@b.c>`, err: errPathSyntax},
 		{arg: `FROM:<"a"b@c.d>`, err: errPathSyntax},
 		{arg: "FROM:<\"tab\there\"@c.d>", err: errPathSyntax},

@@ -151,3 +151,20 @@ func TestSmtpdLocalPartHeaders(t *testing.T) {
 		t.Errorf("bob has %q", m)
 	}
 }
+
+// TestSmtpdZonedLiteral: an IPv6 literal with a zone is a syntax error at
+// once (the queue could only bounce it later), in RCPT, MAIL and HELO.
+func TestSmtpdZonedLiteral(t *testing.T) {
+	d := startMail(t, "ournets 127.0.0.1\n")
+	r := ehlo(t, d, "127.0.0.1")
+	r.Send("MAIL FROM:<a@[IPv6:fe80::1%eth0]>")
+	r.Expect("501 5.1.3 ")
+	r.Send("MAIL FROM:<a@sender.example>")
+	r.Expect("250 ")
+	r.Send("RCPT TO:<v@[IPv6:fe80::1%eth0]>")
+	r.Expect("501 5.1.3 ")
+	r.Send("RCPT TO:<v@[IPv6:fe80::1]>")
+	r.Expect("250 ")
+	r.Send("EHLO [IPv6:fe80::1%lo]")
+	r.Expect("501 5.5.4 ")
+}
