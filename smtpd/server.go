@@ -88,6 +88,7 @@ type Server struct {
 	// sleep waits for d unless ctx is done first; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error
 	mem   memBudget // of the message spools; max spoolBudget unless a test set it
+	auths authLimiter
 	// nofile returns the file descriptor limit (RLIMIT_NOFILE), 0 if
 	// unknown; tests replace it.
 	nofile func() int

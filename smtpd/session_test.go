@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -563,7 +564,7 @@ func TestAuth(t *testing.T) {
 	c.expect("451 4.3.0")
 
 	ts.apply("plaintextauth on")
-	for _, tc := range []struct {
+	for n, tc := range []struct {
 		name   string
 		dialog []string // client lines and expected reply prefixes, alternating
 	}{
@@ -588,7 +589,7 @@ func TestAuth(t *testing.T) {
 		{"cram malformed", []string{"AUTH CRAM-MD5", "334 ", b64("glenda"), "501 5.5.4 Poorly formed CRAM-MD5 response"}},
 		{"cram initial", []string{"AUTH CRAM-MD5 abc", "501 5.5.4"}},
 	} {
-		c := ts.ehloed("192.0.2.7")
+		c := ts.ehloed(fmt.Sprintf("192.0.2.%d", 100+n)) // one address would run into the AUTH failure limit
 		for i := 0; i < len(tc.dialog); i += 2 {
 			c.send(tc.dialog[i])
 			if got := c.reply(); !strings.HasPrefix(got[0], tc.dialog[i+1]) {
@@ -608,6 +609,82 @@ func TestAuth(t *testing.T) {
 	c.expect("503 5.7.0 too many authentication failures")
 	if !strings.Contains(ts.logbuf.String(), `authentication failed: PLAIN "glenda" from client.example.net/192.0.2.7`) ||
 		strings.Contains(ts.logbuf.String(), "s3cret") {
+		t.Errorf("log:\n%s", ts.logbuf)
+	}
+}
+
+// A clock is a settable clock for tests.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// TestAuthLimit: failed AUTH is counted per client (an IPv4 address or an
+// IPv6 /64) across sessions; after authFailMax failures in authFailWindow
+// AUTH is refused with 454 for authLockout, even with the right password,
+// from that client only. Clients in ournets are not limited.
+func TestAuthLimit(t *testing.T) {
+	clk := &clock{now: time.Date(2024, 3, 27, 23, 47, 45, 0, time.UTC)}
+	ts := newTestServerWith(t, "plaintextauth on\nournets 10.0.0.0/8", func(s *Server) { s.Now = clk.Now })
+	ts.Secrets = func() *Secrets { return &Secrets{m: map[string]string{"glenda": "s3cret"}} }
+	plain := func(pw string) string { return "AUTH PLAIN " + b64("\x00glenda\x00"+pw) }
+	fail := func(ip string, n int) {
+		t.Helper()
+		c := ts.ehloed(ip)
+		for range n {
+			c.send(plain("wrong"))
+			c.expect("535 ")
+		}
+	}
+	try := func(ip, want string) {
+		t.Helper()
+		c := ts.ehloed(ip)
+		c.send(plain("s3cret"))
+		if got := c.reply(); !strings.HasPrefix(got[0], want) {
+			t.Errorf("%s: got %q, want %q", ip, got, want)
+		}
+	}
+	fail("192.0.2.7", 3)
+	fail("192.0.2.7", 3)
+	fail("192.0.2.7", 3)
+	try("192.0.2.7", "235 ") // 9 failures: not yet
+	fail("192.0.2.7", 1)
+	try("192.0.2.7", "454 4.7.0 too many authentication failures, try later")
+	try("192.0.2.8", "235 ")
+	// IPv6: a /64 is one client.
+	for i := range authFailMax {
+		fail(fmt.Sprintf("2001:db8::%x", i+1), 1)
+	}
+	try("2001:db8::ffff", "454 4.7.0 ")
+	try("2001:db8:0:1::1", "235 ")
+	// Failures spread over more than the window do not add up.
+	for range authFailMax - 1 {
+		fail("192.0.2.9", 1)
+	}
+	clk.add(authFailWindow + time.Second)
+	fail("192.0.2.9", 1)
+	try("192.0.2.9", "235 ")
+	// The lockout ends.
+	clk.add(authLockout - authFailWindow)
+	try("192.0.2.7", "235 ")
+	// ournets: never locked.
+	for range 4 {
+		fail("10.0.0.1", 3)
+	}
+	try("10.0.0.1", "235 ")
+	if !strings.Contains(ts.logbuf.String(), "AUTH from 192.0.2.7 refused for 15m0s after 10 failures") {
 		t.Errorf("log:\n%s", ts.logbuf)
 	}
 }

@@ -168,3 +168,24 @@ func TestSmtpdZonedLiteral(t *testing.T) {
 	r.Send("EHLO [IPv6:fe80::1%lo]")
 	r.Expect("501 5.5.4 ")
 }
+
+// TestSmtpdAuthLimit: failed AUTH is counted per address across sessions:
+// after 10 failures, AUTH from that address is refused with 454 even with
+// the right password, while other addresses may go on.
+func TestSmtpdAuthLimit(t *testing.T) {
+	d, _ := startTLSMail(t, "", "glenda s3cret\n", "-p")
+	for _, n := range []int{3, 3, 3, 1} {
+		r := ehlo(t, d, "127.0.0.9")
+		for range n {
+			r.Send("AUTH PLAIN " + b64("\x00glenda\x00guess"))
+			r.Expect("535 ")
+		}
+	}
+	r := ehlo(t, d, "127.0.0.9")
+	r.Send("AUTH PLAIN " + b64("\x00glenda\x00s3cret"))
+	r.Expect("454 4.7.0 too many authentication failures, try later")
+	r = ehlo(t, d, "127.0.0.10")
+	r.Send("AUTH PLAIN " + b64("\x00glenda\x00s3cret"))
+	r.Expect("235 ")
+	waitLog(t, d, "AUTH from 127.0.0.9 refused for 15m0s after 10 failures")
+}
