@@ -20,7 +20,9 @@
 // hack, quoted local parts hiding '@', '!' or '%', and source routes to
 // other hosts are refused with upas's "we don't relay" reply. upas's
 // loopback form user@[] (or []!user) is allowed: it is queued for delivery
-// back to the client's own address.
+// back to the client's own address. What an untrusted client queues is
+// queued from the null sender: its sender is forged at will, and a bounce
+// to it would reflect the client's text to a victim.
 //
 // At DATA, for an untrusted client, in this order: the sender domain check
 // (verifysenderdom), the lib/blocked verdict (Classifier), the greylist

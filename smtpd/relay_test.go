@@ -205,6 +205,45 @@ func TestLoopback(t *testing.T) {
 		if len(m.rcpts) != 1 || m.rcpts[0] != "me@[192.0.2.7]" {
 			t.Errorf("queued for %q, want me@[192.0.2.7]", m.rcpts)
 		}
+		// The sender is anybody's, forged at will: a bounce to it would
+		// carry the client's text to a victim. Queued from <>, the message
+		// is never bounced.
+		if m.from != "" {
+			t.Errorf("queued from <%s>, want <>", m.from)
+		}
+		if !strings.Contains(m.data, "\r\nFrom: a@elsewhere.net\r\n") {
+			t.Errorf("queued %q", m.data)
+		}
+	}
+	if !strings.Contains(ts.logbuf.String(), "queued from <> for an untrusted client: sender elsewhere.net!a") {
+		t.Errorf("log:\n%s", ts.logbuf)
+	}
+}
+
+// TestQueuedSender: trusted and authenticated clients keep their sender
+// in the queue, loopback or not; an untrusted one (it may reach the queue
+// only by loopback, or with norelay off) is queued from <>.
+func TestQueuedSender(t *testing.T) {
+	ts := newTestServer(t, "ournets 10.0.0.0/8\nplaintextauth on")
+	ts.Secrets = func() *Secrets { return &Secrets{m: map[string]string{"glenda": "s3cret"}} }
+	q := &fakeQueue{}
+	ts.Queue = q
+	c := ts.ehloed("10.0.0.1")
+	c.mail("a@example.org", []string{"me@[]", "v@elsewhere.com"}, "")
+	c = ts.ehloed("192.0.2.7")
+	c.send("AUTH PLAIN " + b64("\x00glenda\x00s3cret"))
+	c.expect("235 ")
+	c.mail("glenda@example.org", []string{"me@[]"}, "")
+	ts.apply("norelay off")
+	c = ts.ehloed("192.0.2.8")
+	c.mail("a@elsewhere.net", []string{"v@elsewhere.com"}, "")
+	var got []string
+	for _, m := range q.all() {
+		got = append(got, "<"+m.from+"> "+strings.Join(m.rcpts, ","))
+	}
+	want := "<a@example.org> me@[10.0.0.1],v@elsewhere.com|<glenda@example.org> me@[192.0.2.7]|<> v@elsewhere.com"
+	if strings.Join(got, "|") != want {
+		t.Errorf("queued %q, want %q", got, want)
 	}
 }
 

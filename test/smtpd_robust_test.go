@@ -5,10 +5,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"smtpfs/fs/fstest"
+	"smtpfs/smtp"
+	"smtpfs/test/testlib"
 )
 
 // TestSmtpdSpoolFailure: with the spool unusable (<root>/tmp a plain file,
@@ -188,4 +193,46 @@ func TestSmtpdAuthLimit(t *testing.T) {
 	r.Send("AUTH PLAIN " + b64("\x00glenda\x00s3cret"))
 	r.Expect("235 ")
 	waitLog(t, d, "AUTH from 127.0.0.9 refused for 15m0s after 10 failures")
+}
+
+// TestSmtpdLoopbackNullSender: upas's user@[] sends a message back to
+// the client's own address. From an untrusted client it is queued from
+// <>, so when that address refuses it, no bounce carries the client's text
+// to the sender it forged (backscatter).
+func TestSmtpdLoopbackNullSender(t *testing.T) {
+	back := testlib.NewSink(t, testlib.SinkOptions{Listen: "127.0.0.7:0"})
+	victim := testlib.NewSink(t, testlib.SinkOptions{Listen: "127.0.0.8:" + back.Port()})
+	back.SetReply(func(phase, arg string) *smtp.Reply {
+		if phase == "RCPT" {
+			return smtp.Replyf(550, "5.1.1", "no such user here")
+		}
+		return nil
+	})
+	dns := testlib.NewDNS(t, "elsewhere.example. MX 10 mx.elsewhere.example.\nmx.elsewhere.example. A 127.0.0.8\n")
+	t.Setenv("SMTPFS_RESOLVER", dns.Addr)
+	t.Setenv("SMTPFS_SMTP_PORT", back.Port())
+	w := &queueWorld{t: t, d: startMail(t, ""), sink: back}
+	w.fsys = fstest.Dial(t, w.d.NineP[0])
+	r := ehlo(t, w.d, "127.0.0.7")
+	if got := r.transaction("victim@elsewhere.example", []string{"x@[]"}, "Subject: reflect me\r\n\r\nattacker text\r\n"); got != "250 2.5.0 sent" {
+		t.Fatalf("got %q", got)
+	}
+	testlib.WaitFor(t, 15*time.Second, "the delivery back to 127.0.0.7", func() bool {
+		for _, s := range back.Sessions() {
+			for _, c := range s {
+				if strings.HasPrefix(c, "MAIL FROM:") {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if s := back.Sessions(); !slices.ContainsFunc(s[0], func(c string) bool { return strings.HasPrefix(c, "MAIL FROM:<> ") }) {
+		t.Errorf("delivered back with %q, want MAIL FROM:<>", s[0])
+	}
+	w.waitEmpty()
+	if m := victim.Messages(); len(m) != 0 {
+		t.Errorf("the forged sender got %d messages: %q", len(m), m[0].Data)
+	}
+	waitLog(t, w.d, "queued from <> for an untrusted client: sender elsewhere.example!victim")
 }
