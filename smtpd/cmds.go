@@ -228,16 +228,23 @@ func (s *session) mail(arg string) {
 		return
 	}
 	seen := map[string]bool{}
+	var size int64
 	for _, pm := range params {
 		if seen[pm.key] {
 			s.fail(errArgs)
 			return
 		}
 		seen[pm.key] = true
-		if r := s.mailParam(pm); r != nil {
+		if r := s.mailParam(pm, &size); r != nil {
 			s.fail(r)
 			return
 		}
+	}
+	if r := s.srv.roomFor(s.cfg.MinFree, size); r != nil {
+		if !s.junk() { // our trouble, not an error of the client's
+			s.reply(r)
+		}
+		return
 	}
 	if !p.Null && p.Domain == "" {
 		p.Domain = heloDomain(s.helo) // upas: a domainless sender is him!sender
@@ -246,7 +253,8 @@ func (s *session) mail(arg string) {
 	s.reply(smtp.Replyf(250, "2.0.0", "sender is %s", p.Bang()))
 }
 
-func (s *session) mailParam(pm param) *smtp.Reply {
+// mailParam checks one parameter of MAIL; SIZE's value goes into size.
+func (s *session) mailParam(pm param, size *int64) *smtp.Reply {
 	switch pm.key {
 	case "SIZE":
 		n, ok := parseSize(pm.value)
@@ -256,6 +264,7 @@ func (s *session) mailParam(pm param) *smtp.Reply {
 		if n > s.cfg.MaxSize {
 			return errSize
 		}
+		*size = n
 	case "BODY":
 		switch strings.ToUpper(pm.value) {
 		case "7BIT":

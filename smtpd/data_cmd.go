@@ -65,6 +65,11 @@ func (s *session) data(string) {
 		s.fail(errLoop)
 		return
 	}
+	if r := s.srv.roomFor(s.cfg.MinFree, sp.Size()); r != nil {
+		s.srv.Stats.Rejected.Add(1)
+		s.reply(r)
+		return
+	}
 	s.deliver(sp, h)
 }
 

@@ -89,6 +89,10 @@ type Server struct {
 	sleep func(ctx context.Context, d time.Duration) error
 	mem   memBudget // of the message spools; max spoolBudget unless a test set it
 	auths authLimiter
+	space freeSpace
+	// statfs returns the free space of a directory's file system;
+	// tests replace it.
+	statfs func(dir string) (int64, error)
 	// nofile returns the file descriptor limit (RLIMIT_NOFILE), 0 if
 	// unknown; tests replace it.
 	nofile func() int
@@ -130,6 +134,9 @@ func (s *Server) init() {
 		}
 		if s.nofile == nil {
 			s.nofile = rlimitNofile
+		}
+		if s.statfs == nil {
+			s.statfs = statfsFree
 		}
 		if s.Maildir == nil {
 			s.Maildir = NewMaildir(filepath.Join(s.Root, "box"))

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -235,4 +236,24 @@ func TestSmtpdLoopbackNullSender(t *testing.T) {
 		t.Errorf("the forged sender got %d messages: %q", len(m), m[0].Data)
 	}
 	waitLog(t, w.d, "queued from <> for an untrusted client: sender elsewhere.example!victim")
+}
+
+// TestSmtpdMinFree: with less free space on the mail root than minfree,
+// MAIL gets 452 4.3.1 (nothing is accepted that could not be stored);
+// lowering minfree through ctl lets mail in again.
+func TestSmtpdMinFree(t *testing.T) {
+	d := startMail(t, "minfree 1024g\n") // the most the verb takes
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(d.Root, &st); err != nil || int64(st.Bavail)*int64(st.Bsize) >= 1<<40 {
+		t.Skipf("cannot make the mail root short of space: statfs %v, %d blocks free", err, st.Bavail)
+	}
+	r := ehlo(t, d, "127.0.0.5")
+	r.Send("MAIL FROM:<a@sender.example>")
+	r.Expect("452 4.3.1 insufficient system storage")
+	w := &queueWorld{t: t, d: d, fsys: fstest.Dial(t, d.NineP[0])}
+	w.mustCtl("minfree 1m")
+	if got := r.transaction("a@sender.example", []string{"bob@localhost"}, "Subject: s\r\n\r\n"); got != "250 2.5.0 sent" {
+		t.Errorf("after minfree 1m: %q", got)
+	}
+	waitLog(t, d, "refusing mail: ")
 }
