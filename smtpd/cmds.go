@@ -217,6 +217,7 @@ func (s *session) plaintextOK() bool { return s.tls || s.cfg.PlaintextAuth }
 // SIZE (RFC 1870), BODY (RFC 6152), AUTH (RFC 4954 §5).
 func (s *session) mail(arg string) {
 	s.cfg = s.srv.Config() // ctl changes take effect at the next transaction
+	s.out.timeout = s.cfg.CmdTimeout
 	s.trusted = s.authUser != "" || s.cfg.Trusted(s.remote)
 	if s.cfg.RequireAuth && s.authUser == "" {
 		s.fail(smtp.Replyf(530, "5.7.0", "Authentication required"))
@@ -385,9 +386,9 @@ func (s *session) starttls(string) {
 	s.mu.Lock()
 	s.conn = tc
 	s.mu.Unlock()
-	s.in.c = tc
+	s.in.c, s.out.c = tc, tc
 	s.r.Reset(s.in)
-	s.w.Reset(tc)
+	s.w.Reset(s.out)
 	s.srv.Stats.TLS.Add(1)
 	s.logf("started TLS with %s/%s", s.helo, s.remote)
 	s.tls = true

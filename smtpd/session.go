@@ -54,6 +54,7 @@ type session struct {
 	remote netip.Addr
 	in     *deadlineReader
 	r      *bufio.Reader
+	out    *deadlineWriter
 	w      *bufio.Writer
 	tr     *transcript // nil unless debug
 	line   []byte      // the command line buffer
@@ -94,7 +95,8 @@ func newSession(srv *Server, c net.Conn, cfg *conf.Config, local, remote netip.A
 	s := &session{srv: srv, cfg: cfg, conn: c, local: local, remote: remote, state: stInit}
 	s.in = &deadlineReader{c: c}
 	s.r = bufio.NewReaderSize(s.in, readBuf)
-	s.w = bufio.NewWriterSize(c, writeBuf)
+	s.out = &deadlineWriter{c: c, timeout: cfg.CmdTimeout}
+	s.w = bufio.NewWriterSize(s.out, writeBuf)
 	s.trusted = cfg.Trusted(remote)
 	return s
 }
@@ -112,6 +114,20 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 		d.c.SetReadDeadline(time.Now().Add(d.perRead))
 	}
 	return d.c.Read(p)
+}
+
+// A deadlineWriter sets a write deadline before each Write: a reply
+// longer than the write buffer is written in pieces as it is made, maybe
+// long after the last flush (a slow delivery), and each piece needs a
+// deadline of its own.
+type deadlineWriter struct {
+	c       net.Conn
+	timeout time.Duration
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	d.c.SetWriteDeadline(time.Now().Add(d.timeout))
+	return d.c.Write(p)
 }
 
 // serve runs the session: greeting, then the command loop.
@@ -326,7 +342,6 @@ func (s *session) flush() error {
 	if s.broken || s.w.Buffered() == 0 {
 		return nil
 	}
-	s.conn.SetWriteDeadline(time.Now().Add(s.cfg.CmdTimeout))
 	if err := s.w.Flush(); err != nil {
 		s.broken, s.quit = true, true
 		return err

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -869,6 +870,33 @@ func TestQueueFailure(t *testing.T) {
 	}
 	q.err = smtp.Replyf(452, "4.3.1", "queue full")
 	if got := c.mail("a@example.org", []string{"v@elsewhere.com"}, ""); got[0] != "452 4.3.1 queue full" {
+		t.Errorf("got %q", got)
+	}
+}
+
+// slowQueue takes its time, then refuses with a long reply, as a queue on
+// a struggling disk might.
+type slowQueue struct{ d time.Duration }
+
+func (q slowQueue) Put(ctx context.Context, from string, rcpts []string, msg io.Reader) (string, error) {
+	time.Sleep(q.d) // the delivery takes longer than cmdtimeout: what is under test
+	r := &smtp.Reply{Code: 452, Enh: "4.3.1"}
+	for i := range 10 {
+		r.Lines = append(r.Lines, fmt.Sprintf("line %d of a long refusal %s", i, strings.Repeat("x", 80)))
+	}
+	return "", r
+}
+
+// TestLongReplyAfterSlowDelivery: a reply longer than the write buffer,
+// sent after a delivery that took longer than cmdtimeout, reaches the
+// client: each write has a deadline of its own, not the one set at the
+// last flush, long expired.
+func TestLongReplyAfterSlowDelivery(t *testing.T) {
+	ts := newTestServer(t, "ournets 10.0.0.0/8\ncmdtimeout 300ms")
+	ts.Queue = slowQueue{600 * time.Millisecond}
+	c := ts.ehloed("10.0.0.1")
+	got := c.mail("a@example.org", []string{"v@elsewhere.com"}, "Subject: s\r\n\r\n")
+	if len(got) != 10 || !strings.HasPrefix(got[9], "452 4.3.1 line 9 ") {
 		t.Errorf("got %q", got)
 	}
 }

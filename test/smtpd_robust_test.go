@@ -257,3 +257,29 @@ func TestSmtpdMinFree(t *testing.T) {
 	}
 	waitLog(t, d, "refusing mail: ")
 }
+
+// TestSmtpdSlowMailerLongReply: a mailer slower than cmdtimeout that
+// fails with a long story: the reply (over the 512-byte write buffer)
+// still reaches the client, each write with a deadline of its own.
+func TestSmtpdSlowMailerLongReply(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "mailer")
+	os.WriteFile(script, []byte(`#!/bin/sh
+cat >/dev/null
+sleep 1.5
+for i in 1 2 3 4 5 6 7 8 9 10; do echo "line $i of a long story $(printf '%0100d' 0)" >&2; done
+exit 1
+`), 0755)
+	d := startMail(t, "cmdtimeout 1s\n", "-m", script)
+	r := ehlo(t, d, "127.0.0.5")
+	r.Send("MAIL FROM:<a@sender.example>")
+	r.Expect("250 ")
+	r.Send("RCPT TO:<bob@localhost>")
+	r.Expect("250 ")
+	r.Send("DATA")
+	r.Expect("354 ")
+	r.Send(".")
+	if l := r.Reply(); len(l) != 11 || l[10] != "450 4.0.0 mail process terminated abnormally" {
+		t.Errorf("got %q", l)
+	}
+}
