@@ -191,7 +191,17 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		pause = 0
+		// Add under mu, unless Shutdown has begun: Shutdown sets draining
+		// under mu before it waits, so no Add can race its Wait
+		// (sync.WaitGroup), and no session starts after it.
+		s.mu.Lock()
+		if s.draining {
+			s.mu.Unlock()
+			c.Close()
+			return ErrServerClosed
+		}
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
 			s.ServeConn(c)

@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1005,6 +1007,57 @@ func TestShutdown(t *testing.T) {
 	}
 	if n := len(boxFiles(t, ts.Root, "b")); n != 1 {
 		t.Errorf("b has %d messages", n)
+	}
+}
+
+// lateListener is a listener whose Accept returns a connection only when
+// the test says, even after Close: an accept that raced Shutdown.
+type lateListener struct {
+	waiting chan struct{} // the first Accept is waiting
+	conns   chan net.Conn
+	closed  chan struct{}
+	once    sync.Once
+	calls   atomic.Int32
+}
+
+// Accept returns the connection the test sends, the first time; then it
+// fails as a closed listener does.
+func (l *lateListener) Accept() (net.Conn, error) {
+	if l.calls.Add(1) > 1 {
+		<-l.closed
+		return nil, net.ErrClosed
+	}
+	l.waiting <- struct{}{}
+	return <-l.conns, nil
+}
+
+func (l *lateListener) Close() error   { l.once.Do(func() { close(l.closed) }); return nil }
+func (l *lateListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 25} }
+
+// TestShutdownLateAccept: a connection accepted as Shutdown runs (or
+// after it returned) is closed without a session: Serve starts none once
+// Shutdown has begun, so none outlives it (and the WaitGroup that Shutdown
+// waits on is never added to while it waits).
+func TestShutdownLateAccept(t *testing.T) {
+	ts := newTestServer(t, "")
+	l := &lateListener{waiting: make(chan struct{}, 1), conns: make(chan net.Conn), closed: make(chan struct{})}
+	served := make(chan error, 1)
+	go func() { served <- ts.Serve(l) }()
+	<-l.waiting
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ts.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	<-l.closed
+	client, server := net.Pipe()
+	l.conns <- server
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if b, err := io.ReadAll(client); len(b) != 0 || err != nil {
+		t.Errorf("a connection accepted after Shutdown got %q, %v; want nothing, closed", b, err)
+	}
+	if err := <-served; err != ErrServerClosed {
+		t.Errorf("Serve: %v, want ErrServerClosed", err)
 	}
 }
 
