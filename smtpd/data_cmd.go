@@ -128,8 +128,7 @@ func (s *session) screen() (Verdict, bool) {
 	switch v {
 	case Block, Delay:
 		s.srv.Stats.Blocked.Add(1)
-		s.errors++
-		s.logf("Blocked %s", who)
+		s.logf("Blocked %s", who) // the refusal after the message counts as the error
 		return v, true
 	case Deny:
 		s.srv.Stats.Blocked.Add(1)

@@ -792,6 +792,24 @@ func TestBlockedVerdicts(t *testing.T) {
 	}
 }
 
+// TestBlockedCountsOnce: a message refused by a Block or Delay verdict is
+// one error of the session, not two.
+func TestBlockedCountsOnce(t *testing.T) {
+	ts := newTestServer(t, "maxerrors 2")
+	ts.Classifier = fakeClassifier{"192.0.2.1": Block, "192.0.2.2": Delay}
+	for _, ip := range []string{"192.0.2.1", "192.0.2.2"} {
+		c := ts.ehloed(ip)
+		if got := c.mail("a@sender.net", []string{"b@example.org"}, ""); got[0][0] != '4' && got[0][0] != '5' {
+			t.Errorf("%s: got %q", ip, got)
+		}
+		c.send("NOOP")
+		c.expect("250 ") // one error of two: the session goes on
+	}
+	if got := ts.Stats.Errors.Load(); got != 2 {
+		t.Errorf("errors = %d, want 2", got)
+	}
+}
+
 // TestNoSpamFiltering: a verdict is waived when every recipient has
 // box/<user>/nospamfiltering (upas.md §2.9), not when one lacks it.
 func TestNoSpamFiltering(t *testing.T) {
