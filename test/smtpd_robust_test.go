@@ -283,3 +283,23 @@ exit 1
 		t.Errorf("got %q", l)
 	}
 }
+
+// TestSmtpdBlockedOneError: a message refused by lib/blocked (block,
+// delay) is one error of the session, not two: with maxerrors 2 the
+// session goes on after it.
+func TestSmtpdBlockedOneError(t *testing.T) {
+	d := startMail(t, "maxerrors 2\n")
+	if err := os.WriteFile(filepath.Join(d.Root, "lib", "blocked"), []byte("block 127.0.0.10\ndelay 127.0.0.13\n"), 0644); err != nil {
+		t.Fatal(err)
+	}
+	w := &queueWorld{t: t, d: d, fsys: fstest.Dial(t, d.NineP[0])}
+	w.mustCtl("reload")
+	for _, tc := range []struct{ ip, want string }{{"127.0.0.10", "554 5.7.1 "}, {"127.0.0.13", "450 4.3.0 "}} {
+		r := ehlo(t, d, tc.ip)
+		if got := r.transaction("a@sender.example", []string{"bob@localhost"}, "Subject: s\r\n\r\n"); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%s: got %q, want %q", tc.ip, got, tc.want)
+		}
+		r.Send("NOOP")
+		r.Expect("250 ")
+	}
+}
