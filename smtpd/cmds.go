@@ -122,9 +122,11 @@ func (s *session) hello(name string, esmtp bool) {
 	if s.cfg.TLSCert != nil && !s.tls {
 		lines = append(lines, "STARTTLS")
 	}
-	if s.plaintextOK() {
+	switch {
+	case s.secrets().Len() == 0: // nobody could authenticate: offering AUTH only invites guessing
+	case s.plaintextOK():
 		lines = append(lines, "AUTH CRAM-MD5 PLAIN LOGIN")
-	} else {
+	default:
 		lines = append(lines, "AUTH CRAM-MD5")
 	}
 	s.reply(&smtp.Reply{Code: 250, Lines: lines})

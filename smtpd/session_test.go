@@ -248,7 +248,7 @@ func TestPipelining(t *testing.T) {
 	ts := newTestServer(t, "")
 	c := ts.greeted("192.0.2.7")
 	c.write("EHLO a.example\r\nMAIL FROM:<a@sender.net>\r\nRCPT TO:<b@example.org>\r\nRCPT TO:<v@elsewhere.com>\r\nRCPT TO:<c@example.org>\r\nDATA\r\n")
-	for _, want := range []string{"250 AUTH", "250 2.0.0 sender", "250 2.0.0 receiver", "550 5.7.1", "250 2.0.0 receiver", "354 "} {
+	for _, want := range []string{"250 ENHANCEDSTATUSCODES", "250 2.0.0 sender", "250 2.0.0 receiver", "550 5.7.1", "250 2.0.0 receiver", "354 "} {
 		c.expect(want)
 	}
 	c.write("Subject: p\r\n\r\nx\r\n.\r\nMAIL FROM:<a@sender.net>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
@@ -689,6 +689,39 @@ func TestAuthLimit(t *testing.T) {
 	try("10.0.0.1", "235 ")
 	if !strings.Contains(ts.logbuf.String(), "AUTH from 192.0.2.7 refused for 15m0s after 10 failures") {
 		t.Errorf("log:\n%s", ts.logbuf)
+	}
+}
+
+// TestAuthWithoutUsers: with nobody in lib/secrets (missing, or empty),
+// AUTH is not offered, and refused: an offer nobody can take up only
+// invites guessing.
+func TestAuthWithoutUsers(t *testing.T) {
+	var secrets atomic.Pointer[Secrets]
+	ts := newTestServer(t, "plaintextauth on")
+	ts.Secrets = secrets.Load
+	for _, tc := range []struct {
+		users map[string]string
+		ehlo  string
+		auth  string
+	}{
+		{nil, "250 ENHANCEDSTATUSCODES", "502 5.5.1 AUTH not available"},
+		{map[string]string{}, "250 ENHANCEDSTATUSCODES", "502 5.5.1 AUTH not available"},
+		{map[string]string{"glenda": "s3cret"}, "250 AUTH CRAM-MD5 PLAIN LOGIN", "235 "},
+	} {
+		if tc.users == nil {
+			secrets.Store(nil)
+		} else {
+			secrets.Store(&Secrets{m: tc.users})
+		}
+		c := ts.greeted("192.0.2.7")
+		c.send("EHLO client.example.net")
+		if got := c.reply(); got[len(got)-1] != tc.ehlo {
+			t.Errorf("%d users: EHLO %q, want last line %q", len(tc.users), got, tc.ehlo)
+		}
+		c.send("AUTH PLAIN " + b64("\x00glenda\x00s3cret"))
+		if got := c.reply(); !strings.HasPrefix(got[0], tc.auth) {
+			t.Errorf("%d users: AUTH %q, want %q", len(tc.users), got, tc.auth)
+		}
 	}
 }
 

@@ -303,3 +303,18 @@ func TestSmtpdBlockedOneError(t *testing.T) {
 		r.Expect("250 ")
 	}
 }
+
+// TestSmtpdNoUsersNoAuth: without lib/secrets, EHLO offers no AUTH and
+// AUTH is refused at once: nobody could authenticate, so the offer would
+// only invite guessing.
+func TestSmtpdNoUsersNoAuth(t *testing.T) {
+	d := startMail(t, "")
+	r := dialRaw(t, d.SMTP[0], "127.0.0.5")
+	r.Expect("220 ")
+	r.Send("EHLO client.example.net")
+	if l := r.Expect("250 "); l[len(l)-1] != "250 ENHANCEDSTATUSCODES" {
+		t.Errorf("EHLO %q", l)
+	}
+	r.Send("AUTH CRAM-MD5")
+	r.Expect("502 5.5.1 AUTH not available")
+}
