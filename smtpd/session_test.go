@@ -185,12 +185,7 @@ func TestDataErrorsKeepSession(t *testing.T) {
 		t.Errorf("delivered %q", m)
 	}
 	// Far over the limit, the server hangs up.
-	c.send("MAIL FROM:<a@sender.net>")
-	c.expect("250 ")
-	c.send("RCPT TO:<b@example.org>")
-	c.expect("250 ")
-	c.send("DATA")
-	c.expect("354 ")
+	c.open("a@sender.net", "b@example.org")
 	go c.write(strings.Repeat("0123456789abcdef\r\n", 1<<16))
 	c.expect("552 5.3.4")
 	if !c.closed() {
@@ -208,12 +203,7 @@ func TestSpoolFailureKeepsStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := ts.ehloed("192.0.2.7")
-	c.send("MAIL FROM:<a@sender.net>")
-	c.expect("250 ")
-	c.send("RCPT TO:<b@example.org>")
-	c.expect("250 ")
-	c.send("DATA")
-	c.expect("354 ")
+	c.open("a@sender.net", "b@example.org")
 	line := strings.Repeat("x", 998) + "\r\n"
 	go c.write(strings.Repeat(line, 1100) + "NOOP smuggled\r\nRCPT TO:<c@example.org>\r\n.\r\n")
 	c.expect("451 4.3.0 local error spooling the message")
@@ -386,12 +376,7 @@ func TestTimeouts(t *testing.T) {
 		t.Errorf("open after a timeout")
 	}
 	c = ts.ehloed("192.0.2.7")
-	c.send("MAIL FROM:<a@sender.net>")
-	c.expect("250 ")
-	c.send("RCPT TO:<b@example.org>")
-	c.expect("250 ")
-	c.send("DATA")
-	c.expect("354 ")
+	c.open("a@sender.net", "b@example.org")
 	c.send("Subject: slow")
 	c.expect("421 4.4.2 example.org timeout")
 	if !c.closed() {
@@ -479,10 +464,7 @@ func TestPanic(t *testing.T) {
 	ts := newTestServer(t, "")
 	ts.Classifier = panicker{}
 	c := ts.ehloed("192.0.2.7")
-	c.send("MAIL FROM:<a@sender.net>")
-	c.expect("250 ")
-	c.send("RCPT TO:<b@example.org>")
-	c.expect("250 ")
+	c.begin("a@sender.net", "b@example.org")
 	c.send("DATA")
 	c.expect("421 4.3.0 example.org internal error")
 	if !c.closed() {

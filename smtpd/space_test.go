@@ -54,12 +54,7 @@ func TestMinFree(t *testing.T) {
 	}
 	mu.Unlock()
 	// The space goes while the message comes.
-	c.send("MAIL FROM:<a@sender.net>")
-	c.expect("250 ")
-	c.send("RCPT TO:<b@example.org>")
-	c.expect("250 ")
-	c.send("DATA")
-	c.expect("354 ")
+	c.open("a@sender.net", "b@example.org")
 	setFree(60<<20, nil)
 	c.send("Subject: s")
 	c.send("")

@@ -272,12 +272,7 @@ exit 1
 `), 0755)
 	d := startMail(t, "cmdtimeout 1s\n", "-m", script)
 	r := ehlo(t, d, "127.0.0.5")
-	r.Send("MAIL FROM:<a@sender.example>")
-	r.Expect("250 ")
-	r.Send("RCPT TO:<bob@localhost>")
-	r.Expect("250 ")
-	r.Send("DATA")
-	r.Expect("354 ")
+	r.open("a@sender.example", "bob@localhost")
 	r.Send(".")
 	if l := r.Reply(); len(l) != 11 || l[10] != "450 4.0.0 mail process terminated abnormally" {
 		t.Errorf("got %q", l)
