@@ -253,10 +253,10 @@ func (s *Server) recovered(sess *session) {
 // allows), too many from this untrusted client, or the server is shutting
 // down.
 func (s *Server) admit(sess *session) *smtp.Reply {
+	nofile := s.nofile() // a system call: outside the lock
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cfg := sess.cfg
-	nofile := s.nofile()
 	switch {
 	case s.draining:
 		return smtp.Replyf(421, "4.3.2", "%s shutting down", cfg.DefaultDomain)
