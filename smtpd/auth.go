@@ -22,20 +22,31 @@ var (
 	errBase64        = smtp.Replyf(501, "5.5.4", "Cannot decode base64")
 	errEncryption    = smtp.Replyf(538, "5.7.1", "Encryption required for requested authentication mechanism")
 	errTooManyAuth   = smtp.Replyf(503, "5.7.0", "too many authentication failures")
+	errAuthLocked    = smtp.Replyf(454, "4.7.0", "too many authentication failures, try later")
+	errNoAuth        = smtp.Replyf(502, "5.5.1", "AUTH not available") // no users: not offered either
 	errCRAMSyntax    = smtp.Replyf(501, "5.5.4", "Poorly formed CRAM-MD5 response")
 )
 
-// auth serves AUTH (RFC 4954) with CRAM-MD5 (RFC 2195) always, and PLAIN
-// (RFC 4616) and LOGIN only over TLS or with plaintextauth. Failures count
+// auth serves AUTH (RFC 4954) with CRAM-MD5 (RFC 2195), and PLAIN (RFC
+// 4616) and LOGIN only over TLS or with plaintextauth; none of them when
+// lib/secrets has no users (AUTH is not offered then). Failures count
 // as errors (and so meet the tarpit); after maxAuthFails the session may
-// not try again. Success makes the session trusted.
+// not try again, and a client that keeps failing across sessions is
+// locked out for a while (authLimiter). Success makes the session trusted.
 func (s *session) auth(arg string) {
-	if s.authUser != "" {
+	limited := !s.cfg.Trusted(s.remote)
+	switch {
+	case s.secrets().Len() == 0:
+		s.fail(errNoAuth)
+		return
+	case s.authUser != "":
 		s.fail(errSequence)
 		return
-	}
-	if s.authFails >= maxAuthFails {
+	case s.authFails >= maxAuthFails:
 		s.fail(errTooManyAuth)
+		return
+	case limited && s.srv.auths.locked(clientNet(s.remote), s.srv.Now()):
+		s.fail(errAuthLocked)
 		return
 	}
 	mech, initial, _ := strings.Cut(arg, " ")
@@ -71,6 +82,9 @@ func (s *session) auth(arg string) {
 		s.authFails++
 		s.srv.Stats.AuthFailed.Add(1)
 		s.failLog(errAuthFailed, "authentication failed: %s %q from %s/%s", mech, user, s.helo, s.remote)
+		if limited && s.srv.auths.failed(clientNet(s.remote), s.srv.Now()) {
+			s.logf("AUTH from %s refused for %v after %d failures", clientName(s.remote), authLockout, authFailMax)
+		}
 	}
 }
 

@@ -21,12 +21,14 @@ const (
 )
 
 // A cmdSpec is one entry of the command table: the states the command is
-// allowed in, its argument, and its handler. The handler sends its own
-// replies; it sets s.quit to end the session.
+// allowed in, its argument, its handler, and whether it is junk: a command
+// that moves no mail, of which an untrusted session may send maxJunk. The
+// handler sends its own replies; it sets s.quit to end the session.
 type cmdSpec struct {
 	states state
 	arg    argKind
 	fn     func(s *session, arg string)
+	junk   bool
 }
 
 // commands is the command table (RFC 5321 §4.1.1, §4.1.4 for the order;
@@ -37,19 +39,19 @@ var commands map[string]cmdSpec
 
 func init() {
 	commands = map[string]cmdSpec{
-		"HELO":     {stAny, argReq, (*session).heloCmd},
-		"EHLO":     {stAny, argReq, (*session).ehloCmd},
-		"MAIL":     {stHelo, argReq, (*session).mail},
-		"RCPT":     {stMail | stRcpt, argReq, (*session).rcpt},
-		"DATA":     {stRcpt, argNone, (*session).data},
-		"RSET":     {stAny, argNone, (*session).rset},
-		"NOOP":     {stAny, argOpt, (*session).noop},
-		"HELP":     {stAny, argOpt, (*session).help},
-		"VRFY":     {stAny, argReq, (*session).vrfy},
-		"EXPN":     {stAny, argReq, (*session).vrfy},
-		"QUIT":     {stAny, argNone, (*session).quitCmd},
-		"STARTTLS": {stInit | stHelo, argNone, (*session).starttls},
-		"AUTH":     {stHelo, argReq, (*session).auth},
+		"HELO":     {stAny, argReq, (*session).heloCmd, true},
+		"EHLO":     {stAny, argReq, (*session).ehloCmd, true},
+		"MAIL":     {stHelo, argReq, (*session).mail, false},
+		"RCPT":     {stMail | stRcpt, argReq, (*session).rcpt, false},
+		"DATA":     {stRcpt, argNone, (*session).data, false},
+		"RSET":     {stAny, argNone, (*session).rset, true},
+		"NOOP":     {stAny, argOpt, (*session).noop, true},
+		"HELP":     {stAny, argOpt, (*session).help, true},
+		"VRFY":     {stAny, argReq, (*session).vrfy, true},
+		"EXPN":     {stAny, argReq, (*session).vrfy, true},
+		"QUIT":     {stAny, argNone, (*session).quitCmd, false},
+		"STARTTLS": {stInit | stHelo, argNone, (*session).starttls, false},
+		"AUTH":     {stHelo, argReq, (*session).auth, false},
 	}
 }
 
@@ -120,9 +122,11 @@ func (s *session) hello(name string, esmtp bool) {
 	if s.cfg.TLSCert != nil && !s.tls {
 		lines = append(lines, "STARTTLS")
 	}
-	if s.plaintextOK() {
+	switch {
+	case s.secrets().Len() == 0: // nobody could authenticate: offering AUTH only invites guessing
+	case s.plaintextOK():
 		lines = append(lines, "AUTH CRAM-MD5 PLAIN LOGIN")
-	} else {
+	default:
 		lines = append(lines, "AUTH CRAM-MD5")
 	}
 	s.reply(&smtp.Reply{Code: 250, Lines: lines})
@@ -215,6 +219,7 @@ func (s *session) plaintextOK() bool { return s.tls || s.cfg.PlaintextAuth }
 // SIZE (RFC 1870), BODY (RFC 6152), AUTH (RFC 4954 §5).
 func (s *session) mail(arg string) {
 	s.cfg = s.srv.Config() // ctl changes take effect at the next transaction
+	s.out.timeout = s.cfg.CmdTimeout
 	s.trusted = s.authUser != "" || s.cfg.Trusted(s.remote)
 	if s.cfg.RequireAuth && s.authUser == "" {
 		s.fail(smtp.Replyf(530, "5.7.0", "Authentication required"))
@@ -222,20 +227,27 @@ func (s *session) mail(arg string) {
 	}
 	p, params, err := parsePathArg(arg, "FROM:")
 	if err != nil {
-		s.fail(err.(*smtp.Reply))
+		s.fail(err)
 		return
 	}
 	seen := map[string]bool{}
+	var size int64
 	for _, pm := range params {
 		if seen[pm.key] {
 			s.fail(errArgs)
 			return
 		}
 		seen[pm.key] = true
-		if r := s.mailParam(pm); r != nil {
+		if r := s.mailParam(pm, &size); r != nil {
 			s.fail(r)
 			return
 		}
+	}
+	if r := s.srv.roomFor(s.cfg.MinFree, size); r != nil {
+		if !s.junk() { // our trouble, not an error of the client's
+			s.reply(r)
+		}
+		return
 	}
 	if !p.Null && p.Domain == "" {
 		p.Domain = heloDomain(s.helo) // upas: a domainless sender is him!sender
@@ -244,7 +256,8 @@ func (s *session) mail(arg string) {
 	s.reply(smtp.Replyf(250, "2.0.0", "sender is %s", p.Bang()))
 }
 
-func (s *session) mailParam(pm param) *smtp.Reply {
+// mailParam checks one parameter of MAIL; SIZE's value goes into size.
+func (s *session) mailParam(pm param, size *int64) *smtp.Reply {
 	switch pm.key {
 	case "SIZE":
 		n, ok := parseSize(pm.value)
@@ -254,6 +267,7 @@ func (s *session) mailParam(pm param) *smtp.Reply {
 		if n > s.cfg.MaxSize {
 			return errSize
 		}
+		*size = n
 	case "BODY":
 		switch strings.ToUpper(pm.value) {
 		case "7BIT":
@@ -284,7 +298,9 @@ func heloDomain(helo string) string {
 // rcpt serves RCPT TO (RFC 5321 §4.1.1.3). It takes no parameters.
 func (s *session) rcpt(arg string) {
 	if len(s.rcpts) >= s.cfg.MaxRcpts {
-		s.reply(smtp.Replyf(452, "4.5.3", "Too many recipients")) // RFC 5321 §4.5.3.1.10; not an error
+		if !s.junk() { // RFC 5321 §4.5.3.1.10: not an error
+			s.reply(smtp.Replyf(452, "4.5.3", "Too many recipients"))
+		}
 		return
 	}
 	p, params, err := parsePathArg(arg, "TO:")
@@ -295,7 +311,7 @@ func (s *session) rcpt(arg string) {
 		err = errPathSyntax
 	}
 	if err != nil {
-		s.fail(err.(*smtp.Reply))
+		s.fail(err)
 		return
 	}
 	r, ok := s.route(p)
@@ -372,9 +388,9 @@ func (s *session) starttls(string) {
 	s.mu.Lock()
 	s.conn = tc
 	s.mu.Unlock()
-	s.in.c = tc
+	s.in.c, s.out.c = tc, tc
 	s.r.Reset(s.in)
-	s.w.Reset(tc)
+	s.w.Reset(s.out)
 	s.srv.Stats.TLS.Add(1)
 	s.logf("started TLS with %s/%s", s.helo, s.remote)
 	s.tls = true

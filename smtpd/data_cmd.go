@@ -38,7 +38,7 @@ func (s *session) data(string) {
 	if s.flush() != nil {
 		return
 	}
-	sp := newSpool(filepath.Join(s.srv.Root, "tmp"))
+	sp := newSpool(filepath.Join(s.srv.Root, "tmp"), &s.srv.mem)
 	defer sp.Close()
 	s.in.perRead = s.cfg.DataTimeout
 	_, err := readData(s.r, sp, s.cfg.MaxSize, 2*s.cfg.MaxSize+1<<20)
@@ -65,6 +65,11 @@ func (s *session) data(string) {
 		s.fail(errLoop)
 		return
 	}
+	if r := s.srv.roomFor(s.cfg.MinFree, sp.Size()); r != nil {
+		s.srv.Stats.Rejected.Add(1)
+		s.reply(r)
+		return
+	}
 	s.deliver(sp, h)
 }
 
@@ -88,7 +93,7 @@ func (s *session) dataFailed(err error, sp *spool) *smtp.Reply {
 		s.srv.Stats.Timeouts.Add(1)
 		s.quit = true
 		return smtp.Replyf(421, "4.4.2", "%s timeout", s.cfg.DefaultDomain)
-	case sp.err != nil:
+	case sp.err != nil && err == sp.err:
 		s.logf("[%s/%s] spooling message: %v", s.helo, s.remote, err)
 		return smtp.Replyf(451, "4.3.0", "local error spooling the message; try again later")
 	}
@@ -123,8 +128,7 @@ func (s *session) screen() (Verdict, bool) {
 	switch v {
 	case Block, Delay:
 		s.srv.Stats.Blocked.Add(1)
-		s.errors++
-		s.logf("Blocked %s", who)
+		s.logf("Blocked %s", who) // the refusal after the message counts as the error
 		return v, true
 	case Deny:
 		s.srv.Stats.Blocked.Add(1)
@@ -236,7 +240,7 @@ func (s *session) deliver(sp *spool, h headerInfo) {
 }
 
 // store puts the message in the Maildirs of the local recipients, then in
-// the queue for the remote ones. If the queue fails after the Maildirs
+// the queue for the remote ones (from <> for an untrusted client). If the queue fails after the Maildirs
 // took it, the client's retry delivers it locally a second time: a
 // duplicate, never a loss.
 func (s *session) store(sp *spool, h headerInfo, id string) (string, error) {
@@ -262,11 +266,24 @@ func (s *session) store(sp *spool, h headerInfo, id string) (string, error) {
 	if s.srv.Queue == nil { // checked at RCPT; the server's fields may not change
 		return "", smtp.Replyf(451, "4.3.0", "no queue for remote mail; try again later")
 	}
-	qid, err := s.srv.Queue.Put(ctx, s.from.Addr(), remote, s.message(sp, h, id))
-	if err == nil {
-		s.srv.Stats.Queued.Add(1)
+	// A client neither trusted nor authenticated can only reach the queue
+	// through upas's user@[] loopback (or with norelay off), and its sender
+	// is its word alone: forged, a bounce would carry the client's text to
+	// a victim (backscatter). Queued from <>, the message is never bounced
+	// nor warned about (RFC 5321 §4.5.5).
+	from := s.from.Addr()
+	if !s.trusted {
+		from = ""
 	}
-	return qid, err
+	qid, err := s.srv.Queue.Put(ctx, from, remote, s.message(sp, h, id))
+	if err != nil {
+		return "", err
+	}
+	s.srv.Stats.Queued.Add(1)
+	if !s.trusted && !s.from.Null {
+		s.logf("[%s/%s] %s queued from <> for an untrusted client: sender %s", s.helo, s.remote, qid, s.from.Bang())
+	}
+	return qid, nil
 }
 
 // message returns the message as it is delivered: the header lines we

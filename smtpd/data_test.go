@@ -97,8 +97,42 @@ func TestReadDataLimits(t *testing.T) {
 	}
 }
 
+// failingWriter takes n bytes, then fails every write.
+type failingWriter struct{ n int }
+
+var errDiskFull = errors.New("no space left on device")
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if len(p) <= w.n {
+		w.n -= len(p)
+		return len(p), nil
+	}
+	k := w.n
+	w.n = 0
+	return k, errDiskFull
+}
+
+// TestReadDataWriteError: a spool that fails (ENOSPC, EMFILE) fails the
+// message, but only once the real CRLF.CRLF has been read, so that the
+// rest of the message never runs as commands.
+func TestReadDataWriteError(t *testing.T) {
+	line := strings.Repeat("x", 98) + "\r\n"
+	msg := strings.Repeat(line, 20) + "NOOP smuggled\r\nRSET\r\n" + strings.Repeat(line, 3) + ".\r\nQUIT\r\n"
+	for _, room := range []int{0, 1, 150, 1000} {
+		r := bufio.NewReaderSize(strings.NewReader(msg), 16)
+		n, err := readData(r, &failingWriter{n: room}, 1<<20, 1<<20)
+		rest, _ := io.ReadAll(r)
+		if !errors.Is(err, errDiskFull) || string(rest) != "QUIT\r\n" {
+			t.Errorf("room %d: got %v, rest %.40q; want %v, rest %q", room, err, rest, errDiskFull, "QUIT\r\n")
+		}
+		if n > int64(room) {
+			t.Errorf("room %d: n = %d", room, n)
+		}
+	}
+}
+
 func TestSpool(t *testing.T) {
-	sp := newSpool(t.TempDir())
+	sp := newSpool(t.TempDir(), &memBudget{max: spoolBudget})
 	defer sp.Close()
 	var want bytes.Buffer
 	chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB
@@ -120,6 +154,56 @@ func TestSpool(t *testing.T) {
 	got, _ = io.ReadAll(sp.Reader(spoolMem - 3))
 	if !bytes.Equal(got, want.Bytes()[spoolMem-3:]) {
 		t.Errorf("reading across the memory/file boundary differs")
+	}
+}
+
+// TestSpoolBudget: spools share one memory budget; what does not fit
+// goes to the file, and the message reads back whole all the same.
+func TestSpoolBudget(t *testing.T) {
+	b := &memBudget{max: 256 << 10}
+	dir := t.TempDir()
+	header := "From: a@sender.net\r\nSubject: budget\r\n\r\n"
+	var spools []*spool
+	var msgs [][]byte
+	for i := range 4 {
+		sp := newSpool(dir, b)
+		var want bytes.Buffer
+		want.WriteString(header)
+		sp.Write([]byte(header))
+		chunk := bytes.Repeat([]byte{byte('a' + i)}, 1000)
+		for range 200 {
+			sp.Write(chunk)
+			want.Write(chunk)
+			if used := b.used.Load(); used > b.max {
+				t.Fatalf("spool %d: %d bytes of memory in use, budget %d", i, used, b.max)
+			}
+		}
+		if err := sp.finish(); err != nil {
+			t.Fatal(err)
+		}
+		spools = append(spools, sp)
+		msgs = append(msgs, want.Bytes())
+	}
+	if sp := spools[3]; sp.f == nil || len(sp.mem) > 16<<10 {
+		t.Errorf("the last spool holds %d bytes in memory (file %v) with the budget spent", len(sp.mem), sp.f != nil)
+	}
+	for i, sp := range spools {
+		got, err := io.ReadAll(sp.Reader(0))
+		if err != nil || !bytes.Equal(got, msgs[i]) {
+			t.Errorf("spool %d: read back %d bytes, %v; want %d", i, len(got), err, len(msgs[i]))
+		}
+		if h := sp.head(100); string(h) != string(msgs[i][:100]) {
+			t.Errorf("spool %d: head %q", i, h)
+		}
+		if h := scanHeader(sp.head(maxHeaderScan)); !h.originator || h.end != len(header) {
+			t.Errorf("spool %d: header %+v", i, h)
+		}
+	}
+	for _, sp := range spools {
+		sp.Close()
+	}
+	if used := b.used.Load(); used != 0 {
+		t.Errorf("%d bytes still taken from the budget after Close", used)
 	}
 }
 

@@ -20,7 +20,9 @@
 // hack, quoted local parts hiding '@', '!' or '%', and source routes to
 // other hosts are refused with upas's "we don't relay" reply. upas's
 // loopback form user@[] (or []!user) is allowed: it is queued for delivery
-// back to the client's own address.
+// back to the client's own address. What an untrusted client queues is
+// queued from the null sender: its sender is forged at will, and a bounce
+// to it would reflect the client's text to a victim.
 //
 // At DATA, for an untrusted client, in this order: the sender domain check
 // (verifysenderdom), the lib/blocked verdict (Classifier), the greylist
@@ -43,7 +45,13 @@
 // DATA can smuggle), but a CR inside it, a NUL or any other control or
 // 8-bit byte gets 500. Bytes pipelined after STARTTLS close the session
 // (CVE-2011-0411). Every line, path, recipient list, header and message is
-// bounded; every read has a deadline (RFC 5321 §4.5.3.2); a session that
-// keeps erring is closed after maxerrors. Delays (tarpit) are timers in the
-// session's own goroutine, so they slow nobody else.
+// bounded; every read and every write has a deadline (RFC 5321 §4.5.3.2);
+// a session that keeps erring is closed after maxerrors, and an untrusted
+// one that sends maxJunk commands moving no mail after that. The spools of
+// all sessions share one memory budget; sessions stop short of the file
+// descriptor limit; maxperip counts an IPv6 client by its /64; AUTH
+// failures are limited per client across sessions; mail is refused while
+// the mail root has less than minfree. Delays (tarpit) are timers in the
+// session's own goroutine, so they slow nobody else. A panic ends its own
+// session, not the server.
 package smtpd

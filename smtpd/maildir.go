@@ -31,6 +31,7 @@ type Maildir struct {
 
 	host  string                 // for unique file names
 	fsync func(dir string) error // syncPath; tests count and stall it
+	link  func(old, new string) error
 	seq   atomic.Uint64
 	mu    sync.Mutex
 	dirs  map[string]*dirSync
@@ -43,27 +44,34 @@ func NewMaildir(dir string) *Maildir {
 		host = "localhost"
 	}
 	host = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
-	return &Maildir{Dir: dir, Now: time.Now, host: host, fsync: syncPath, dirs: map[string]*dirSync{}}
+	return &Maildir{Dir: dir, Now: time.Now, host: host, fsync: syncPath, link: os.Link, dirs: map[string]*dirSync{}}
 }
 
-// BoxName returns the box of a local part: lower case, without a +tag,
-// at most 64 octets of letters, digits, '.', '-' and '_', not starting
-// with '.' or '-'. Anything else is refused: the name becomes a directory.
+// BoxName returns the box of a local part: lower case, without a +tag.
+// The local part must be at most 64 octets, a dot-string of letters,
+// digits, '.', '-' and '_' not starting with '.' or '-', then optionally
+// '+' and a tag of those and '+' and '='. Anything else is refused: the box
+// becomes a directory, and the whole local part goes into Delivered-To:
+// and To: lines, where a quoted "bob+x>, Boss <ceo>" would forge an
+// address.
 func BoxName(local string) (string, error) {
-	u := strings.ToLower(local)
-	if i := strings.IndexByte(u, '+'); i > 0 {
-		u = u[:i]
-	}
-	if u == "" || len(u) > maxLocal || u[0] == '.' || u[0] == '-' {
+	box, tag, _ := strings.Cut(local, "+")
+	if box == "" || len(local) > maxLocal || box[0] == '.' || box[0] == '-' || !isDotString(local) ||
+		!onlyBytes(box, "._-") || !onlyBytes(tag, "._-+=") {
 		return "", fmt.Errorf("invalid user name %q", local)
 	}
-	for i := 0; i < len(u); i++ {
-		c := u[i]
-		if !(c >= 'a' && c <= 'z' || isDigit(c) || c == '.' || c == '-' || c == '_') {
-			return "", fmt.Errorf("invalid user name %q", local)
+	return strings.ToLower(box), nil
+}
+
+// onlyBytes reports whether s is made of letters, digits and the bytes
+// of extra.
+func onlyBytes(s, extra string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlpha(c) && !isDigit(c) && strings.IndexByte(extra, c) < 0 {
+			return false
 		}
 	}
-	return u, nil
+	return true
 }
 
 // HasBox reports whether user has a box.
@@ -73,15 +81,27 @@ func (m *Maildir) HasBox(user string) bool {
 }
 
 // Deliver stores msg (CRLF or LF line ends; stored with LF) in the box of
-// each recipient, with Return-Path: <from> and Delivered-To: <rcpt> in
-// front. from is "" for the null sender; each rcpt is local@domain or a
-// bare local part, whose box is BoxName(local). Recipients sharing a box
-// get one copy. Deliver returns only when every copy is durable. It
-// fails, delivering nothing, if a box is missing and may not be made
-// (a *smtp.Reply 550 5.1.1, permanent) or on a disk error (temporary).
+// each recipient, with Return-Path: <from> in front. from is "" for the
+// null sender; each rcpt is local@domain or a bare local part, whose box
+// is BoxName(local). Recipients sharing a box get one copy.
+//
+// The message is written once, whatever the number of boxes: the file is
+// hard-linked into each box (copied only into a box where a link cannot
+// go, on another file system), so a message for a thousand users costs its
+// size once on disk. Maildir readers never change a message file in place
+// (they rename it, or write a new one), so the boxes cannot see each
+// other's changes. For that, one line must be the same in every box: a
+// message for a single box starts with Delivered-To: <rcpt> as well, one
+// for several has none, since a per-box line needs a per-box copy and a
+// line naming them all would show each recipient the others (Bcc
+// included).
+//
+// Deliver returns only when every copy is durable. It fails, delivering
+// nothing, if a box is missing and may not be made (a *smtp.Reply 550
+// 5.1.1, permanent) or on a disk error (temporary).
 func (m *Maildir) Deliver(ctx context.Context, from string, rcpts []string, msg io.Reader) error {
-	type copy struct{ rcpt, box, tmp, name string }
-	var copies []copy
+	type target struct{ rcpt, box, tmp string }
+	var targets []target
 	seen := map[string]bool{}
 	for _, r := range rcpts {
 		local := r
@@ -90,72 +110,89 @@ func (m *Maildir) Deliver(ctx context.Context, from string, rcpts []string, msg 
 		}
 		box, err := BoxName(strings.Trim(local, `"`))
 		if err != nil {
-			return smtp.Replyf(550, "5.1.1", "<%s> ... user unknown", r)
+			return errMailboxName(r)
 		}
 		if !seen[box] {
 			seen[box] = true
-			copies = append(copies, copy{rcpt: r, box: box})
+			targets = append(targets, target{rcpt: r, box: box})
 		}
 	}
-	for _, c := range copies {
-		if err := m.makeBox(c.box, c.rcpt); err != nil {
+	if len(targets) == 0 {
+		return nil
+	}
+	for _, t := range targets {
+		if err := m.makeBox(t.box, t.rcpt); err != nil {
 			return err
 		}
 	}
-	var first *os.File
-	var bodyOff int64
 	defer func() {
-		for _, c := range copies {
-			if c.tmp != "" {
-				os.Remove(c.tmp) // left only when we failed
+		for _, t := range targets {
+			if t.tmp != "" {
+				os.Remove(t.tmp) // left only when we failed
 			}
 		}
 	}()
-	for i := range copies {
-		c := &copies[i]
-		c.name = m.uniqueName()
-		c.tmp = filepath.Join(m.Dir, c.box, "tmp", c.name)
-		hdr := fmt.Sprintf("Return-Path: <%s>\nDelivered-To: %s\n", from, c.rcpt)
-		var body io.Reader
-		if first == nil {
-			body = &lfReader{r: msg}
-		} else {
-			body = io.NewSectionReader(first, bodyOff, 1<<62)
-		}
-		f, err := m.writeFile(c.tmp, hdr, body)
-		if err != nil {
+	name := m.uniqueName()
+	hdr := fmt.Sprintf("Return-Path: <%s>\n", from)
+	if len(targets) == 1 {
+		hdr += fmt.Sprintf("Delivered-To: %s\n", targets[0].rcpt)
+	}
+	first := filepath.Join(m.Dir, targets[0].box, "tmp", name)
+	if err := m.writeFile(first, hdr, &lfReader{r: msg}); err != nil {
+		os.Remove(first)
+		return err
+	}
+	targets[0].tmp = first
+	for i := 1; i < len(targets); i++ {
+		t := &targets[i]
+		tmp := filepath.Join(m.Dir, t.box, "tmp", name)
+		if err := m.linkOrCopy(first, tmp); err != nil {
 			return err
 		}
-		if first == nil {
-			first, bodyOff = f, int64(len(hdr))
-			defer first.Close()
-		} else {
-			f.Close()
-		}
+		t.tmp = tmp
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
-	for i := range copies {
-		c := &copies[i]
-		if err := os.Rename(c.tmp, filepath.Join(m.Dir, c.box, "new", c.name)); err != nil {
+	for i := range targets {
+		t := &targets[i]
+		if err := os.Rename(t.tmp, filepath.Join(m.Dir, t.box, "new", name)); err != nil {
 			return err
 		}
-		c.tmp = ""
+		t.tmp = ""
 	}
 	var errs []error
-	for _, c := range copies {
-		errs = append(errs, m.syncDir(filepath.Join(m.Dir, c.box, "new")))
+	for _, t := range targets {
+		errs = append(errs, m.syncDir(filepath.Join(m.Dir, t.box, "new")))
 	}
 	return errors.Join(errs...)
 }
 
-// writeFile writes hdr and body into a new file, fsyncs it, and returns it
-// open for reading.
-func (m *Maildir) writeFile(name, hdr string, body io.Reader) (*os.File, error) {
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0600)
+// linkOrCopy makes name another link to the durable file first, or, where
+// no link can go (EXDEV, a file system without links), a durable copy.
+func (m *Maildir) linkOrCopy(first, name string) error {
+	err := m.link(first, name)
+	var le *os.LinkError
+	if err == nil || !errors.As(err, &le) || errors.Is(err, os.ErrExist) {
+		return err
+	}
+	f, err := os.Open(first)
 	if err != nil {
-		return nil, err
+		return err
+	}
+	defer f.Close()
+	if err := m.writeFile(name, "", f); err != nil {
+		os.Remove(name)
+		return err
+	}
+	return nil
+}
+
+// writeFile writes hdr and body into a new file and fsyncs it.
+func (m *Maildir) writeFile(name, hdr string, body io.Reader) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0600)
+	if err != nil {
+		return err
 	}
 	_, err = io.WriteString(f, hdr)
 	if err == nil {
@@ -164,11 +201,10 @@ func (m *Maildir) writeFile(name, hdr string, body io.Reader) (*os.File, error) 
 	if err == nil {
 		err = f.Sync()
 	}
-	if err != nil {
-		f.Close()
-		return nil, err
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	return f, nil
+	return err
 }
 
 // makeBox makes <Dir>/<box>/{tmp,new,cur} if it is missing and may be

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,32 +21,81 @@ import (
 func TestMaildirDeliver(t *testing.T) {
 	m := NewMaildir(t.TempDir())
 	msg := "Subject: hi\r\n\r\nline\r\n" + strings.Repeat("x", 40000) + "\r\n"
-	err := m.Deliver(context.Background(), "a@sender.net", []string{"bob@example.org", "Bob+tag@example.org", "carol"}, strings.NewReader(msg))
-	if err != nil {
+	body := strings.ReplaceAll(msg, "\r\n", "\n")
+	// One box (bob, under two names): Delivered-To: names the first.
+	// Several boxes: one file, linked into each, without Delivered-To:.
+	for _, tc := range []struct {
+		rcpts []string
+		boxes []string
+		want  string
+	}{
+		{[]string{"bob@example.org", "Bob+tag@example.org"}, []string{"bob"},
+			"Return-Path: <a@sender.net>\nDelivered-To: bob@example.org\n" + body},
+		{[]string{"carol", "dave@example.org", "Carol+x@example.org", "erin"}, []string{"carol", "dave", "erin"},
+			"Return-Path: <a@sender.net>\n" + body},
+	} {
+		if err := m.Deliver(context.Background(), "a@sender.net", tc.rcpts, strings.NewReader(msg)); err != nil {
+			t.Fatal(err)
+		}
+		var first os.FileInfo
+		for _, box := range tc.boxes {
+			dir := filepath.Join(m.Dir, box)
+			ents, _ := os.ReadDir(filepath.Join(dir, "new"))
+			if len(ents) != 1 {
+				t.Fatalf("%s/new holds %d files, want 1", box, len(ents))
+			}
+			if tmp, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(tmp) != 0 {
+				t.Errorf("%s/tmp holds %d files", box, len(tmp))
+			}
+			name := ents[0].Name()
+			if !strings.HasSuffix(name, "."+m.host) || strings.Count(name, ".") < 2 {
+				t.Errorf("file name %q", name)
+			}
+			fi, _ := os.Stat(filepath.Join(dir, "new", name))
+			if fi.Mode().Perm() != 0600 {
+				t.Errorf("mode %v", fi.Mode())
+			}
+			if first == nil {
+				first = fi
+			} else if !os.SameFile(first, fi) {
+				t.Errorf("%s: a copy of its own, not a link to %s's file", box, tc.boxes[0])
+			}
+			b, _ := os.ReadFile(filepath.Join(dir, "new", name))
+			if string(b) != tc.want {
+				t.Errorf("%s: got %.80q (%d bytes), want %.80q (%d bytes)", box, b, len(b), tc.want, len(tc.want))
+			}
+		}
+	}
+}
+
+// TestMaildirLinkFails: where a box cannot take a hard link (another file
+// system: EXDEV), it gets a copy of its own.
+func TestMaildirLinkFails(t *testing.T) {
+	m := NewMaildir(t.TempDir())
+	m.link = func(old, new string) error {
+		if strings.Contains(new, "/far/") {
+			return &os.LinkError{Op: "link", Old: old, New: new, Err: syscall.EXDEV}
+		}
+		return os.Link(old, new)
+	}
+	if err := m.Deliver(context.Background(), "", []string{"near", "far", "next"}, strings.NewReader("x\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ box, rcpt string }{{"bob", "bob@example.org"}, {"carol", "carol"}} {
-		dir := filepath.Join(m.Dir, tc.box)
-		ents, _ := os.ReadDir(filepath.Join(dir, "new"))
+	info := map[string]os.FileInfo{}
+	for _, box := range []string{"near", "far", "next"} {
+		ents, _ := filepath.Glob(filepath.Join(m.Dir, box, "new", "*"))
 		if len(ents) != 1 {
-			t.Fatalf("%s/new holds %d files, want 1", tc.box, len(ents))
+			t.Fatalf("%s: %d messages", box, len(ents))
 		}
-		if tmp, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(tmp) != 0 {
-			t.Errorf("%s/tmp holds %d files", tc.box, len(tmp))
+		b, _ := os.ReadFile(ents[0])
+		if string(b) != "Return-Path: <>\nx\n" {
+			t.Errorf("%s: %q", box, b)
 		}
-		name := ents[0].Name()
-		if !strings.HasSuffix(name, "."+m.host) || strings.Count(name, ".") < 2 {
-			t.Errorf("file name %q", name)
-		}
-		fi, _ := os.Stat(filepath.Join(dir, "new", name))
-		if fi.Mode().Perm() != 0600 {
-			t.Errorf("mode %v", fi.Mode())
-		}
-		b, _ := os.ReadFile(filepath.Join(dir, "new", name))
-		want := "Return-Path: <a@sender.net>\nDelivered-To: " + tc.rcpt + "\n" + strings.ReplaceAll(msg, "\r\n", "\n")
-		if string(b) != want {
-			t.Errorf("%s: got %d bytes, want %d", tc.box, len(b), len(want))
-		}
+		info[box], _ = os.Stat(ents[0])
+	}
+	if !os.SameFile(info["near"], info["next"]) || os.SameFile(info["near"], info["far"]) {
+		t.Errorf("near, next linked: %v; near, far linked: %v; want true, false",
+			os.SameFile(info["near"], info["next"]), os.SameFile(info["near"], info["far"]))
 	}
 }
 

@@ -39,7 +39,7 @@ type command struct {
 // argument. A line with a control character (other than tab), a DEL or an
 // 8-bit byte is refused whole: we offer no SMTPUTF8, and such bytes in a
 // command are garbage or an attack (RFC 5321 §2.3.8, §4.1.1).
-func parseCommand(line []byte) (command, error) {
+func parseCommand(line []byte) (command, *smtp.Reply) {
 	for _, c := range line {
 		if c < ' ' && c != '\t' || c >= 0x7f {
 			return command{}, errSyntax
@@ -120,7 +120,7 @@ type param struct {
 // ("TO:"): the prefix in any case, optional blanks (upas allows them,
 // many clients send them), a path in angle brackets, then ESMTP parameters
 // separated by spaces.
-func parsePathArg(arg, prefix string) (mailPath, []param, error) {
+func parsePathArg(arg, prefix string) (mailPath, []param, *smtp.Reply) {
 	if len(arg) < len(prefix) || !strings.EqualFold(arg[:len(prefix)], prefix) {
 		return mailPath{}, nil, errArgs
 	}
@@ -160,7 +160,7 @@ func pathEnd(s string) int {
 	return -1
 }
 
-func parseParams(s string) ([]param, error) {
+func parseParams(s string) ([]param, *smtp.Reply) {
 	if s != "" && s[0] != ' ' && s[0] != '\t' {
 		return nil, errArgs
 	}
@@ -182,7 +182,7 @@ func parseParams(s string) ([]param, error) {
 
 // parsePath parses <...> (RFC 5321 §4.1.2 mailPath, plus <> and upas's
 // domainless <local>).
-func parsePath(s string) (mailPath, error) {
+func parsePath(s string) (mailPath, *smtp.Reply) {
 	if len(s) > maxPath {
 		return mailPath{}, errPathLong
 	}
@@ -209,7 +209,7 @@ func parsePath(s string) (mailPath, error) {
 }
 
 // parseMailbox parses Local-part ["@" (Domain / address-literal)].
-func parseMailbox(s string) (mailPath, error) {
+func parseMailbox(s string) (mailPath, *smtp.Reply) {
 	var p mailPath
 	var rest string
 	if strings.HasPrefix(s, `"`) {
@@ -275,7 +275,7 @@ func unquote(s string) (string, int, bool) {
 
 // parseDomain parses a Domain (one final dot allowed and dropped) or an
 // address literal, and returns it in lower case.
-func parseDomain(s string) (string, error) {
+func parseDomain(s string) (string, *smtp.Reply) {
 	if len(s) > maxDomain {
 		return "", errDomainLong
 	}
@@ -294,7 +294,9 @@ func parseDomain(s string) (string, error) {
 }
 
 // parseLiteral parses an address literal, [a.b.c.d] or [IPv6:...], or
-// upas's empty [] (returned as the zero Addr, ok).
+// upas's empty [] (returned as the zero Addr, ok). An IPv6 zone
+// (fe80::1%eth0) is refused: RFC 5321 §4.1.3 has none, and it names an
+// interface of the sender's, nothing another host could reach.
 func parseLiteral(s string) (addr netip.Addr, ok bool) {
 	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
 		return netip.Addr{}, false
@@ -305,7 +307,7 @@ func parseLiteral(s string) (addr netip.Addr, ok bool) {
 	}
 	if v6, found := cutPrefixFold(in, "IPv6:"); found {
 		a, err := netip.ParseAddr(v6)
-		return a, err == nil && a.Is6() && !a.Is4In6()
+		return a, err == nil && a.Is6() && !a.Is4In6() && a.Zone() == ""
 	}
 	a, err := netip.ParseAddr(in)
 	return a, err == nil && a.Is4()

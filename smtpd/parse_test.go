@@ -104,6 +104,8 @@ func TestParsePathArg(t *testing.T) {
 		{arg: "FROM:<a@[IPv6:1.2.3.4]>", err: errPathSyntax},
 		{arg: "FROM:<a@[IPv6:::ffff:1.2.3.4]>", err: errPathSyntax},
 		{arg: "FROM:<a@[example.org]>", err: errPathSyntax},
+		{arg: "FROM:<a@[IPv6:fe80::1%eth0]>", err: errPathSyntax}, // a zone means nothing to another host
+		{arg: "FROM:<a@[IPv6:fe80::1%25]>", err: errPathSyntax},
 		{arg: `FROM:<"unterminated@b.c>`, err: errPathSyntax},
 		{arg: `FROM:<"a"b@c.d>`, err: errPathSyntax},
 		{arg: "FROM:<\"tab\there\"@c.d>", err: errPathSyntax},
@@ -155,6 +157,21 @@ func TestBoxName(t *testing.T) {
 		{"a b", ""},
 		{"caf\xc3\xa9", ""},
 		{strings.Repeat("x", 65), ""},
+		// The tag is made of safe characters too: the whole local part
+		// goes into Delivered-To: and To:.
+		{"bob+a.b-c_d=e+f", "bob"},
+		{"Bob+Tag", "bob"},
+		{"bob+x>, Big Boss <ceo> (x", ""},
+		{"bob+x y", ""},
+		{"bob+x\r\nBcc: eve", ""},
+		{"bob+\"", ""},
+		{"bob+x,y", ""},
+		{"bob+x/../y", ""},
+		{"bob.", ""},
+		{"bob+x.", ""},
+		{"bob..x", ""},
+		{"bob+" + strings.Repeat("x", 60), "bob"},
+		{"bob+" + strings.Repeat("x", 61), ""},
 	} {
 		box, err := BoxName(tc.local)
 		if box != tc.box || (err == nil) != (tc.box != "") {

@@ -56,16 +56,52 @@ func (s *session) route(p mailPath) (rcpt, bool) {
 	}
 	box, err := BoxName(local)
 	if err != nil {
-		return s.refuse(p, unknownUser(p))
+		return s.refuse(p, errMailboxName(p.Addr()))
 	}
-	if box != "postmaster" && s.cfg.Mailer == nil && !s.cfg.MkBox && !s.srv.Maildir.HasBox(box) {
+	newBox := s.cfg.Mailer == nil && !s.takes(box) && !s.srv.Maildir.HasBox(box)
+	switch {
+	case newBox && !s.cfg.MkBox && box != "postmaster":
 		return s.refuse(p, unknownUser(p)) // RFC 5321 §4.5.1: postmaster always
+	case newBox && s.newBoxes() >= maxNewBoxes:
+		if !s.junk() { // not an error: the client sends the rest later
+			s.reply(errNewBoxes)
+		}
+		return rcpt{}, false
 	}
 	dom := p.Domain
 	if dom == "" {
 		dom = s.cfg.DefaultDomain
 	}
-	return rcpt{addr: local + "@" + dom, bang: p.Bang(), box: box}, true
+	addr := mailPath{Local: local, Domain: dom}.Addr()
+	return rcpt{addr: addr, bang: p.Bang(), box: box, newBox: newBox}, true
+}
+
+// maxNewBoxes is how many boxes one message may make (mkbox on): more
+// unknown users get errNewBoxes, and come again in another transaction.
+// Without it a message to maxrcpts made-up users would make as many boxes.
+const maxNewBoxes = 10
+
+var errNewBoxes = smtp.Replyf(452, "4.5.3", "Too many new mailboxes for one message; send the rest later")
+
+// takes reports whether a recipient of the transaction goes to box.
+func (s *session) takes(box string) bool {
+	for _, r := range s.rcpts {
+		if r.box == box {
+			return true
+		}
+	}
+	return false
+}
+
+// newBoxes returns how many boxes the transaction will make.
+func (s *session) newBoxes() int {
+	n := 0
+	for _, r := range s.rcpts {
+		if r.newBox {
+			n++
+		}
+	}
+	return n
 }
 
 // validHop reports whether a bang path element is a host: a domain or an
@@ -80,6 +116,12 @@ func validHop(h string) bool {
 
 func unknownUser(p mailPath) *smtp.Reply {
 	return smtp.Replyf(550, "5.1.1", "<%s> ... user unknown", p.Addr())
+}
+
+// errMailboxName refuses a local recipient whose local part BoxName
+// refuses (RFC 3463 X.1.3: bad destination mailbox address syntax).
+func errMailboxName(addr string) *smtp.Reply {
+	return smtp.Replyf(550, "5.1.3", "<%s> ... not a valid mailbox name", addr)
 }
 
 func (s *session) refuse(p mailPath, r *smtp.Reply) (rcpt, bool) {

@@ -2,6 +2,9 @@ package smtpd
 
 import (
 	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -159,8 +162,15 @@ func TestTrustedRelay(t *testing.T) {
 			}
 		}
 	}
-	// The percent hack is refused even for trusted clients: we do not route on it.
+	// A remote recipient whose local part must be quoted keeps its quotes
+	// in the To: we add.
 	c := ts.ehloed("10.1.2.3")
+	c.mail("alice@example.org", []string{`"a b>, Boss <c"@elsewhere.com`}, "Subject: x\r\n\r\n")
+	if m := q.all(); !strings.Contains(m[len(m)-1].data, "\r\nTo: \"a b>, Boss <c\"@elsewhere.com\r\n") {
+		t.Errorf("queued %q", m[len(m)-1].data)
+	}
+	// The percent hack is refused even for trusted clients: we do not route on it.
+	c = ts.ehloed("10.1.2.3")
 	c.send("MAIL FROM:<alice@example.org>")
 	c.expect("250 ")
 	c.send("RCPT TO:<v%elsewhere.com@example.org>")
@@ -195,6 +205,45 @@ func TestLoopback(t *testing.T) {
 		if len(m.rcpts) != 1 || m.rcpts[0] != "me@[192.0.2.7]" {
 			t.Errorf("queued for %q, want me@[192.0.2.7]", m.rcpts)
 		}
+		// The sender is anybody's, forged at will: a bounce to it would
+		// carry the client's text to a victim. Queued from <>, the message
+		// is never bounced.
+		if m.from != "" {
+			t.Errorf("queued from <%s>, want <>", m.from)
+		}
+		if !strings.Contains(m.data, "\r\nFrom: a@elsewhere.net\r\n") {
+			t.Errorf("queued %q", m.data)
+		}
+	}
+	if !strings.Contains(ts.logbuf.String(), "queued from <> for an untrusted client: sender elsewhere.net!a") {
+		t.Errorf("log:\n%s", ts.logbuf)
+	}
+}
+
+// TestQueuedSender: trusted and authenticated clients keep their sender
+// in the queue, loopback or not; an untrusted one (it may reach the queue
+// only by loopback, or with norelay off) is queued from <>.
+func TestQueuedSender(t *testing.T) {
+	ts := newTestServer(t, "ournets 10.0.0.0/8\nplaintextauth on")
+	ts.Secrets = func() *Secrets { return &Secrets{m: map[string]string{"glenda": "s3cret"}} }
+	q := &fakeQueue{}
+	ts.Queue = q
+	c := ts.ehloed("10.0.0.1")
+	c.mail("a@example.org", []string{"me@[]", "v@elsewhere.com"}, "")
+	c = ts.ehloed("192.0.2.7")
+	c.send("AUTH PLAIN " + b64("\x00glenda\x00s3cret"))
+	c.expect("235 ")
+	c.mail("glenda@example.org", []string{"me@[]"}, "")
+	ts.apply("norelay off")
+	c = ts.ehloed("192.0.2.8")
+	c.mail("a@elsewhere.net", []string{"v@elsewhere.com"}, "")
+	var got []string
+	for _, m := range q.all() {
+		got = append(got, "<"+m.from+"> "+strings.Join(m.rcpts, ","))
+	}
+	want := "<a@example.org> me@[10.0.0.1],v@elsewhere.com|<glenda@example.org> me@[192.0.2.7]|<> v@elsewhere.com"
+	if strings.Join(got, "|") != want {
+		t.Errorf("queued %q, want %q", got, want)
 	}
 }
 
@@ -219,9 +268,9 @@ func TestUnknownUsers(t *testing.T) {
 	c.expect("250 ")
 	for _, tc := range []struct{ rcpt, want string }{
 		{"nobody@example.org", "550 5.1.1 <nobody@example.org> ... user unknown"},
-		{`"john doe"@example.org`, `550 5.1.1 <"john doe"@example.org> ... user unknown`},
+		{`"john doe"@example.org`, `550 5.1.3 <"john doe"@example.org> ... not a valid mailbox name`},
 		{".hidden@example.org", "501 5.1.3"},
-		{`".."@example.org`, `550 5.1.1 <".."@example.org> ... user unknown`},
+		{`".."@example.org`, `550 5.1.3 <".."@example.org> ... not a valid mailbox name`},
 		{"postmaster@example.org", "250 2.0.0 receiver is example.org!postmaster"},
 		{"POSTMASTER", "250 2.0.0 receiver is POSTMASTER"},
 	} {
@@ -239,5 +288,95 @@ func TestUnknownUsers(t *testing.T) {
 	}
 	if err := ts.Maildir.makeBox("bob", "bob"); err == nil || !ts.Maildir.HasBox("postmaster") {
 		t.Errorf("mkbox off made a box for bob (err %v)", err)
+	}
+}
+
+// TestNewBoxLimit: with mkbox on, one message may make at most
+// maxNewBoxes boxes; further unknown users get a temporary 452 (not an
+// error: nothing is lost, the client sends them later), while users with a
+// box and new users already counted still pass. The message is one file on
+// disk, linked into each box.
+func TestNewBoxLimit(t *testing.T) {
+	ts := newTestServer(t, "maxerrors 3")
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if err := os.MkdirAll(filepath.Join(ts.Root, "box", "old", sub), 0700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := ts.ehloed("192.0.2.7")
+	c.send("MAIL FROM:<a@elsewhere.net>")
+	c.expect("250 ")
+	for i := range maxNewBoxes {
+		c.send(fmt.Sprintf("RCPT TO:<new%d@example.org>", i))
+		c.expect("250 ")
+	}
+	for _, tc := range []struct{ rcpt, want string }{
+		{"late@example.org", "452 4.5.3 "},
+		{"late2@example.org", "452 4.5.3 "},
+		{"late3@example.org", "452 4.5.3 "},
+		{"late4@example.org", "452 4.5.3 "},
+		{"old@example.org", "250 "},
+		{"new0+again@example.org", "250 "},
+		{"New1@example.org", "250 "},
+	} {
+		c.check("RCPT TO:<"+tc.rcpt+">", tc.want)
+	}
+	c.send("DATA")
+	c.expect("354 ")
+	c.send("Subject: many")
+	c.send("")
+	c.send(".")
+	c.expect("250 2.5.0 sent")
+	var first os.FileInfo
+	for i := range maxNewBoxes + 1 {
+		box := fmt.Sprintf("new%d", i)
+		if i == maxNewBoxes {
+			box = "old"
+		}
+		files, _ := filepath.Glob(filepath.Join(ts.Root, "box", box, "new", "*"))
+		if len(files) != 1 {
+			t.Fatalf("%s has %d messages, want 1", box, len(files))
+		}
+		fi, _ := os.Stat(files[0])
+		if first == nil {
+			first = fi
+		} else if !os.SameFile(first, fi) {
+			t.Errorf("%s has a copy of its own", box)
+		}
+	}
+	if ts.Maildir.HasBox("late") {
+		t.Errorf("a box was made for late")
+	}
+	// A new transaction may make new boxes again.
+	if got := c.mail("a@elsewhere.net", []string{"late@example.org"}, ""); got[0] != "250 2.5.0 sent" {
+		t.Errorf("late, next message: %q", got)
+	}
+}
+
+// TestLocalPartInHeaders: the whole local part of a local recipient, +tag
+// included, must be safe, since it is written into Delivered-To: and To:;
+// anything else is refused with 550 5.1.3, for every client (the
+// reviewer's probe wrote "Delivered-To: bob+x>, Big Boss <ceo> (x@...").
+func TestLocalPartInHeaders(t *testing.T) {
+	ts := newTestServer(t, "ournets 10.0.0.0/8\nmaxerrors 100")
+	ts.Queue = &fakeQueue{}
+	for _, ip := range []string{"192.0.2.7", "10.0.0.1"} {
+		c := ts.ehloed(ip)
+		c.send("MAIL FROM:<a@elsewhere.net>")
+		c.expect("250 ")
+		for _, rcpt := range []string{`"bob+x>, Big Boss <ceo> (x"@example.org`, `"bob+x y"@example.org`, `"bob+a,b"`, `"bob."@example.org`} {
+			c.check("RCPT TO:<"+rcpt+">", "550 5.1.3 ")
+		}
+		c.send("RSET")
+		c.expect("250 ")
+	}
+	c := ts.ehloed("192.0.2.7")
+	if got := c.mail("a@elsewhere.net", []string{`"bob+a.b=c"@example.org`}, "Subject: s\r\n\r\n"); got[0] != "250 2.5.0 sent" {
+		t.Fatalf("got %q", got)
+	}
+	m := boxFiles(t, ts.Root, "bob")
+	if len(m) != 1 || !strings.HasPrefix(m[0], "Return-Path: <a@elsewhere.net>\nDelivered-To: bob+a.b=c@example.org\n") ||
+		!strings.Contains(m[0], " for <bob+a.b=c@example.org>; ") || !strings.Contains(m[0], "\nTo: bob+a.b=c@example.org\n") {
+		t.Errorf("delivered %q", m)
 	}
 }

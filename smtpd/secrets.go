@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -20,6 +21,10 @@ import (
 // which only PLAIN and LOGIN can (CRAM-MD5 needs the password).
 type Secrets struct {
 	m map[string]string
+
+	once    sync.Once
+	dummyH  []byte                      // a bcrypt hash at the dearest cost of the file; nil if it has none
+	compare func(hash, pw []byte) error // bcrypt.CompareHashAndPassword; tests count the calls
 }
 
 // maxSecretsFile bounds lib/secrets: a few hundred thousand users.
@@ -85,17 +90,52 @@ func isBcrypt(secret string) bool {
 // user takes as long as a wrong password.
 const dummy = "0123456789abcdef0123456789abcdef"
 
-// checkPassword reports whether password is user's, in constant time.
+// checkPassword reports whether password is user's. It costs the same for
+// every user, known or not: when the file holds bcrypt hashes, a user with
+// a plain password or none is checked against a dummy hash of the
+// dearest cost too (bcrypt takes tens of milliseconds, a plain comparison
+// nothing: the difference would tell who exists); plain secrets are
+// compared in constant time.
 func (s *Secrets) checkPassword(user, password string) bool {
 	secret, ok := s.lookup(user)
 	if ok && isBcrypt(secret) {
-		return bcrypt.CompareHashAndPassword([]byte(secret), []byte(password)) == nil
+		return s.bcrypt([]byte(secret), []byte(password)) == nil
+	}
+	if h := s.dummyHash(); h != nil {
+		s.bcrypt(h, []byte(password))
 	}
 	if !ok {
 		secret = dummy
 	}
 	eq := subtle.ConstantTimeCompare([]byte(secret), []byte(password)) == 1
 	return ok && eq
+}
+
+func (s *Secrets) bcrypt(hash, pw []byte) error {
+	if s.compare != nil {
+		return s.compare(hash, pw)
+	}
+	return bcrypt.CompareHashAndPassword(hash, pw)
+}
+
+// dummyHash returns a bcrypt hash as dear as the dearest of the file, made
+// at its first use, or nil if the file has no hash.
+func (s *Secrets) dummyHash() []byte {
+	if s == nil {
+		return nil
+	}
+	s.once.Do(func() {
+		cost := 0
+		for _, v := range s.m {
+			if c, err := bcrypt.Cost([]byte(v)); err == nil && isBcrypt(v) {
+				cost = max(cost, c)
+			}
+		}
+		if cost > 0 {
+			s.dummyH, _ = bcrypt.GenerateFromPassword([]byte(dummy), cost)
+		}
+	})
+	return s.dummyH
 }
 
 // checkCRAM reports whether digest (hex) is the HMAC-MD5 of challenge

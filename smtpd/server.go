@@ -9,8 +9,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"smtpfs/smtp"
@@ -85,11 +87,20 @@ type Server struct {
 
 	// sleep waits for d unless ctx is done first; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error
+	mem   memBudget // of the message spools; max spoolBudget unless a test set it
+	auths authLimiter
+	space freeSpace
+	// statfs returns the free space of a directory's file system;
+	// tests replace it.
+	statfs func(dir string) (int64, error)
+	// nofile returns the file descriptor limit (RLIMIT_NOFILE), 0 if
+	// unknown; tests replace it.
+	nofile func() int
 
 	once     sync.Once
 	mu       sync.Mutex
 	sessions map[*session]struct{}
-	perIP    map[netip.Addr]int
+	perIP    map[netip.Prefix]int // sessions per untrusted client (clientNet)
 	ls       map[net.Listener]struct{}
 	left     *sync.Cond      // signalled when a session ends
 	drainCtx context.Context // done when Shutdown starts: finish the transaction, then go
@@ -107,7 +118,7 @@ var ErrServerClosed = errors.New("smtpd: server closed")
 func (s *Server) init() {
 	s.once.Do(func() {
 		s.sessions = map[*session]struct{}{}
-		s.perIP = map[netip.Addr]int{}
+		s.perIP = map[netip.Prefix]int{}
 		s.ls = map[net.Listener]struct{}{}
 		s.left = sync.NewCond(&s.mu)
 		s.drainCtx, s.drain = context.WithCancel(context.Background())
@@ -117,6 +128,15 @@ func (s *Server) init() {
 		}
 		if s.sleep == nil {
 			s.sleep = sleepCtx
+		}
+		if s.mem.max == 0 {
+			s.mem.max = spoolBudget
+		}
+		if s.nofile == nil {
+			s.nofile = rlimitNofile
+		}
+		if s.statfs == nil {
+			s.statfs = statfsFree
 		}
 		if s.Maildir == nil {
 			s.Maildir = NewMaildir(filepath.Join(s.Root, "box"))
@@ -171,7 +191,17 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		pause = 0
+		// Add under mu, unless Shutdown has begun: Shutdown sets draining
+		// under mu before it waits, so no Add can race its Wait
+		// (sync.WaitGroup), and no session starts after it.
+		s.mu.Lock()
+		if s.draining {
+			s.mu.Unlock()
+			c.Close()
+			return ErrServerClosed
+		}
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
 			s.ServeConn(c)
@@ -200,13 +230,30 @@ func (s *Server) ServeConn(c net.Conn) {
 		return
 	}
 	defer s.leave(sess)
+	defer s.recovered(sess)
 	sess.serve()
 }
 
+// recovered, deferred, turns a panic in a session (a bug, ours or a
+// seam's) into the end of that session alone: it is logged with its
+// stack and counted, and the client told 421; every other session goes on.
+func (s *Server) recovered(sess *session) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	s.Stats.Panics.Add(1)
+	s.logf("panic in session with %s: %v\n%s", sess.remote, r, debug.Stack())
+	sess.reply(smtp.Replyf(421, "4.3.0", "%s internal error", sess.cfg.DefaultDomain))
+	sess.flush()
+}
+
 // admit registers a new session, or returns the reply refusing it: too
-// many sessions in all, too many from this untrusted address, or the
-// server is shutting down.
+// many sessions in all (maxconns, or as many as the file descriptor limit
+// allows), too many from this untrusted client, or the server is shutting
+// down.
 func (s *Server) admit(sess *session) *smtp.Reply {
+	nofile := s.nofile() // a system call: outside the lock
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cfg := sess.cfg
@@ -215,22 +262,54 @@ func (s *Server) admit(sess *session) *smtp.Reply {
 		return smtp.Replyf(421, "4.3.2", "%s shutting down", cfg.DefaultDomain)
 	case len(s.sessions) >= cfg.MaxConns:
 		return smtp.Replyf(421, "4.7.0", "%s too many connections", cfg.DefaultDomain)
-	case !sess.trusted && s.perIP[sess.remote] >= cfg.MaxPerIP:
-		return smtp.Replyf(421, "4.7.0", "%s too many connections from %s", cfg.DefaultDomain, sess.remote)
+	case len(s.sessions) >= sessionCeiling(cfg.MaxConns, nofile):
+		s.logf("%d sessions, as many as the file descriptor limit (RLIMIT_NOFILE %d) allows", len(s.sessions), nofile)
+		return smtp.Replyf(421, "4.7.0", "%s too many connections", cfg.DefaultDomain)
+	case !sess.trusted && s.perIP[clientNet(sess.remote)] >= cfg.MaxPerIP:
+		return smtp.Replyf(421, "4.7.0", "%s too many connections from %s", cfg.DefaultDomain, clientName(sess.remote))
 	}
 	s.sessions[sess] = struct{}{}
-	s.perIP[sess.remote]++
+	s.perIP[clientNet(sess.remote)]++
 	s.Stats.Connections.Add(1)
 	s.Stats.Sessions.Add(1)
 	return nil
+}
+
+// sessionCeiling returns how many sessions may be open at once: maxconns,
+// but no more than the file descriptor limit nofile allows (0: no limit
+// known), so that a crowd gets 421 from us rather than failing accepts,
+// spools and Maildir files for everyone. An idle session holds one
+// descriptor, its socket; one in DATA may hold a second, its spool file,
+// and if that cannot be had the message gets a 451 and the session stays
+// in step. The rest of the program keeps an eighth of the limit (at least
+// 256, or half of a small limit) for the listeners, logs, the queue's
+// files and outbound connections, spools and Maildir files.
+func sessionCeiling(maxconns, nofile int) int {
+	if nofile <= 0 {
+		return maxconns
+	}
+	reserve := max(min(256, nofile/2), nofile/8)
+	return min(maxconns, max(1, nofile-reserve))
+}
+
+// rlimitNofile returns the soft limit of file descriptors. Go raises it
+// to the hard limit at start; an operator may change it with prlimit, so
+// it is read at each connection (a system call, next to an accept).
+func rlimitNofile() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	return int(min(rl.Cur, 1<<31))
 }
 
 func (s *Server) leave(sess *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.sessions, sess)
-	if s.perIP[sess.remote]--; s.perIP[sess.remote] <= 0 {
-		delete(s.perIP, sess.remote)
+	n := clientNet(sess.remote)
+	if s.perIP[n]--; s.perIP[n] <= 0 {
+		delete(s.perIP, n)
 	}
 	s.Stats.Sessions.Add(-1)
 	s.left.Broadcast()
@@ -282,6 +361,27 @@ func (s *Server) waitSessions() {
 	for len(s.sessions) > 0 {
 		s.left.Wait()
 	}
+}
+
+// clientNet returns what counts as one client for the limits per client
+// (maxperip, AUTH failures): an IPv4 address, or the /64 of an IPv6
+// address, the least a site is given (RFC 6177 §2), so that a site cannot
+// multiply itself by calling from many of its addresses.
+func clientNet(ip netip.Addr) netip.Prefix {
+	bits := ip.BitLen()
+	if ip.Is6() {
+		bits = 64
+	}
+	p, _ := ip.Prefix(bits)
+	return p
+}
+
+// clientName is clientNet for logs and replies: 192.0.2.1, 2001:db8::/64.
+func clientName(ip netip.Addr) string {
+	if ip.Is6() {
+		return clientNet(ip).String()
+	}
+	return ip.String()
 }
 
 // addrIP returns the IP address of a net.Addr, or the zero Addr.

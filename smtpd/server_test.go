@@ -36,6 +36,13 @@ type testServer struct {
 // newTestServer starts a server configured with the lines of text.
 func newTestServer(t testing.TB, text string) *testServer {
 	t.Helper()
+	return newTestServerWith(t, text, nil)
+}
+
+// newTestServerWith is newTestServer calling set, when not nil, on the
+// Server before it serves.
+func newTestServerWith(t testing.TB, text string, set func(*Server)) *testServer {
+	t.Helper()
 	cfg, _, err := conf.Apply(conf.Default(), "test", "defaultdomain example.org\nhostname mx.example.org\n"+text)
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +59,9 @@ func newTestServer(t testing.TB, text string) *testServer {
 		ts.sleeps = append(ts.sleeps, d)
 		ts.mu.Unlock()
 		return nil
+	}
+	if set != nil {
+		set(ts.Server)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -218,8 +228,9 @@ func (c *client) closed() bool {
 	return err == nil || !(errors.As(err, &ne) && ne.Timeout())
 }
 
-// mail runs a whole transaction and returns the reply to the final dot.
-func (c *client) mail(from string, rcpts []string, msg string) []string {
+// begin sends MAIL and RCPT for each recipient, all of which must be
+// accepted.
+func (c *client) begin(from string, rcpts ...string) {
 	c.t.Helper()
 	c.send("MAIL FROM:<" + from + ">")
 	c.expect("250 ")
@@ -227,10 +238,32 @@ func (c *client) mail(from string, rcpts []string, msg string) []string {
 		c.send("RCPT TO:<" + r + ">")
 		c.expect("250 ")
 	}
+}
+
+// open is begin, then DATA, which must be answered 354.
+func (c *client) open(from string, rcpts ...string) {
+	c.t.Helper()
+	c.begin(from, rcpts...)
 	c.send("DATA")
 	c.expect("354 ")
+}
+
+// mail runs a whole transaction and returns the reply to the final dot.
+func (c *client) mail(from string, rcpts []string, msg string) []string {
+	c.t.Helper()
+	c.open(from, rcpts...)
 	c.write(msg + ".\r\n")
 	return c.reply()
+}
+
+// check sends line and reports an error unless the reply's first line
+// starts with want.
+func (c *client) check(line, want string) {
+	c.t.Helper()
+	c.send(line)
+	if got := c.reply(); !strings.HasPrefix(got[0], want) {
+		c.t.Errorf("%s: got %q, want %q", line, got, want)
+	}
 }
 
 // A fakeQueue records what it is given.

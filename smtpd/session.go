@@ -41,6 +41,10 @@ const (
 // before we give up on it and hang up.
 const maxDiscard = 64 << 10
 
+// maxJunk is how many commands that move no mail an untrusted session may
+// send.
+const maxJunk = 100
+
 // A session is one SMTP connection. Only its own goroutine touches it,
 // except for mu and what it guards (Shutdown's wake and kill).
 type session struct {
@@ -50,6 +54,7 @@ type session struct {
 	remote netip.Addr
 	in     *deadlineReader
 	r      *bufio.Reader
+	out    *deadlineWriter
 	w      *bufio.Writer
 	tr     *transcript // nil unless debug
 	line   []byte      // the command line buffer
@@ -63,6 +68,7 @@ type session struct {
 	authUser  string // "" until AUTH succeeds
 	authFails int
 	errors    int  // refused commands, upas's rejectcount
+	junkN     int  // commands that moved no mail (junk)
 	dialup    bool // a Dial verdict: every command but QUIT is refused
 	quit      bool
 	broken    bool // a write failed: say nothing more
@@ -81,13 +87,16 @@ type rcpt struct {
 	addr string // local@domain: for the queue, Delivered-To:, To:
 	bang string // upas's form, for replies and the mailer
 	box  string // the local box, "" for a remote recipient
+	// newBox: box has no directory yet; the delivery makes it (mkbox)
+	newBox bool
 }
 
 func newSession(srv *Server, c net.Conn, cfg *conf.Config, local, remote netip.Addr) *session {
 	s := &session{srv: srv, cfg: cfg, conn: c, local: local, remote: remote, state: stInit}
 	s.in = &deadlineReader{c: c}
 	s.r = bufio.NewReaderSize(s.in, readBuf)
-	s.w = bufio.NewWriterSize(c, writeBuf)
+	s.out = &deadlineWriter{c: c, timeout: cfg.CmdTimeout}
+	s.w = bufio.NewWriterSize(s.out, writeBuf)
 	s.trusted = cfg.Trusted(remote)
 	return s
 }
@@ -105,6 +114,20 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 		d.c.SetReadDeadline(time.Now().Add(d.perRead))
 	}
 	return d.c.Read(p)
+}
+
+// A deadlineWriter sets a write deadline before each Write: a reply
+// longer than the write buffer is written in pieces as it is made, maybe
+// long after the last flush (a slow delivery), and each piece needs a
+// deadline of its own.
+type deadlineWriter struct {
+	c       net.Conn
+	timeout time.Duration
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	d.c.SetWriteDeadline(time.Now().Add(d.timeout))
+	return d.c.Write(p)
 }
 
 // serve runs the session: greeting, then the command loop.
@@ -146,7 +169,7 @@ func (s *session) command(line []byte) {
 	spec, known := commands[c.verb]
 	switch {
 	case err != nil:
-		s.fail(err.(*smtp.Reply))
+		s.fail(err)
 	case httpVerbs[c.verb] && c.arg != "":
 		s.logf("non-SMTP command from %s: %q; hanging up", s.remote, s.cur)
 		s.quit = true
@@ -158,9 +181,27 @@ func (s *session) command(line []byte) {
 		s.fail(seqError(c.verb, s.state))
 	case spec.arg == argNone && c.arg != "", spec.arg == argReq && c.arg == "":
 		s.fail(errArgs)
+	case spec.junk && s.junk():
 	default:
 		spec.fn(s, c.arg)
 	}
+}
+
+// junk counts a command that moves no mail, and ends the session with 421
+// (returning true) when an untrusted client has sent more than maxJunk:
+// else a NOOP every few minutes would hold a session for ever. Refused
+// commands are not junk; they count towards maxerrors instead.
+func (s *session) junk() bool {
+	if s.trusted {
+		return false
+	}
+	if s.junkN++; s.junkN <= maxJunk {
+		return false
+	}
+	s.logf("[%s/%s] %d commands that move no mail; hanging up", s.helo, s.remote, s.junkN)
+	s.reply(smtp.Replyf(421, "4.7.0", "%s too many commands that move no mail; closing", s.cfg.DefaultDomain))
+	s.quit = true
+	return true
 }
 
 // maskAuth hides the initial response of an AUTH command.
@@ -301,7 +342,6 @@ func (s *session) flush() error {
 	if s.broken || s.w.Buffered() == 0 {
 		return nil
 	}
-	s.conn.SetWriteDeadline(time.Now().Add(s.cfg.CmdTimeout))
 	if err := s.w.Flush(); err != nil {
 		s.broken, s.quit = true, true
 		return err

@@ -8,15 +8,21 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"smtpfs/smtp"
+	"smtpfs/test/testlib"
 )
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -53,18 +59,19 @@ func TestHeadersEveryMessage(t *testing.T) {
 		t.Fatalf("bob has %d messages, want 3", len(msgs))
 	}
 	for _, m := range msgs {
+		// Two boxes: one file linked into both, so no Delivered-To:.
 		lines := strings.Split(m, "\n")
-		if lines[0] != "Return-Path: <alice@sender.net>" || lines[1] != "Delivered-To: bob@example.org" {
-			t.Errorf("message starts %q", lines[:2])
+		if lines[0] != "Return-Path: <alice@sender.net>" {
+			t.Errorf("message starts %q", lines[:1])
 		}
-		if !strings.HasPrefix(lines[2], "Received: from client.example.net ([192.0.2.7]) by mx.example.org with ESMTP id ") ||
-			!strings.HasSuffix(lines[2], "; Wed, 27 Mar 2024 23:47:45 +0000") || strings.Contains(lines[2], " for ") {
-			t.Errorf("Received: line %q", lines[2])
+		if !strings.HasPrefix(lines[1], "Received: from client.example.net ([192.0.2.7]) by mx.example.org with ESMTP id ") ||
+			!strings.HasSuffix(lines[1], "; Wed, 27 Mar 2024 23:47:45 +0000") || strings.Contains(lines[1], " for ") {
+			t.Errorf("Received: line %q", lines[1])
 		}
-		if lines[3] != "From: alice@sender.net" || lines[4] != "To: bob@example.org," || lines[5] != "\tcarol@example.org" {
-			t.Errorf("added header %q", lines[3:6])
+		if lines[2] != "From: alice@sender.net" || lines[3] != "To: bob@example.org," || lines[4] != "\tcarol@example.org" {
+			t.Errorf("added header %q", lines[2:5])
 		}
-		if !strings.HasPrefix(lines[6], "Subject: message ") || strings.Contains(m, "\r") {
+		if !strings.HasPrefix(lines[5], "Subject: message ") || strings.Contains(m, "\r") {
 			t.Errorf("message %q", m)
 		}
 	}
@@ -178,12 +185,7 @@ func TestDataErrorsKeepSession(t *testing.T) {
 		t.Errorf("delivered %q", m)
 	}
 	// Far over the limit, the server hangs up.
-	c.send("MAIL FROM:<a@sender.net>")
-	c.expect("250 ")
-	c.send("RCPT TO:<b@example.org>")
-	c.expect("250 ")
-	c.send("DATA")
-	c.expect("354 ")
+	c.open("a@sender.net", "b@example.org")
 	go c.write(strings.Repeat("0123456789abcdef\r\n", 1<<16))
 	c.expect("552 5.3.4")
 	if !c.closed() {
@@ -191,11 +193,52 @@ func TestDataErrorsKeepSession(t *testing.T) {
 	}
 }
 
+// TestSpoolFailureKeepsStep: when the spool cannot be written (here
+// <root>/tmp is a plain file, as for ENOSPC or EMFILE), the message gets
+// 451 once its real end has been read; lines after the 1 MiB point are
+// never run as commands.
+func TestSpoolFailureKeepsStep(t *testing.T) {
+	ts := newTestServer(t, "")
+	if err := os.WriteFile(filepath.Join(ts.Root, "tmp"), nil, 0600); err != nil {
+		t.Fatal(err)
+	}
+	c := ts.ehloed("192.0.2.7")
+	c.open("a@sender.net", "b@example.org")
+	line := strings.Repeat("x", 998) + "\r\n"
+	go c.write(strings.Repeat(line, 1100) + "NOOP smuggled\r\nRCPT TO:<c@example.org>\r\n.\r\n")
+	c.expect("451 4.3.0 local error spooling the message")
+	c.send("RSET")
+	c.expect("250 2.0.0 ok")
+	if m := boxFiles(t, ts.Root, "b"); len(m) != 0 {
+		t.Errorf("delivered %d messages", len(m))
+	}
+}
+
+// TestSpoolNoMemory: with the memory budget of the spools spent, a
+// message goes to a file from its first byte, and is delivered as well.
+func TestSpoolNoMemory(t *testing.T) {
+	ts := newTestServerWith(t, "", func(s *Server) { s.mem.max = 1 })
+	c := ts.ehloed("192.0.2.7")
+	body := strings.Repeat("line of the body\r\n", 5000)
+	if got := c.mail("a@sender.net", []string{"b@example.org"}, "From: A <a@sender.net>\r\nTo: b@example.org\r\nSubject: s\r\n\r\n"+body); got[0] != "250 2.5.0 sent" {
+		t.Fatalf("got %q", got)
+	}
+	m := boxFiles(t, ts.Root, "b")
+	if len(m) != 1 {
+		t.Fatalf("b has %d messages", len(m))
+	}
+	lines := strings.SplitN(m[0], "\n", 7)
+	if lines[3] != "From: A <a@sender.net>" || lines[4] != "To: b@example.org" || lines[5] != "Subject: s" ||
+		lines[6] != "\n"+strings.ReplaceAll(body, "\r\n", "\n") {
+		t.Errorf("delivered %.300q", m[0])
+	}
+}
+
 func TestPipelining(t *testing.T) {
 	ts := newTestServer(t, "")
 	c := ts.greeted("192.0.2.7")
 	c.write("EHLO a.example\r\nMAIL FROM:<a@sender.net>\r\nRCPT TO:<b@example.org>\r\nRCPT TO:<v@elsewhere.com>\r\nRCPT TO:<c@example.org>\r\nDATA\r\n")
-	for _, want := range []string{"250 AUTH", "250 2.0.0 sender", "250 2.0.0 receiver", "550 5.7.1", "250 2.0.0 receiver", "354 "} {
+	for _, want := range []string{"250 ENHANCEDSTATUSCODES", "250 2.0.0 sender", "250 2.0.0 receiver", "550 5.7.1", "250 2.0.0 receiver", "354 "} {
 		c.expect(want)
 	}
 	c.write("Subject: p\r\n\r\nx\r\n.\r\nMAIL FROM:<a@sender.net>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
@@ -215,8 +258,8 @@ func TestTooManyRecipients(t *testing.T) {
 	c := ts.ehloed("192.0.2.7")
 	c.send("MAIL FROM:<a@sender.net>")
 	c.expect("250 ")
-	for i := range 100 {
-		c.send(fmt.Sprintf("RCPT TO:<u%d@example.org>", i))
+	for i := range 100 { // one box, so that no more than maxNewBoxes are made
+		c.send(fmt.Sprintf("RCPT TO:<u+%d@example.org>", i))
 		c.expect("250 ")
 	}
 	for range 20 { // not errors: the client sends the rest later (RFC 5321 §4.5.3.1.10)
@@ -227,8 +270,51 @@ func TestTooManyRecipients(t *testing.T) {
 	c.expect("354 ")
 	c.send(".")
 	c.expect("250 2.5.0 sent")
-	if n := len(boxFiles(t, ts.Root, "u99")); n != 1 {
-		t.Errorf("u99 has %d messages", n)
+	if n := len(boxFiles(t, ts.Root, "u")); n != 1 {
+		t.Errorf("u has %d messages", n)
+	}
+}
+
+// TestJunkCommands: an untrusted session may send maxJunk commands that
+// move no mail (NOOP, RSET, VRFY, EXPN, HELP, HELO, EHLO, a RCPT answered
+// 452); the next one is answered 421 and the session closed, so that a
+// client cannot hold a slot for ever with a NOOP every few minutes
+// (Postfix's smtpd_junk_command_limit). Trusted clients have no limit.
+func TestJunkCommands(t *testing.T) {
+	ts := newTestServer(t, "maxrcpts 100\nournets 10.0.0.0/8")
+	junk := []string{"NOOP", "RSET", "VRFY bob", "EXPN list", "HELP", "HELO a.example", "EHLO a.example", "NOOP hello"}
+	c := ts.greeted("192.0.2.7")
+	for i := range maxJunk {
+		c.send(junk[i%len(junk)])
+		c.expect("2")
+	}
+	c.send("NOOP")
+	c.expect("421 4.7.0 example.org too many commands that move no mail")
+	if !c.closed() {
+		t.Errorf("still open after %d junk commands", maxJunk+1)
+	}
+	// RCPT past maxrcpts is junk too; real mail is not.
+	c = ts.ehloed("192.0.2.7") // EHLO: 1
+	c.mail("a@sender.net", []string{"b@example.org"}, "")
+	c.send("MAIL FROM:<a@sender.net>")
+	c.expect("250 ")
+	for i := range 100 {
+		c.send(fmt.Sprintf("RCPT TO:<b+%d@example.org>", i))
+		c.expect("250 ")
+	}
+	for range maxJunk - 1 {
+		c.send("RCPT TO:<late@example.org>")
+		c.expect("452 4.5.3 Too many recipients")
+	}
+	c.send("RCPT TO:<late@example.org>")
+	c.expect("421 4.7.0 ")
+	if !c.closed() {
+		t.Errorf("still open after too many refused RCPTs")
+	}
+	c = ts.greeted("10.0.0.1")
+	for range 2 * maxJunk {
+		c.send("NOOP")
+		c.expect("250 ")
 	}
 }
 
@@ -290,12 +376,7 @@ func TestTimeouts(t *testing.T) {
 		t.Errorf("open after a timeout")
 	}
 	c = ts.ehloed("192.0.2.7")
-	c.send("MAIL FROM:<a@sender.net>")
-	c.expect("250 ")
-	c.send("RCPT TO:<b@example.org>")
-	c.expect("250 ")
-	c.send("DATA")
-	c.expect("354 ")
+	c.open("a@sender.net", "b@example.org")
 	c.send("Subject: slow")
 	c.expect("421 4.4.2 example.org timeout")
 	if !c.closed() {
@@ -335,6 +416,74 @@ func TestConnectionLimits(t *testing.T) {
 	if ts.logbuf.String() != before {
 		t.Errorf("evil connection logged: %q", strings.TrimPrefix(ts.logbuf.String(), before))
 	}
+}
+
+// TestConnectionLimitsIPv6: maxperip counts an IPv6 client by its /64, the
+// least a site is given (RFC 6177): one site cannot take every slot by
+// calling from as many addresses. IPv4 addresses count one by one.
+func TestConnectionLimitsIPv6(t *testing.T) {
+	ts := newTestServer(t, "maxperip 2")
+	ts.greeted("2001:db8::1")
+	ts.greeted("2001:db8::2:3")
+	c := ts.dial("2001:db8::ffff:1")
+	c.expect("421 4.7.0 example.org too many connections from 2001:db8::/64")
+	ts.greeted("2001:db8:0:1::1")
+	ts.greeted("192.0.2.1")
+	ts.greeted("192.0.2.2")
+	ts.greeted("192.0.2.2")
+}
+
+// TestConnectionLimitsFiles: whatever maxconns says, sessions stop short
+// of the file descriptor limit (an idle one holds its socket; the rest
+// of the program keeps some), with a 421 rather than
+// failing accepts, Maildir files and spools for everyone.
+func TestConnectionLimitsFiles(t *testing.T) {
+	for _, tc := range []struct{ nofile, want int }{{0, 20000}, {8, 4}, {256, 128}, {4096, 3584}, {20000, 17500}, {1 << 20, 20000}} {
+		if got := sessionCeiling(20000, tc.nofile); got != tc.want {
+			t.Errorf("maxconns 20000, RLIMIT_NOFILE %d: at most %d sessions, want %d", tc.nofile, got, tc.want)
+		}
+	}
+	ts := newTestServerWith(t, "ournets 10.0.0.0/8", func(s *Server) { s.nofile = func() int { return 8 } })
+	for _, ip := range []string{"192.0.2.1", "10.0.0.1", "10.0.0.2", "10.0.0.3"} {
+		ts.greeted(ip)
+	}
+	c := ts.dial("10.0.0.4")
+	c.expect("421 4.7.0 example.org too many connections")
+	if !strings.Contains(ts.logbuf.String(), "file descriptor") {
+		t.Errorf("the log does not say why:\n%s", ts.logbuf)
+	}
+}
+
+// panicker is a seam that panics, as a bug in a plug-in would.
+type panicker struct{}
+
+func (panicker) Classify(ip netip.Addr, sender string) Verdict { panic("classifier bug") }
+
+// TestPanic: a panic in a session ends that session (421, closed, counted,
+// logged with its stack), not the server: the next sessions are served.
+func TestPanic(t *testing.T) {
+	ts := newTestServer(t, "")
+	ts.Classifier = panicker{}
+	c := ts.ehloed("192.0.2.7")
+	c.begin("a@sender.net", "b@example.org")
+	c.send("DATA")
+	c.expect("421 4.3.0 example.org internal error")
+	if !c.closed() {
+		t.Errorf("still open after a panic")
+	}
+	if got := ts.Stats.Panics.Load(); got != 1 {
+		t.Errorf("panics = %d, want 1", got)
+	}
+	if l := ts.logbuf.String(); !strings.Contains(l, "panic in session with 192.0.2.7: classifier bug") || !strings.Contains(l, "smtpd.panicker.Classify") {
+		t.Errorf("log:\n%s", l)
+	}
+	c = ts.ehloed("10.0.0.1")
+	c.send("NOOP")
+	c.expect("250 ")
+	c.send("QUIT")
+	c.expect("221 ")
+	c.closed()
+	testlib.WaitFor(t, 10*time.Second, "no session left", func() bool { return ts.Stats.Sessions.Load() == 0 })
 }
 
 func TestTarpit(t *testing.T) {
@@ -401,7 +550,7 @@ func TestAuth(t *testing.T) {
 	c.expect("451 4.3.0")
 
 	ts.apply("plaintextauth on")
-	for _, tc := range []struct {
+	for n, tc := range []struct {
 		name   string
 		dialog []string // client lines and expected reply prefixes, alternating
 	}{
@@ -426,7 +575,7 @@ func TestAuth(t *testing.T) {
 		{"cram malformed", []string{"AUTH CRAM-MD5", "334 ", b64("glenda"), "501 5.5.4 Poorly formed CRAM-MD5 response"}},
 		{"cram initial", []string{"AUTH CRAM-MD5 abc", "501 5.5.4"}},
 	} {
-		c := ts.ehloed("192.0.2.7")
+		c := ts.ehloed(fmt.Sprintf("192.0.2.%d", 100+n)) // one address would run into the AUTH failure limit
 		for i := 0; i < len(tc.dialog); i += 2 {
 			c.send(tc.dialog[i])
 			if got := c.reply(); !strings.HasPrefix(got[0], tc.dialog[i+1]) {
@@ -447,6 +596,115 @@ func TestAuth(t *testing.T) {
 	if !strings.Contains(ts.logbuf.String(), `authentication failed: PLAIN "glenda" from client.example.net/192.0.2.7`) ||
 		strings.Contains(ts.logbuf.String(), "s3cret") {
 		t.Errorf("log:\n%s", ts.logbuf)
+	}
+}
+
+// A clock is a settable clock for tests.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// TestAuthLimit: failed AUTH is counted per client (an IPv4 address or an
+// IPv6 /64) across sessions; after authFailMax failures in authFailWindow
+// AUTH is refused with 454 for authLockout, even with the right password,
+// from that client only. Clients in ournets are not limited.
+func TestAuthLimit(t *testing.T) {
+	clk := &clock{now: time.Date(2024, 3, 27, 23, 47, 45, 0, time.UTC)}
+	ts := newTestServerWith(t, "plaintextauth on\nournets 10.0.0.0/8", func(s *Server) { s.Now = clk.Now })
+	ts.Secrets = func() *Secrets { return &Secrets{m: map[string]string{"glenda": "s3cret"}} }
+	plain := func(pw string) string { return "AUTH PLAIN " + b64("\x00glenda\x00"+pw) }
+	fail := func(ip string, n int) {
+		t.Helper()
+		c := ts.ehloed(ip)
+		for range n {
+			c.send(plain("wrong"))
+			c.expect("535 ")
+		}
+	}
+	try := func(ip, want string) {
+		t.Helper()
+		c := ts.ehloed(ip)
+		c.send(plain("s3cret"))
+		if got := c.reply(); !strings.HasPrefix(got[0], want) {
+			t.Errorf("%s: got %q, want %q", ip, got, want)
+		}
+	}
+	fail("192.0.2.7", 3)
+	fail("192.0.2.7", 3)
+	fail("192.0.2.7", 3)
+	try("192.0.2.7", "235 ") // 9 failures: not yet
+	fail("192.0.2.7", 1)
+	try("192.0.2.7", "454 4.7.0 too many authentication failures, try later")
+	try("192.0.2.8", "235 ")
+	// IPv6: a /64 is one client.
+	for i := range authFailMax {
+		fail(fmt.Sprintf("2001:db8::%x", i+1), 1)
+	}
+	try("2001:db8::ffff", "454 4.7.0 ")
+	try("2001:db8:0:1::1", "235 ")
+	// Failures spread over more than the window do not add up.
+	for range authFailMax - 1 {
+		fail("192.0.2.9", 1)
+	}
+	clk.add(authFailWindow + time.Second)
+	fail("192.0.2.9", 1)
+	try("192.0.2.9", "235 ")
+	// The lockout ends.
+	clk.add(authLockout - authFailWindow)
+	try("192.0.2.7", "235 ")
+	// ournets: never locked.
+	for range 4 {
+		fail("10.0.0.1", 3)
+	}
+	try("10.0.0.1", "235 ")
+	if !strings.Contains(ts.logbuf.String(), "AUTH from 192.0.2.7 refused for 15m0s after 10 failures") {
+		t.Errorf("log:\n%s", ts.logbuf)
+	}
+}
+
+// TestAuthWithoutUsers: with nobody in lib/secrets (missing, or empty),
+// AUTH is not offered, and refused: an offer nobody can take up only
+// invites guessing.
+func TestAuthWithoutUsers(t *testing.T) {
+	var secrets atomic.Pointer[Secrets]
+	ts := newTestServer(t, "plaintextauth on")
+	ts.Secrets = secrets.Load
+	for _, tc := range []struct {
+		users map[string]string
+		ehlo  string
+		auth  string
+	}{
+		{nil, "250 ENHANCEDSTATUSCODES", "502 5.5.1 AUTH not available"},
+		{map[string]string{}, "250 ENHANCEDSTATUSCODES", "502 5.5.1 AUTH not available"},
+		{map[string]string{"glenda": "s3cret"}, "250 AUTH CRAM-MD5 PLAIN LOGIN", "235 "},
+	} {
+		if tc.users == nil {
+			secrets.Store(nil)
+		} else {
+			secrets.Store(&Secrets{m: tc.users})
+		}
+		c := ts.greeted("192.0.2.7")
+		c.send("EHLO client.example.net")
+		if got := c.reply(); got[len(got)-1] != tc.ehlo {
+			t.Errorf("%d users: EHLO %q, want last line %q", len(tc.users), got, tc.ehlo)
+		}
+		c.send("AUTH PLAIN " + b64("\x00glenda\x00s3cret"))
+		if got := c.reply(); !strings.HasPrefix(got[0], tc.auth) {
+			t.Errorf("%d users: AUTH %q, want %q", len(tc.users), got, tc.auth)
+		}
 	}
 }
 
@@ -550,6 +808,24 @@ func TestBlockedVerdicts(t *testing.T) {
 	}
 }
 
+// TestBlockedCountsOnce: a message refused by a Block or Delay verdict is
+// one error of the session, not two.
+func TestBlockedCountsOnce(t *testing.T) {
+	ts := newTestServer(t, "maxerrors 2")
+	ts.Classifier = fakeClassifier{"192.0.2.1": Block, "192.0.2.2": Delay}
+	for _, ip := range []string{"192.0.2.1", "192.0.2.2"} {
+		c := ts.ehloed(ip)
+		if got := c.mail("a@sender.net", []string{"b@example.org"}, ""); got[0][0] != '4' && got[0][0] != '5' {
+			t.Errorf("%s: got %q", ip, got)
+		}
+		c.send("NOOP")
+		c.expect("250 ") // one error of two: the session goes on
+	}
+	if got := ts.Stats.Errors.Load(); got != 2 {
+		t.Errorf("errors = %d, want 2", got)
+	}
+}
+
 // TestNoSpamFiltering: a verdict is waived when every recipient has
 // box/<user>/nospamfiltering (upas.md §2.9), not when one lacks it.
 func TestNoSpamFiltering(t *testing.T) {
@@ -630,6 +906,33 @@ func TestQueueFailure(t *testing.T) {
 	}
 	q.err = smtp.Replyf(452, "4.3.1", "queue full")
 	if got := c.mail("a@example.org", []string{"v@elsewhere.com"}, ""); got[0] != "452 4.3.1 queue full" {
+		t.Errorf("got %q", got)
+	}
+}
+
+// slowQueue takes its time, then refuses with a long reply, as a queue on
+// a struggling disk might.
+type slowQueue struct{ d time.Duration }
+
+func (q slowQueue) Put(ctx context.Context, from string, rcpts []string, msg io.Reader) (string, error) {
+	time.Sleep(q.d) // the delivery takes longer than cmdtimeout: what is under test
+	r := &smtp.Reply{Code: 452, Enh: "4.3.1"}
+	for i := range 10 {
+		r.Lines = append(r.Lines, fmt.Sprintf("line %d of a long refusal %s", i, strings.Repeat("x", 80)))
+	}
+	return "", r
+}
+
+// TestLongReplyAfterSlowDelivery: a reply longer than the write buffer,
+// sent after a delivery that took longer than cmdtimeout, reaches the
+// client: each write has a deadline of its own, not the one set at the
+// last flush, long expired.
+func TestLongReplyAfterSlowDelivery(t *testing.T) {
+	ts := newTestServer(t, "ournets 10.0.0.0/8\ncmdtimeout 300ms")
+	ts.Queue = slowQueue{600 * time.Millisecond}
+	c := ts.ehloed("10.0.0.1")
+	got := c.mail("a@example.org", []string{"v@elsewhere.com"}, "Subject: s\r\n\r\n")
+	if len(got) != 10 || !strings.HasPrefix(got[9], "452 4.3.1 line 9 ") {
 		t.Errorf("got %q", got)
 	}
 }
@@ -738,6 +1041,57 @@ func TestShutdown(t *testing.T) {
 	}
 	if n := len(boxFiles(t, ts.Root, "b")); n != 1 {
 		t.Errorf("b has %d messages", n)
+	}
+}
+
+// lateListener is a listener whose Accept returns a connection only when
+// the test says, even after Close: an accept that raced Shutdown.
+type lateListener struct {
+	waiting chan struct{} // the first Accept is waiting
+	conns   chan net.Conn
+	closed  chan struct{}
+	once    sync.Once
+	calls   atomic.Int32
+}
+
+// Accept returns the connection the test sends, the first time; then it
+// fails as a closed listener does.
+func (l *lateListener) Accept() (net.Conn, error) {
+	if l.calls.Add(1) > 1 {
+		<-l.closed
+		return nil, net.ErrClosed
+	}
+	l.waiting <- struct{}{}
+	return <-l.conns, nil
+}
+
+func (l *lateListener) Close() error   { l.once.Do(func() { close(l.closed) }); return nil }
+func (l *lateListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 25} }
+
+// TestShutdownLateAccept: a connection accepted as Shutdown runs (or
+// after it returned) is closed without a session: Serve starts none once
+// Shutdown has begun, so none outlives it (and the WaitGroup that Shutdown
+// waits on is never added to while it waits).
+func TestShutdownLateAccept(t *testing.T) {
+	ts := newTestServer(t, "")
+	l := &lateListener{waiting: make(chan struct{}, 1), conns: make(chan net.Conn), closed: make(chan struct{})}
+	served := make(chan error, 1)
+	go func() { served <- ts.Serve(l) }()
+	<-l.waiting
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ts.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	<-l.closed
+	client, server := net.Pipe()
+	l.conns <- server
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if b, err := io.ReadAll(client); len(b) != 0 || err != nil {
+		t.Errorf("a connection accepted after Shutdown got %q, %v; want nothing, closed", b, err)
+	}
+	if err := <-served; err != ErrServerClosed {
+		t.Errorf("Serve: %v, want ErrServerClosed", err)
 	}
 }
 

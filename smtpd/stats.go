@@ -21,6 +21,7 @@ type Stats struct {
 	TLS         atomic.Int64 // sessions that started TLS
 	Errors      atomic.Int64 // commands refused (counted towards maxerrors)
 	Timeouts    atomic.Int64 // sessions closed by a timeout
+	Panics      atomic.Int64 // sessions ended by a panic (a bug: see the log)
 }
 
 // A Stat is one named counter.
@@ -48,5 +49,6 @@ func (s *Stats) Values() []Stat {
 		{"tls", s.TLS.Load()},
 		{"errors", s.Errors.Load()},
 		{"timeouts", s.Timeouts.Load()},
+		{"panics", s.Panics.Load()},
 	}
 }

@@ -99,12 +99,7 @@ func TestSmtpdTimeouts(t *testing.T) {
 		t.Errorf("still open after the command timeout")
 	}
 	r = ehlo(t, d, "127.0.0.5")
-	r.Send("MAIL FROM:<a@sender.example>")
-	r.Expect("250 ")
-	r.Send("RCPT TO:<bob@localhost>")
-	r.Expect("250 ")
-	r.Send("DATA")
-	r.Expect("354 ")
+	r.open("a@sender.example", "bob@localhost")
 	r.Send("Subject: half a message")
 	r.Expect("421 4.4.2 ")
 	if m := boxMessages(t, d.Root, "bob"); len(m) != 0 {

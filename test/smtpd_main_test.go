@@ -73,9 +73,9 @@ func ehlo(t *testing.T, d *Daemon, from string) *Raw {
 	return r
 }
 
-// transaction runs MAIL, RCPT... and DATA with msg, and returns the final
-// reply's last line.
-func (r *Raw) transaction(from string, rcpts []string, msg string) string {
+// open sends MAIL, RCPT for each recipient and DATA, which must be
+// answered 250, 250... and 354.
+func (r *Raw) open(from string, rcpts ...string) {
 	r.t.Helper()
 	r.Send("MAIL FROM:<" + from + ">")
 	r.Expect("250 ")
@@ -85,6 +85,13 @@ func (r *Raw) transaction(from string, rcpts []string, msg string) string {
 	}
 	r.Send("DATA")
 	r.Expect("354 ")
+}
+
+// transaction runs MAIL, RCPT... and DATA with msg, and returns the final
+// reply's last line.
+func (r *Raw) transaction(from string, rcpts []string, msg string) string {
+	r.t.Helper()
+	r.open(from, rcpts...)
 	r.Write(msg + ".\r\n")
 	l := r.Reply()
 	return l[len(l)-1]
