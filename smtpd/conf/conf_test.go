@@ -235,6 +235,15 @@ func TestDumpRoundTrip(t *testing.T) {
 	}
 }
 
+func TestMinFreeOff(t *testing.T) {
+	for _, v := range []string{"off", "0"} {
+		c, _, err := Apply(Default(), "ctl", "minfree "+v)
+		if err != nil || c.MinFree != 0 || !strings.Contains(c.Dump(), "minfree off\n") {
+			t.Errorf("minfree %s: %v, %d", v, err, c.MinFree)
+		}
+	}
+}
+
 func TestClear(t *testing.T) {
 	c, _, err := Apply(Default(), "ctl", "ournets 10.0.0.0/8\nmaxsize 1k\nsmarthost mx.example.org\nclear ournets\nclear maxsize\nclear smarthost\nclear defaultdomain")
 	if err != nil {
@@ -306,7 +315,7 @@ func writeCert(t *testing.T, dir string) string {
 // to the same dump.
 func FuzzApply(f *testing.F) {
 	for _, s := range []string{"greylist on", "ournets 10.0.0.0/8, ::1/128", "mailer 'a b' c", "clear ournets",
-		"backoff 1m 1d2h", "maxsize 12k", "retry abc", "x 'it''s' \\#", "defaultdomain EXAMPLE.org.",
+		"backoff 1m 1d2h", "maxsize 12k", "minfree off", "retry abc", "x 'it''s' \\#", "defaultdomain EXAMPLE.org.",
 		"evil 192.0.2.7/24 ::ffff:10.0.0.0/104"} {
 		f.Add(s)
 	}

@@ -70,11 +70,20 @@ func init() {
 			c.MaxSize = n
 			return err
 		}, get: func(c *Config) []string { return []string{formatSize(c.MaxSize)} }},
-		{name: "minfree", usage: "bytes", min: 1, max: 1, set: func(c *Config, a []string) error {
+		{name: "minfree", usage: "bytes|off", min: 1, max: 1, set: func(c *Config, a []string) error {
+			if a[0] == "off" || a[0] == "0" {
+				c.MinFree = 0
+				return nil
+			}
 			n, err := parseSize(a[0])
 			c.MinFree = n
 			return err
-		}, get: func(c *Config) []string { return []string{formatSize(c.MinFree)} }},
+		}, get: func(c *Config) []string {
+			if c.MinFree == 0 {
+				return []string{"off"}
+			}
+			return []string{formatSize(c.MinFree)}
+		}},
 		count("maxrcpts", 100, func(c *Config) *int { return &c.MaxRcpts }), // RFC 5321 §4.5.3.1.8: at least 100
 		count("maxconns", 1, func(c *Config) *int { return &c.MaxConns }),
 		count("maxperip", 1, func(c *Config) *int { return &c.MaxPerIP }),

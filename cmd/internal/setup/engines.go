@@ -153,8 +153,8 @@ func SweepIfDue(root string, cfg *conf.Config, logger *log.Logger) {
 // is the room the queue keeps free). A recipient is local when its domain
 // is ours. The user handed to the
 // Maildir is the address itself, as the server hands it: the Maildir
-// takes the box from the local part and writes the address in
-// Delivered-To.
+// takes the box from the local part (and writes the address in
+// Delivered-To: when the message goes to one box only).
 func QueueSettings(c *conf.Config) queue.Settings {
 	return queue.Settings{
 		Backoff:    c.Backoff,
