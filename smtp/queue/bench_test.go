@@ -41,9 +41,9 @@ func benchPut(b *testing.B, single bool, producers int) {
 		_, err := q.Put(context.Background(), "alice@example.org", rcpts, bytes.NewReader(msg))
 		return err
 	})
-	if runs := q.st.dirs.next - 1; !single && runs > 0 {
+	if runs := q.st.dirs.Runs(); !single && runs > 0 {
 		b.ReportMetric(float64(b.N)/float64(runs), "puts/dirsync")
-		b.ReportMetric(float64(b.N)/float64(q.st.data.next-1), "puts/datasync")
+		b.ReportMetric(float64(b.N)/float64(q.st.data.Runs()), "puts/datasync")
 	}
 }
 

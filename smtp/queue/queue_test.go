@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -10,8 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -359,42 +356,5 @@ func TestRunnerLock(t *testing.T) {
 	}
 	if n := len(h.d.take()); n != 2 {
 		t.Errorf("%d deliveries, want 2", n)
-	}
-}
-
-// The group runs its action for every caller that arrived before the
-// run started, fewer times than there are callers, and gives a failed
-// run's error to its callers.
-func TestGroup(t *testing.T) {
-	var g group
-	var arrived, covered, runs atomic.Int64
-	fail := errors.New("disk on fire")
-	var wg sync.WaitGroup
-	for range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			mine := arrived.Add(1)
-			err := g.do(nil, func([]*os.File) error {
-				runs.Add(1)
-				c := arrived.Load()
-				time.Sleep(time.Millisecond) // a slow fsync, while others arrive
-				covered.Store(max(covered.Load(), c))
-				if c%7 == 0 {
-					return fail
-				}
-				return nil
-			})
-			if covered.Load() < mine {
-				t.Errorf("caller %d returned before a run covered it", mine)
-			}
-			if err != nil && err != fail {
-				t.Errorf("do: %v", err)
-			}
-		}()
-	}
-	wg.Wait()
-	if n := runs.Load(); n >= 50 || n < 1 {
-		t.Errorf("%d runs for 50 callers", n)
 	}
 }

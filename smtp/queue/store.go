@@ -9,8 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
+
+	"smtpfs/internal/durable"
 )
 
 // A store is the queue directory: <id>.env and <id>.msg for each message,
@@ -23,9 +24,9 @@ import (
 // (cmd/smtpd, say). The kernel drops the locks of a killed process.
 type store struct {
 	dir, tmp, bad string
-	d             *os.File // the directory, for fsync
-	single        bool     // fsync each file and the directory alone, no group commit (benchmark)
-	data, dirs    group    // group commit of file contents and of directory changes
+	d             *os.File      // the directory, for fsync
+	single        bool          // fsync each file and the directory alone, no group commit (benchmark)
+	data, dirs    durable.Group // group commit of file contents and of directory changes
 
 	free func() (int64, error) // bytes free for us on the file system (statfsFree; tests replace it)
 }
@@ -63,7 +64,7 @@ func (s *store) syncFiles(files ...*os.File) error {
 		}
 		return nil
 	}
-	return s.data.do(files, s.flush)
+	return s.data.Do(files, durable.Flush)
 }
 
 // syncDir makes the renames and removals done so far in the directory
@@ -72,71 +73,7 @@ func (s *store) syncDir() error {
 	if s.single {
 		return s.d.Sync()
 	}
-	return s.dirs.do(nil, func([]*os.File) error { return s.d.Sync() })
-}
-
-// syncEach fsyncs files in parallel.
-func syncEach(files []*os.File) error {
-	errs := make([]error, len(files))
-	var wg sync.WaitGroup
-	for i, f := range files {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = f.Sync()
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// A group runs an action on behalf of every caller that arrived before it
-// started: group commit. One caller at a time runs it, over the files of
-// all; those arriving meanwhile wait for the next run, which covers them
-// all.
-type group struct {
-	mu      sync.Mutex
-	cond    *sync.Cond
-	running bool
-	next    uint64 // number of the next run to start
-	done    uint64 // number of the last run finished
-	failed  uint64 // number of the last run that failed
-	failure error
-	files   []*os.File // of the callers waiting for the next run
-}
-
-func (g *group) do(files []*os.File, f func([]*os.File) error) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.cond == nil {
-		g.cond = sync.NewCond(&g.mu)
-		g.next = 1
-	}
-	mine := g.next // the first run to start from now on covers this caller
-	g.files = append(g.files, files...)
-	for g.done < mine {
-		if g.running {
-			g.cond.Wait()
-			continue
-		}
-		g.running = true
-		run, batch := g.next, g.files
-		g.next++
-		g.files = nil
-		g.mu.Unlock()
-		err := f(batch)
-		g.mu.Lock()
-		g.running = false
-		g.done = run
-		if err != nil {
-			g.failed, g.failure = run, err
-		}
-		g.cond.Broadcast()
-	}
-	if g.failed >= mine {
-		return g.failure
-	}
-	return nil
+	return s.dirs.Do(nil, func([]*os.File) error { return s.d.Sync() })
 }
 
 // create writes a new record: the message from r into tmp/, then the

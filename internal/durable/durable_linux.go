@@ -1,4 +1,4 @@
-package queue
+package durable
 
 import (
 	"bufio"
@@ -18,26 +18,35 @@ import (
 // is a few tens of milliseconds of writing on an ordinary disk.
 const maxDirty = 64 << 20
 
-// flush makes files durable with one syncfs(2) of the file system that
-// holds the queue: one journal commit and one device flush for a whole
-// batch, where fsyncing each file costs one per file. When the machine
-// has much unwritten data (maxDirty), whose writing syncfs would wait
-// for, or should syncfs fail, each file is fsynced instead; and always
-// on a kernel older than 5.8, whose syncfs returns success even when
-// writing a file back failed (kernelSyncfsOK).
-func (s *store) flush(files []*os.File) error {
-	if len(files) == 1 {
-		return files[0].Sync()
+// Flush makes the contents of files durable with one syncfs(2) per file
+// system holding them: one journal commit and one device flush for a
+// whole batch, where fsyncing each file costs one per file. When the
+// machine has much unwritten data (maxDirty), whose writing syncfs would
+// wait for, or should syncfs fail, each file is fsynced instead; and
+// always on a kernel older than 5.8, whose syncfs returns success even
+// when writing a file back failed (kernelSyncfsOK).
+func Flush(files []*os.File) error {
+	if len(files) < 2 || !kernelSyncfsOK() {
+		return SyncEach(files)
 	}
-	if !kernelSyncfsOK() {
-		return syncEach(files)
+	if d, ok := dirtyBytes(); ok && d > maxDirty {
+		return SyncEach(files)
 	}
-	if d, ok := dirtyBytes(); !ok || d <= maxDirty {
-		if unix.Syncfs(int(s.d.Fd())) == nil {
-			return nil
+	seen := map[uint64]bool{}
+	for _, f := range files {
+		var st unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &st) != nil {
+			return SyncEach(files)
+		}
+		if seen[st.Dev] {
+			continue
+		}
+		seen[st.Dev] = true
+		if unix.Syncfs(int(f.Fd())) != nil {
+			return SyncEach(files)
 		}
 	}
-	return syncEach(files)
+	return nil
 }
 
 // kernelSyncfsOK reports whether this kernel's syncfs reports writeback
