@@ -117,6 +117,7 @@ func fuzzServer(t *testing.T) (*Server, *syncBuffer) {
 		sleep:    func(context.Context, time.Duration) error { return nil },
 	}
 	srv.Maildir.fsync = func(string) error { return nil }
+	srv.Maildir.flush = func([]*os.File) error { return nil }
 	return srv, logbuf
 }
 

@@ -8,20 +8,22 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"smtpfs/internal/durable"
 	"smtpfs/smtp"
 )
 
 // A Maildir delivers messages to local users: <Dir>/<user>/ is a Maildir
 // (tmp/, new/, cur/; https://cr.yp.to/proto/maildir.html). A message is
-// written to tmp/, fsynced, renamed into new/, and new/ is fsynced before
-// Deliver returns, so a delivered message survives a crash. The fsyncs of
-// new/ are shared: when many sessions deliver into one box at once, one
-// fsync covers every rename made before it started (group commit). A
-// Maildir is safe for concurrent use, and by several processes.
+// written to tmp/, made durable, renamed into new/, and new/ is made
+// durable before Deliver returns, so a delivered message survives a
+// crash. The syncs are shared (group commit): whatever the sessions
+// delivering at once wait for, message files or new/ directories, is
+// made durable together by one durable.Flush (one syncfs), so a message
+// costs a share of two syncs however many arrive together. A Maildir is
+// safe for concurrent use, and by several processes.
 type Maildir struct {
 	Dir string // the directory of the boxes, <root>/box
 	// MkBox reports whether a missing box is made at its first delivery;
@@ -29,12 +31,12 @@ type Maildir struct {
 	MkBox func() bool
 	Now   func() time.Time // the clock, for file names
 
-	host  string                 // for unique file names
-	fsync func(dir string) error // syncPath; tests count and stall it
-	link  func(old, new string) error
+	host  string                      // for unique file names
+	fsync func(dir string) error      // syncPath, for new boxes; tests count it
+	flush func(f []*os.File) error    // durable.Flush; tests count and stall it
+	link  func(old, new string) error // os.Link
 	seq   atomic.Uint64
-	mu    sync.Mutex
-	dirs  map[string]*dirSync
+	syncs durable.Group // group commit of message files and new/ directories
 }
 
 // NewMaildir returns a Maildir for the boxes in dir.
@@ -44,7 +46,7 @@ func NewMaildir(dir string) *Maildir {
 		host = "localhost"
 	}
 	host = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
-	return &Maildir{Dir: dir, Now: time.Now, host: host, fsync: syncPath, link: os.Link, dirs: map[string]*dirSync{}}
+	return &Maildir{Dir: dir, Now: time.Now, host: host, fsync: syncPath, flush: durable.Flush, link: os.Link}
 }
 
 // BoxName returns the box of a local part: lower case, without a +tag.
@@ -138,21 +140,35 @@ func (m *Maildir) Deliver(ctx context.Context, from string, rcpts []string, msg 
 		hdr += fmt.Sprintf("Delivered-To: %s\n", targets[0].rcpt)
 	}
 	first := filepath.Join(m.Dir, targets[0].box, "tmp", name)
-	if err := m.writeFile(first, hdr, &lfReader{r: msg}); err != nil {
+	f, err := m.writeFile(first, hdr, &lfReader{r: msg})
+	if err != nil {
 		os.Remove(first)
 		return err
 	}
+	files := []*os.File{f} // to make durable: the message, and copies
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
 	targets[0].tmp = first
 	for i := 1; i < len(targets); i++ {
 		t := &targets[i]
 		tmp := filepath.Join(m.Dir, t.box, "tmp", name)
-		if err := m.linkOrCopy(first, tmp); err != nil {
+		c, err := m.linkOrCopy(first, tmp)
+		if err != nil {
 			return err
+		}
+		if c != nil {
+			files = append(files, c)
 		}
 		t.tmp = tmp
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+	}
+	if err := m.syncs.Do(files, m.flush); err != nil {
+		return err
 	}
 	for i := range targets {
 		t := &targets[i]
@@ -168,43 +184,44 @@ func (m *Maildir) Deliver(ctx context.Context, from string, rcpts []string, msg 
 	return errors.Join(errs...)
 }
 
-// linkOrCopy makes name another link to the durable file first, or, where
-// no link can go (EXDEV, a file system without links), a durable copy.
-func (m *Maildir) linkOrCopy(first, name string) error {
+// linkOrCopy makes name another link to the file first, or, where no
+// link can go (EXDEV, a file system without links), a copy, which it
+// returns open and not yet durable.
+func (m *Maildir) linkOrCopy(first, name string) (*os.File, error) {
 	err := m.link(first, name)
 	var le *os.LinkError
 	if err == nil || !errors.As(err, &le) || errors.Is(err, os.ErrExist) {
-		return err
+		return nil, err
 	}
 	f, err := os.Open(first)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
-	if err := m.writeFile(name, "", f); err != nil {
+	c, err := m.writeFile(name, "", f)
+	if err != nil {
 		os.Remove(name)
-		return err
+		return nil, err
 	}
-	return nil
+	return c, nil
 }
 
-// writeFile writes hdr and body into a new file and fsyncs it.
-func (m *Maildir) writeFile(name, hdr string, body io.Reader) error {
+// writeFile creates name with hdr and then body in it, and returns it
+// open, for the caller to make durable and close.
+func (m *Maildir) writeFile(name, hdr string, body io.Reader) (*os.File, error) {
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	_, err = io.WriteString(f, hdr)
 	if err == nil {
 		_, err = io.Copy(f, body)
 	}
-	if err == nil {
-		err = f.Sync()
+	if err != nil {
+		f.Close()
+		return nil, err
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return f, nil
 }
 
 // makeBox makes <Dir>/<box>/{tmp,new,cur} if it is missing and may be
@@ -244,71 +261,14 @@ func syncPath(dir string) error {
 	return d.Sync()
 }
 
-// syncDir fsyncs dir, sharing the fsync with concurrent callers.
+// syncDir makes dir durable, sharing the sync with concurrent callers.
 func (m *Maildir) syncDir(dir string) error {
-	m.mu.Lock()
-	g := m.dirs[dir]
-	if g == nil {
-		g = &dirSync{dir: dir, fsync: m.fsync}
-		g.cond = sync.NewCond(&g.mu)
-		m.dirs[dir] = g
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
 	}
-	g.users++
-	m.mu.Unlock()
-	err := g.sync()
-	m.mu.Lock()
-	if g.users--; g.users == 0 {
-		delete(m.dirs, dir)
-	}
-	m.mu.Unlock()
-	return err
-}
-
-// A dirSync is the group commit of one directory. A caller takes a ticket;
-// it is done when a completed fsync started after the ticket was taken.
-// Whoever finds no fsync running starts one for every ticket so far, so
-// while one fsync runs, the callers that arrive meanwhile wait and are all
-// served by the next.
-type dirSync struct {
-	dir     string
-	fsync   func(string) error
-	users   int // callers between lookup and return, under Maildir.mu
-	mu      sync.Mutex
-	cond    *sync.Cond
-	want    uint64 // tickets issued
-	done    uint64 // tickets covered by a finished fsync
-	running bool
-	failed  uint64 // tickets up to this one ...
-	failLo  uint64 // ... and from this one got err
-	err     error
-}
-
-func (g *dirSync) sync() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.want++
-	t := g.want
-	for g.done < t {
-		if g.running {
-			g.cond.Wait()
-			continue
-		}
-		g.running = true
-		lo, hi := g.done+1, g.want
-		g.mu.Unlock()
-		err := g.fsync(g.dir)
-		g.mu.Lock()
-		g.running = false
-		g.done = hi
-		if err != nil {
-			g.failLo, g.failed, g.err = lo, hi, err
-		}
-		g.cond.Broadcast()
-	}
-	if g.err != nil && t >= g.failLo && t <= g.failed {
-		return g.err
-	}
-	return nil
+	defer d.Close()
+	return m.syncs.Do([]*os.File{d}, m.flush)
 }
 
 // An lfReader turns CRLF line ends into LF.
