@@ -82,14 +82,20 @@ func (g *Group) Callers() int {
 	return g.callers
 }
 
-// SyncEach fsyncs files in parallel.
+// SyncEach fsyncs files in parallel, each once however often it is
+// named (the callers of a Group may share a directory).
 func SyncEach(files []*os.File) error {
 	if len(files) == 1 {
 		return files[0].Sync()
 	}
 	errs := make([]error, len(files))
 	var wg sync.WaitGroup
+	seen := map[*os.File]bool{}
 	for i, f := range files {
+		if seen[f] {
+			continue
+		}
+		seen[f] = true
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -26,7 +26,7 @@ type store struct {
 	dir, tmp, bad string
 	d             *os.File      // the directory, for fsync
 	single        bool          // fsync each file and the directory alone, no group commit (benchmark)
-	data, dirs    durable.Group // group commit of file contents and of directory changes
+	syncs         durable.Group // group commit of file contents and of directory changes
 
 	free func() (int64, error) // bytes free for us on the file system (statfsFree; tests replace it)
 }
@@ -64,16 +64,17 @@ func (s *store) syncFiles(files ...*os.File) error {
 		}
 		return nil
 	}
-	return s.data.Do(files, durable.Flush)
+	return s.syncs.Do(files, durable.Flush)
 }
 
 // syncDir makes the renames and removals done so far in the directory
-// durable, sharing the fsync with every other caller waiting at the time.
+// durable. It shares the sync with every other caller of syncFiles or
+// syncDir waiting at the time: one syncfs covers files and directory.
 func (s *store) syncDir() error {
 	if s.single {
 		return s.d.Sync()
 	}
-	return s.dirs.Do(nil, func([]*os.File) error { return s.d.Sync() })
+	return s.syncs.Do([]*os.File{s.d}, durable.Flush)
 }
 
 // create writes a new record: the message from r into tmp/, then the
