@@ -68,6 +68,11 @@ func run(f *setup.Flags, listen, ninep, open []string) error {
 	if len(listen) == 0 {
 		listen = []string{"tcp!127.0.0.1!2525"}
 	}
+	endProfile, err := profile()
+	if err != nil {
+		return err
+	}
+	defer endProfile()
 	root, err := f.RootDir()
 	if err != nil {
 		return err
