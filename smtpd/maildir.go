@@ -17,9 +17,10 @@ import (
 
 // A Maildir delivers messages to local users: <Dir>/<user>/ is a Maildir
 // (tmp/, new/, cur/; https://cr.yp.to/proto/maildir.html). A message is
-// written to tmp/, made durable, renamed into new/, and new/ is made
-// durable before Deliver returns, so a delivered message survives a
-// crash. The syncs are shared (group commit): whatever the sessions
+// written to tmp/ (or, for one box on Linux, to an unnamed file in new/),
+// made durable, renamed (linked) into new/, and new/ is made durable
+// before Deliver returns, so a delivered message survives a crash and a
+// reader never sees it half-written. The syncs are shared (group commit): whatever the sessions
 // delivering at once wait for, message files or new/ directories, is
 // made durable together by one durable.Flush (one syncfs), so a message
 // costs a share of two syncs however many arrive together. A Maildir is
@@ -35,8 +36,12 @@ type Maildir struct {
 	fsync func(dir string) error      // syncPath, for new boxes; tests count it
 	flush func(f []*os.File) error    // durable.Flush; tests count and stall it
 	link  func(old, new string) error // os.Link
-	seq   atomic.Uint64
-	syncs durable.Group // group commit of message files and new/ directories
+	// unnamed opens an unnamed file in a directory (openUnnamed); tests
+	// make it fail with errNoUnnamed to take the path through tmp/.
+	unnamed func(dir string) (*os.File, error)
+	named   atomic.Bool // no unnamed files here: always write in tmp/
+	seq     atomic.Uint64
+	syncs   durable.Group // group commit of message files and new/ directories
 }
 
 // NewMaildir returns a Maildir for the boxes in dir.
@@ -46,7 +51,7 @@ func NewMaildir(dir string) *Maildir {
 		host = "localhost"
 	}
 	host = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
-	return &Maildir{Dir: dir, Now: time.Now, host: host, fsync: syncPath, flush: durable.Flush, link: os.Link}
+	return &Maildir{Dir: dir, Now: time.Now, host: host, fsync: syncPath, flush: durable.Flush, link: os.Link, unnamed: openUnnamed}
 }
 
 // BoxName returns the box of a local part: lower case, without a +tag.
@@ -139,6 +144,11 @@ func (m *Maildir) Deliver(ctx context.Context, from string, rcpts []string, msg 
 	if len(targets) == 1 {
 		hdr += fmt.Sprintf("Delivered-To: %s\n", targets[0].rcpt)
 	}
+	if len(targets) == 1 && !m.named.Load() {
+		if ok, err := m.deliverUnnamed(targets[0].box, name, hdr, msg); ok {
+			return err
+		}
+	}
 	first := filepath.Join(m.Dir, targets[0].box, "tmp", name)
 	f, err := m.writeFile(first, hdr, &lfReader{r: msg})
 	if err != nil {
@@ -182,6 +192,44 @@ func (m *Maildir) Deliver(ctx context.Context, from string, rcpts []string, msg 
 		errs = append(errs, m.syncDir(filepath.Join(m.Dir, t.box, "new")))
 	}
 	return errors.Join(errs...)
+}
+
+// deliverUnnamed delivers into one box without a name in tmp/: the
+// message is written to an unnamed file in new/ (O_TMPFILE), made
+// durable, then linked into new/ under its name, and new/ made durable.
+// It spares the two directory changes of tmp/ (create, rename out),
+// during which other deliveries to the box wait on the directory's lock.
+// ok is false, with nothing read from msg, where the system has no
+// unnamed files; the Maildir then names them in tmp/ from then on.
+func (m *Maildir) deliverUnnamed(box, name, hdr string, msg io.Reader) (ok bool, err error) {
+	dir := filepath.Join(m.Dir, box, "new")
+	f, err := m.unnamed(dir)
+	if errors.Is(err, errNoUnnamed) {
+		m.named.Store(true)
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	defer f.Close()
+	if _, err := io.WriteString(f, hdr); err != nil {
+		return true, err
+	}
+	if _, err := io.Copy(f, &lfReader{r: msg}); err != nil {
+		return true, err
+	}
+	if err := m.syncs.Do([]*os.File{f}, m.flush); err != nil {
+		return true, err
+	}
+	if err := linkUnnamed(f, filepath.Join(dir, name)); err != nil {
+		if errors.Is(err, errNoUnnamed) {
+			m.named.Store(true) // no /proc to link through: say 451 this once
+		}
+		return true, err
+	}
+	// The link changed the file's link count as well as new/: both must
+	// be on disk (a file system without a journal writes them apart).
+	return true, m.syncDir(dir, f)
 }
 
 // linkOrCopy makes name another link to the file first, or, where no
@@ -261,14 +309,15 @@ func syncPath(dir string) error {
 	return d.Sync()
 }
 
-// syncDir makes dir durable, sharing the sync with concurrent callers.
-func (m *Maildir) syncDir(dir string) error {
+// syncDir makes dir durable, and the files also given, sharing the sync
+// with concurrent callers.
+func (m *Maildir) syncDir(dir string, also ...*os.File) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	return m.syncs.Do([]*os.File{d}, m.flush)
+	return m.syncs.Do(append([]*os.File{d}, also...), m.flush)
 }
 
 // An lfReader turns CRLF line ends into LF.
