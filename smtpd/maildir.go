@@ -38,10 +38,11 @@ type Maildir struct {
 	link  func(old, new string) error // os.Link
 	// unnamed opens an unnamed file in a directory (openUnnamed); tests
 	// make it fail with errNoUnnamed to take the path through tmp/.
-	unnamed func(dir string) (*os.File, error)
-	named   atomic.Bool // no unnamed files here: always write in tmp/
-	seq     atomic.Uint64
-	syncs   durable.Group // group commit of message files and new/ directories
+	unnamed     func(dir string) (*os.File, error)
+	linkUnnamed func(f *os.File, path string) error // linkUnnamed
+	named       atomic.Bool                         // no unnamed files here: always write in tmp/
+	seq         atomic.Uint64
+	syncs       durable.Group // group commit of message files and new/ directories
 }
 
 // NewMaildir returns a Maildir for the boxes in dir.
@@ -51,7 +52,7 @@ func NewMaildir(dir string) *Maildir {
 		host = "localhost"
 	}
 	host = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
-	return &Maildir{Dir: dir, Now: time.Now, host: host, fsync: syncPath, flush: durable.Flush, link: os.Link, unnamed: openUnnamed}
+	return &Maildir{Dir: dir, Now: time.Now, host: host, fsync: syncPath, flush: durable.Flush, link: os.Link, unnamed: openUnnamed, linkUnnamed: linkUnnamed}
 }
 
 // BoxName returns the box of a local part: lower case, without a +tag.
@@ -105,9 +106,11 @@ func (m *Maildir) HasBox(user string) bool {
 //
 // Deliver returns only when every copy is durable. It fails, delivering
 // nothing, if a box is missing and may not be made (a *smtp.Reply 550
-// 5.1.1, permanent) or on a disk error (temporary).
-func (m *Maildir) Deliver(ctx context.Context, from string, rcpts []string, msg io.Reader) error {
-	type target struct{ rcpt, box, tmp string }
+// 5.1.1, permanent) or on a disk error (temporary): what it had written,
+// in tmp/ or already in new/, is removed, so that the message, sent again
+// after the 451, does not arrive twice.
+func (m *Maildir) Deliver(ctx context.Context, from string, rcpts []string, msg io.Reader) (err error) {
+	type target struct{ rcpt, box, tmp, new string }
 	var targets []target
 	seen := map[string]bool{}
 	for _, r := range rcpts {
@@ -133,9 +136,14 @@ func (m *Maildir) Deliver(ctx context.Context, from string, rcpts []string, msg 
 		}
 	}
 	defer func() {
+		if err == nil {
+			return
+		}
 		for _, t := range targets {
-			if t.tmp != "" {
-				os.Remove(t.tmp) // left only when we failed
+			for _, name := range []string{t.tmp, t.new} {
+				if name != "" {
+					os.Remove(name)
+				}
 			}
 		}
 	}()
@@ -145,14 +153,14 @@ func (m *Maildir) Deliver(ctx context.Context, from string, rcpts []string, msg 
 		hdr += fmt.Sprintf("Delivered-To: %s\n", targets[0].rcpt)
 	}
 	if len(targets) == 1 && !m.named.Load() {
-		if ok, err := m.deliverUnnamed(targets[0].box, name, hdr, msg); ok {
+		var ok bool
+		if ok, targets[0].new, err = m.deliverUnnamed(targets[0].box, name, hdr, msg); ok {
 			return err
 		}
 	}
 	first := filepath.Join(m.Dir, targets[0].box, "tmp", name)
 	f, err := m.writeFile(first, hdr, &lfReader{r: msg})
 	if err != nil {
-		os.Remove(first)
 		return err
 	}
 	files := []*os.File{f} // to make durable: the message, and copies
@@ -182,7 +190,9 @@ func (m *Maildir) Deliver(ctx context.Context, from string, rcpts []string, msg 
 	}
 	for i := range targets {
 		t := &targets[i]
-		if err := os.Rename(t.tmp, filepath.Join(m.Dir, t.box, "new", name)); err != nil {
+		t.new = filepath.Join(m.Dir, t.box, "new", name)
+		if err := os.Rename(t.tmp, t.new); err != nil {
+			t.new = ""
 			return err
 		}
 		t.tmp = ""
@@ -200,36 +210,39 @@ func (m *Maildir) Deliver(ctx context.Context, from string, rcpts []string, msg 
 // It spares the two directory changes of tmp/ (create, rename out),
 // during which other deliveries to the box wait on the directory's lock.
 // ok is false, with nothing read from msg, where the system has no
-// unnamed files; the Maildir then names them in tmp/ from then on.
-func (m *Maildir) deliverUnnamed(box, name, hdr string, msg io.Reader) (ok bool, err error) {
+// unnamed files; the Maildir then names them in tmp/ from then on. path
+// is the message's name in new/ once it has one, for the caller to remove
+// on an error.
+func (m *Maildir) deliverUnnamed(box, name, hdr string, msg io.Reader) (ok bool, path string, err error) {
 	dir := filepath.Join(m.Dir, box, "new")
 	f, err := m.unnamed(dir)
 	if errors.Is(err, errNoUnnamed) {
 		m.named.Store(true)
-		return false, nil
+		return false, "", nil
 	}
 	if err != nil {
-		return true, err
+		return true, "", err
 	}
 	defer f.Close()
 	if _, err := io.WriteString(f, hdr); err != nil {
-		return true, err
+		return true, "", err
 	}
 	if _, err := io.Copy(f, &lfReader{r: msg}); err != nil {
-		return true, err
+		return true, "", err
 	}
 	if err := m.syncs.Do([]*os.File{f}, m.flush); err != nil {
-		return true, err
+		return true, "", err
 	}
-	if err := linkUnnamed(f, filepath.Join(dir, name)); err != nil {
+	path = filepath.Join(dir, name)
+	if err := m.linkUnnamed(f, path); err != nil {
 		if errors.Is(err, errNoUnnamed) {
-			m.named.Store(true) // no /proc to link through: say 451 this once
+			m.named.Store(true) // /proc went away: say 451 this once
 		}
-		return true, err
+		return true, "", err
 	}
 	// The link changed the file's link count as well as new/: both must
 	// be on disk (a file system without a journal writes them apart).
-	return true, m.syncDir(dir, f)
+	return true, path, m.syncDir(dir, f)
 }
 
 // linkOrCopy makes name another link to the file first, or, where no
@@ -246,16 +259,12 @@ func (m *Maildir) linkOrCopy(first, name string) (*os.File, error) {
 		return nil, err
 	}
 	defer f.Close()
-	c, err := m.writeFile(name, "", f)
-	if err != nil {
-		os.Remove(name)
-		return nil, err
-	}
-	return c, nil
+	return m.writeFile(name, "", f)
 }
 
 // writeFile creates name with hdr and then body in it, and returns it
-// open, for the caller to make durable and close.
+// open, for the caller to make durable and close. On an error it removes
+// the file if it made it; a file already of that name is not its own.
 func (m *Maildir) writeFile(name, hdr string, body io.Reader) (*os.File, error) {
 	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0600)
 	if err != nil {
@@ -267,6 +276,7 @@ func (m *Maildir) writeFile(name, hdr string, body io.Reader) (*os.File, error) 
 	}
 	if err != nil {
 		f.Close()
+		os.Remove(name)
 		return nil, err
 	}
 	return f, nil

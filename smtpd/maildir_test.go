@@ -403,3 +403,88 @@ func TestMaildirNoUnnamed(t *testing.T) {
 		t.Errorf("%d messages, %d tries of unnamed files; want 2, 1", len(ents), tries)
 	}
 }
+
+// failingReader gives some of a message, then fails, as a spool whose
+// file cannot be read back would.
+type failingReader struct{ n int }
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if r.n > 0 {
+		r.n = 0
+		return copy(p, "Subject: half\r\n"), nil
+	}
+	return 0, errors.New("spool unreadable")
+}
+
+// TestMaildirFailureLeavesNothing: whatever step of a delivery fails
+// (reading the message, writing, making it durable, linking, making new/
+// durable), Deliver returns the error and no box holds the message nor
+// any part of it, in new/ or in tmp/: the client is told 451 and will
+// send it again, and it must not arrive twice.
+func TestMaildirFailureLeavesNothing(t *testing.T) {
+	fail := errors.New("disk on fire")
+	for _, path := range []string{"unnamed", "tmp"} {
+		for _, step := range []string{"read", "flush file", "link", "sync new"} {
+			for _, boxes := range [][]string{{"bob"}, {"bob", "eve"}} {
+				name := fmt.Sprintf("%s/%s/%d boxes", path, step, len(boxes))
+				m := NewMaildir(t.TempDir())
+				if path == "tmp" {
+					m.unnamed = func(string) (*os.File, error) { return nil, errNoUnnamed }
+				}
+				var msg io.Reader = strings.NewReader("Subject: x\r\n\r\nbody\r\n")
+				switch step {
+				case "read":
+					msg = &failingReader{n: 1}
+				case "flush file", "sync new":
+					dirs := step == "sync new"
+					m.flush = func(files []*os.File) error {
+						for _, f := range files {
+							if fi, err := f.Stat(); err == nil && fi.IsDir() == dirs {
+								return fail
+							}
+						}
+						return durable.Flush(files)
+					}
+				case "link":
+					m.link = func(string, string) error { return fail }
+					m.linkUnnamed = func(*os.File, string) error { return fail }
+					if path == "tmp" && len(boxes) == 1 {
+						continue // no link there: rename
+					}
+				}
+				if err := m.Deliver(context.Background(), "", boxes, msg); err == nil {
+					t.Errorf("%s: delivered", name)
+				}
+				for _, box := range boxes {
+					for _, sub := range []string{"tmp", "new"} {
+						if ents, _ := os.ReadDir(filepath.Join(m.Dir, box, sub)); len(ents) != 0 {
+							t.Errorf("%s: %s/%s holds %s", name, box, sub, ents[0].Name())
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestMaildirNameTaken: a file of the same name in tmp/, another
+// process's, makes the delivery fail and is left alone.
+func TestMaildirNameTaken(t *testing.T) {
+	m := NewMaildir(t.TempDir())
+	m.unnamed = func(string) (*os.File, error) { return nil, errNoUnnamed }
+	now := time.Unix(1700000000, 0)
+	m.Now = func() time.Time { return now }
+	if err := m.Deliver(context.Background(), "", []string{"bob"}, strings.NewReader("a\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	theirs := filepath.Join(m.Dir, "bob", "tmp", fmt.Sprintf("1700000000.M0P%dQ2.%s", os.Getpid(), m.host))
+	if err := os.WriteFile(theirs, []byte("theirs"), 0600); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Deliver(context.Background(), "", []string{"bob"}, strings.NewReader("b\r\n")); !errors.Is(err, os.ErrExist) {
+		t.Errorf("got %v, want the name taken", err)
+	}
+	if b, err := os.ReadFile(theirs); string(b) != "theirs" {
+		t.Errorf("the other file: %q, %v", b, err)
+	}
+}
