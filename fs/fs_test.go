@@ -168,6 +168,31 @@ func TestCtlLines(t *testing.T) {
 	if errText(err) != "line too long" {
 		t.Errorf("endless line: %q, want %q", errText(err), "line too long")
 	}
+
+	// The tail of a refused line is not a line of its own, even when it
+	// reads as one; the line after it is.
+	fid, err = fsys.Open("ctl", plan9.OWRITE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range []struct{ data, err string }{
+		{long[:40<<10], ""},
+		{long[40<<10:], "line too long"},
+		{"x", "line too long"},
+		{"x\ndebug on\n", "line too long"},
+		{"plaintextauth on\n", ""},
+	} {
+		if _, err := fid.Write([]byte(w.data)); errText(err) != w.err {
+			t.Errorf("write %d after a long line: %q, want %q", i, errText(err), w.err)
+		}
+	}
+	if err := fid.Close(); err != nil {
+		t.Error(err)
+	}
+	got = e.ctl.Config()
+	if strings.Contains(got, "\ndebug on\n") || !strings.Contains(got, "\nplaintextauth on\n") {
+		t.Errorf("config after a long line and its tail:\n%s", got)
+	}
 }
 
 // TestWstat: a length-0 wstat (what `echo x > ctl` sends first) is
