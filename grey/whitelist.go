@@ -282,6 +282,12 @@ func checkEntry(line string) error {
 	if _, _, err := parseEntry(line); err != nil {
 		return err
 	}
+	return checkText(line)
+}
+
+// checkText checks that a line written to a file people read (the
+// whitelist, lib/blocked) is valid UTF-8 without control characters.
+func checkText(line string) error {
 	if !utf8.ValidString(line) {
 		return errors.New("not UTF-8")
 	}
