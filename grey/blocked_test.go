@@ -213,6 +213,8 @@ func TestBlockedBadLines(t *testing.T) {
 		{"*block !*", "matches every sender"},
 		{"*", "no verb after *"},
 		{"*frob x", "unknown verb 'frob'"},
+		{"bl'ok 192.0.2.1", "line 1 'bl''ok 192.0.2.1': unknown verb 'bl''ok'"}, // quoted as rc and smtpd.conf's errors quote
+		{"block 192.0.2.1\x01", `'block 192.0.2.1\x01': '192.0.2.1\x01': not an address`},
 		{"block " + strings.Repeat("1", MaxBlockedLine), "line too long"},
 	}
 	for _, tt := range tests {

@@ -90,8 +90,11 @@ func (t *ticker) due(now time.Time) bool {
 	return n >= next && t.next.CompareAndSwap(next, n+int64(statEvery))
 }
 
-// quote returns s in single quotes for an error message, cut to 80 bytes,
-// with control characters shown as \xNN.
+// quote returns s in single quotes for an error message, as rc would, a
+// quote inside doubled (as smtpd/conf's errors quote: one reads
+// "invalid ... line N '...'" the same way for smtpd.conf, ctl and
+// lib/blocked). It is cut to 80 bytes, with control characters shown as
+// \xNN, so that a long or strange line makes a short error of one line.
 func quote(s string) string {
 	var b strings.Builder
 	b.WriteByte('\'')
@@ -100,11 +103,14 @@ func quote(s string) string {
 			b.WriteString("...")
 			break
 		}
-		if c := s[i]; c < ' ' || c == 0x7f {
+		switch c := s[i]; {
+		case c < ' ' || c == 0x7f:
 			b.WriteString(`\x`)
 			b.WriteByte("0123456789abcdef"[c>>4])
 			b.WriteByte("0123456789abcdef"[c&15])
-		} else {
+		case c == '\'':
+			b.WriteString("''")
+		default:
 			b.WriteByte(c)
 		}
 	}
