@@ -192,7 +192,10 @@ func (w *Whitelist) catchUp(f *os.File) error {
 		w.advance(f, st, w.parsed+used, w.lines+lines)
 		return nil
 	}
-	s, n, used, lines, err := w.read(io.NewSectionReader(f, 0, MaxWhitelist), st.size, 1, true)
+	// The unterminated text at the end counts only at the file's end: a
+	// line cut at MaxWhitelist might read as another entry (10.1.2 of
+	// 10.1.2.3, a /24).
+	s, n, used, lines, err := w.read(io.NewSectionReader(f, 0, MaxWhitelist), st.size, 1, st.size <= MaxWhitelist)
 	if err != nil {
 		return err
 	}
