@@ -489,27 +489,10 @@ func (b *Blocked) Add(text string) error {
 		return fmt.Errorf("blocked: %v", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("blocked: %v", err)
-	}
-	if fi.Size()+int64(len(text))+1 > MaxBlocked {
+	switch err := appendLines(f, text, MaxBlocked); {
+	case errors.Is(err, errFull):
 		return fmt.Errorf("blocked: file too long (limit %d bytes)", MaxBlocked)
-	}
-	// Keep lines whole: a file not ending in a newline gets one first.
-	if fi.Size() > 0 {
-		last := make([]byte, 1)
-		if _, err := f.ReadAt(last, fi.Size()-1); err == nil && last[0] != '\n' {
-			text = "\n" + text
-		}
-	}
-	if !strings.HasSuffix(text, "\n") {
-		text += "\n"
-	}
-	if _, err := f.WriteString(text); err != nil {
-		return fmt.Errorf("blocked: %v", err)
-	}
-	if err := f.Sync(); err != nil {
+	case err != nil:
 		return fmt.Errorf("blocked: %v", err)
 	}
 	return b.load()

@@ -2,6 +2,7 @@ package grey
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"strings"
@@ -116,4 +117,35 @@ func quote(s string) string {
 	}
 	b.WriteByte('\'')
 	return b.String()
+}
+
+// errFull is appendLines's refusal to grow a file past its limit.
+var errFull = errors.New("file full")
+
+// appendLines writes text, whole lines, at the end of f, which is open
+// for reading and appending, and syncs it: a file whose last line lacks
+// its newline gets one first, so that the text starts a line of its own,
+// and the text gets one at its end. If the file would grow past limit,
+// nothing is written and the error is errFull.
+func appendLines(f *os.File, text string, limit int64) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if size := fi.Size(); size > 0 {
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, size-1); err == nil && last[0] != '\n' {
+			text = "\n" + text
+		}
+	}
+	if !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	if fi.Size()+int64(len(text)) > limit {
+		return errFull
+	}
+	if _, err := f.WriteString(text); err != nil {
+		return err
+	}
+	return f.Sync()
 }

@@ -362,23 +362,10 @@ var errTooLong = errors.New("whitelist too long")
 
 // appendTo writes data at the end of f, on a line of its own.
 func (w *Whitelist) appendTo(f *os.File, data string) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("whitelist: %v", err)
-	}
-	if size := fi.Size(); size > 0 {
-		last := make([]byte, 1)
-		if _, err := f.ReadAt(last, size-1); err == nil && last[0] != '\n' {
-			data = "\n" + data
-		}
-	}
-	if fi.Size()+int64(len(data)) > MaxWhitelist {
+	switch err := appendLines(f, data, MaxWhitelist); {
+	case errors.Is(err, errFull):
 		return errTooLong
-	}
-	if _, err := f.WriteString(data); err != nil {
-		return fmt.Errorf("whitelist: %v", err)
-	}
-	if err := f.Sync(); err != nil {
+	case err != nil:
 		return fmt.Errorf("whitelist: %v", err)
 	}
 	return nil

@@ -393,3 +393,18 @@ func TestWhitelistCutAtLimit(t *testing.T) {
 		t.Errorf("Len %d, log:\n%s", w.Len(), lb.String())
 	}
 }
+
+// TestWhitelistAddFull: an Add that would take the file past MaxWhitelist
+// writes nothing and says "whitelist too long".
+func TestWhitelistAddFull(t *testing.T) {
+	w, _ := openWL(t, "192.0.2.7\n")
+	if err := os.Truncate(w.Path(), MaxWhitelist-5); err != nil { // sparse
+		t.Fatal(err)
+	}
+	if err := w.Add("10.0.0.1"); err == nil || err.Error() != "whitelist too long" {
+		t.Errorf("Add to a full file: %v", err)
+	}
+	if fi, err := os.Stat(w.Path()); err != nil || fi.Size() != MaxWhitelist-5 {
+		t.Errorf("file after a refused Add: %v, %v", fi.Size(), err)
+	}
+}
