@@ -89,8 +89,12 @@ func (f *cmdFile) Write(fid uint64, off uint64, data []byte) (uint32, error) {
 	}
 	i := bytes.LastIndexByte(data, '\n')
 	rest := data[i+1:]
-	if i < 0 && len(st.partial)+len(data) > maxLine || len(rest) > maxLine {
-		st.partial, st.long = nil, true
+	// The line the partial one starts may end here (its newline is the
+	// first of data) or go on past data; later lines of data are shorter
+	// than one message.
+	if end := bytes.IndexByte(data, '\n'); end < 0 && len(st.partial)+len(data) > maxLine ||
+		end >= 0 && len(st.partial)+end > maxLine || len(rest) > maxLine {
+		st.partial, st.long = nil, end < 0 || len(rest) > maxLine
 		f.log.Printf("%s: %v", f.Stat().Name, errLineTooLong)
 		return 0, errLineTooLong
 	}

@@ -189,8 +189,14 @@ func TestCtlLines(t *testing.T) {
 	if err := fid.Close(); err != nil {
 		t.Error(err)
 	}
+	// A line that reaches maxLine (64 KiB) only with the write that ends
+	// it is too long too, and the write fails whole.
+	err = fstest.Write(fsys, "ctl", plan9.OWRITE, "#"+long[:40<<10], long[:30<<10]+"\ntarpit off\n")
+	if errText(err) != "line too long" {
+		t.Errorf("long line ended in its last write: %q, want %q", errText(err), "line too long")
+	}
 	got = e.ctl.Config()
-	if strings.Contains(got, "\ndebug on\n") || !strings.Contains(got, "\nplaintextauth on\n") {
+	if strings.Contains(got, "\ndebug on\n") || !strings.Contains(got, "\nplaintextauth on\n") || !strings.Contains(got, "\ntarpit on\n") {
 		t.Errorf("config after a long line and its tail:\n%s", got)
 	}
 }
