@@ -27,7 +27,9 @@ var errLineTooLong = errors.New("line too long")
 // and its error logged (9pfuse and the kernel drop clunk errors, so a FUSE
 // user sees only write errors; a 9P client sees it from Close). A
 // connection that dies first never sent that line whole: it is dropped,
-// and the log says so.
+// and the log says so. A line longer than maxLine fails every write that
+// carries a part of it, up to its newline: none of it is applied, and its
+// tail is never taken for a line of its own.
 type cmdFile struct {
 	node
 	what    string // "ctl", "whitelist entry": the noun of error texts
@@ -43,6 +45,7 @@ type cmdFid struct {
 	snap    []byte // what a read sees, rendered at open
 	write   bool
 	partial []byte // a written line waiting for its newline
+	long    bool   // a line was too long: what follows up to its newline is dropped
 }
 
 // Open takes the snapshot for readers and an empty line buffer for writers.
@@ -78,10 +81,20 @@ func (f *cmdFile) Write(fid uint64, off uint64, data []byte) (uint32, error) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.long {
+		// The rest of a line already refused: never a line of its own.
+		// The write that ends it fails whole, like any bad write.
+		st.long = bytes.IndexByte(data, '\n') < 0
+		return 0, errLineTooLong
+	}
 	i := bytes.LastIndexByte(data, '\n')
 	rest := data[i+1:]
-	if i < 0 && len(st.partial)+len(data) > maxLine || len(rest) > maxLine {
-		st.partial = nil
+	// The line the partial one starts may end here (its newline is the
+	// first of data) or go on past data; later lines of data are shorter
+	// than one message.
+	if end := bytes.IndexByte(data, '\n'); end < 0 && len(st.partial)+len(data) > maxLine ||
+		end >= 0 && len(st.partial)+end > maxLine || len(rest) > maxLine {
+		st.partial, st.long = nil, end < 0 || len(rest) > maxLine
 		f.log.Printf("%s: %v", f.Stat().Name, errLineTooLong)
 		return 0, errLineTooLong
 	}

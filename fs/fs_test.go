@@ -168,6 +168,37 @@ func TestCtlLines(t *testing.T) {
 	if errText(err) != "line too long" {
 		t.Errorf("endless line: %q, want %q", errText(err), "line too long")
 	}
+
+	// The tail of a refused line is not a line of its own, even when it
+	// reads as one; the line after it is.
+	fid, err = fsys.Open("ctl", plan9.OWRITE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range []struct{ data, err string }{
+		{long[:40<<10], ""},
+		{long[40<<10:], "line too long"},
+		{"x", "line too long"},
+		{"x\ndebug on\n", "line too long"},
+		{"plaintextauth on\n", ""},
+	} {
+		if _, err := fid.Write([]byte(w.data)); errText(err) != w.err {
+			t.Errorf("write %d after a long line: %q, want %q", i, errText(err), w.err)
+		}
+	}
+	if err := fid.Close(); err != nil {
+		t.Error(err)
+	}
+	// A line that reaches maxLine (64 KiB) only with the write that ends
+	// it is too long too, and the write fails whole.
+	err = fstest.Write(fsys, "ctl", plan9.OWRITE, "#"+long[:40<<10], long[:30<<10]+"\ntarpit off\n")
+	if errText(err) != "line too long" {
+		t.Errorf("long line ended in its last write: %q, want %q", errText(err), "line too long")
+	}
+	got = e.ctl.Config()
+	if strings.Contains(got, "\ndebug on\n") || !strings.Contains(got, "\nplaintextauth on\n") || !strings.Contains(got, "\ntarpit on\n") {
+		t.Errorf("config after a long line and its tail:\n%s", got)
+	}
 }
 
 // TestWstat: a length-0 wstat (what `echo x > ctl` sends first) is

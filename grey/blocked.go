@@ -442,24 +442,42 @@ func fields(line string) []string {
 	return words
 }
 
-// Text returns the file as it is on disk, "" if there is none.
+// Text returns the file as it is on disk, "" if there is none, at most
+// MaxBlocked bytes: a file longer than that is refused by Reload anyway,
+// and what is in its place (a log file) must not take the daemon's memory
+// at each read of the 9P file.
 func (b *Blocked) Text() (string, error) {
-	data, err := os.ReadFile(b.path)
+	f, err := os.Open(b.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxBlocked))
 	return string(data), err
 }
 
 // Add validates the lines of text and appends them to the file, all of
 // them or none, synced; the classification sees them at once. A bad line
 // fails the whole call with an error naming it ("invalid blocked line N
-// ..."), and the file is left as it was. So does a file that already has
-// a bad line (an edit not yet reloaded): appending to it would change a
-// file that cannot take effect, behind an error.
+// ..."), and the file is left as it was; a line with a control character
+// or not in UTF-8 is bad too, since people read the file. So does a file
+// that already has a bad line (an edit not yet reloaded): appending to it
+// would change a file that cannot take effect, behind an error. Text of
+// blank lines only writes nothing.
 func (b *Blocked) Add(text string) error {
+	if strings.TrimSpace(text) == "" {
+		return nil
+	}
 	if _, err := parseBlocked(strings.NewReader(text), int64(len(text)), "blocked"); err != nil {
 		return err
+	}
+	for i, l := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		if err := checkText(strings.TrimSuffix(l, "\r")); err != nil {
+			return fmt.Errorf("invalid blocked line %d %s: %v", i+1, quote(l), err)
+		}
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -471,27 +489,10 @@ func (b *Blocked) Add(text string) error {
 		return fmt.Errorf("blocked: %v", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("blocked: %v", err)
-	}
-	if fi.Size()+int64(len(text))+1 > MaxBlocked {
+	switch err := appendLines(f, text, MaxBlocked); {
+	case errors.Is(err, errFull):
 		return fmt.Errorf("blocked: file too long (limit %d bytes)", MaxBlocked)
-	}
-	// Keep lines whole: a file not ending in a newline gets one first.
-	if fi.Size() > 0 {
-		last := make([]byte, 1)
-		if _, err := f.ReadAt(last, fi.Size()-1); err == nil && last[0] != '\n' {
-			text = "\n" + text
-		}
-	}
-	if !strings.HasSuffix(text, "\n") {
-		text += "\n"
-	}
-	if _, err := f.WriteString(text); err != nil {
-		return fmt.Errorf("blocked: %v", err)
-	}
-	if err := f.Sync(); err != nil {
+	case err != nil:
 		return fmt.Errorf("blocked: %v", err)
 	}
 	return b.load()

@@ -213,6 +213,8 @@ func TestBlockedBadLines(t *testing.T) {
 		{"*block !*", "matches every sender"},
 		{"*", "no verb after *"},
 		{"*frob x", "unknown verb 'frob'"},
+		{"bl'ok 192.0.2.1", "line 1 'bl''ok 192.0.2.1': unknown verb 'bl''ok'"}, // quoted as rc and smtpd.conf's errors quote
+		{"block 192.0.2.1\x01", `'block 192.0.2.1\x01': '192.0.2.1\x01': not an address`},
 		{"block " + strings.Repeat("1", MaxBlockedLine), "line too long"},
 	}
 	for _, tt := range tests {
@@ -339,4 +341,39 @@ func TestBlockedAdd(t *testing.T) {
 		t.Fatal(err)
 	}
 	classify(t, fresh, []classifyCase{{"10.1.2.3", "", Dial}})
+}
+
+// TestBlockedAddBad: text of blank lines writes nothing, and a line with a
+// control character is refused whole, though its words would parse.
+func TestBlockedAddBad(t *testing.T) {
+	b, _ := newBlocked(t, "block 192.0.2.1\n")
+	for _, text := range []string{"", "\n", " \n\n"} {
+		if err := b.Add(text); err != nil {
+			t.Errorf("Add(%q): %v", text, err)
+		}
+	}
+	err := b.Add("deny 198.51.100.0/24\n*block spam\x01.example\n")
+	if err == nil || !strings.HasPrefix(err.Error(), `invalid blocked line 2 '*block spam\x01.example'`) {
+		t.Errorf("control character: %v", err)
+	}
+	if err := b.Add("*block \xffspam.example\n"); err == nil || !strings.Contains(err.Error(), "not UTF-8") {
+		t.Errorf("not UTF-8: %v", err)
+	}
+	if text, _ := b.Text(); text != "block 192.0.2.1\n" {
+		t.Errorf("file after refused Adds = %q", text)
+	}
+	classify(t, b, []classifyCase{{"198.51.100.7", "", None}})
+}
+
+// TestBlockedTextBounded: a file longer than MaxBlocked (something else in
+// its place) is shown cut at MaxBlocked, not read whole.
+func TestBlockedTextBounded(t *testing.T) {
+	b, _ := newBlocked(t, "")
+	if err := os.Truncate(b.Path(), MaxBlocked+4096); err != nil {
+		t.Fatal(err)
+	}
+	text, err := b.Text()
+	if err != nil || len(text) != MaxBlocked {
+		t.Errorf("Text of a %d-byte file: %d bytes, %v; want %d", MaxBlocked+4096, len(text), err, MaxBlocked)
+	}
 }

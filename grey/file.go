@@ -2,6 +2,7 @@ package grey
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"strings"
@@ -90,8 +91,11 @@ func (t *ticker) due(now time.Time) bool {
 	return n >= next && t.next.CompareAndSwap(next, n+int64(statEvery))
 }
 
-// quote returns s in single quotes for an error message, cut to 80 bytes,
-// with control characters shown as \xNN.
+// quote returns s in single quotes for an error message, as rc would, a
+// quote inside doubled (as smtpd/conf's errors quote: one reads
+// "invalid ... line N '...'" the same way for smtpd.conf, ctl and
+// lib/blocked). It is cut to 80 bytes, with control characters shown as
+// \xNN, so that a long or strange line makes a short error of one line.
 func quote(s string) string {
 	var b strings.Builder
 	b.WriteByte('\'')
@@ -100,14 +104,48 @@ func quote(s string) string {
 			b.WriteString("...")
 			break
 		}
-		if c := s[i]; c < ' ' || c == 0x7f {
+		switch c := s[i]; {
+		case c < ' ' || c == 0x7f:
 			b.WriteString(`\x`)
 			b.WriteByte("0123456789abcdef"[c>>4])
 			b.WriteByte("0123456789abcdef"[c&15])
-		} else {
+		case c == '\'':
+			b.WriteString("''")
+		default:
 			b.WriteByte(c)
 		}
 	}
 	b.WriteByte('\'')
 	return b.String()
+}
+
+// errFull is appendLines's refusal to grow a file past its limit.
+var errFull = errors.New("file full")
+
+// appendLines writes text, whole lines, at the end of f, which is open
+// for reading and appending, and syncs it: a file whose last line lacks
+// its newline gets one first, so that the text starts a line of its own,
+// and the text gets one at its end. If the file would grow past limit,
+// nothing is written and the error is errFull.
+func appendLines(f *os.File, text string, limit int64) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if size := fi.Size(); size > 0 {
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, size-1); err == nil && last[0] != '\n' {
+			text = "\n" + text
+		}
+	}
+	if !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	if fi.Size()+int64(len(text)) > limit {
+		return errFull
+	}
+	if _, err := f.WriteString(text); err != nil {
+		return err
+	}
+	return f.Sync()
 }

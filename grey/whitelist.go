@@ -192,7 +192,10 @@ func (w *Whitelist) catchUp(f *os.File) error {
 		w.advance(f, st, w.parsed+used, w.lines+lines)
 		return nil
 	}
-	s, n, used, lines, err := w.read(io.NewSectionReader(f, 0, MaxWhitelist), st.size, 1, true)
+	// The unterminated text at the end counts only at the file's end: a
+	// line cut at MaxWhitelist might read as another entry (10.1.2 of
+	// 10.1.2.3, a /24).
+	s, n, used, lines, err := w.read(io.NewSectionReader(f, 0, MaxWhitelist), st.size, 1, st.size <= MaxWhitelist)
 	if err != nil {
 		return err
 	}
@@ -282,6 +285,12 @@ func checkEntry(line string) error {
 	if _, _, err := parseEntry(line); err != nil {
 		return err
 	}
+	return checkText(line)
+}
+
+// checkText checks that a line written to a file people read (the
+// whitelist, lib/blocked) is valid UTF-8 without control characters.
+func checkText(line string) error {
 	if !utf8.ValidString(line) {
 		return errors.New("not UTF-8")
 	}
@@ -353,23 +362,10 @@ var errTooLong = errors.New("whitelist too long")
 
 // appendTo writes data at the end of f, on a line of its own.
 func (w *Whitelist) appendTo(f *os.File, data string) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("whitelist: %v", err)
-	}
-	if size := fi.Size(); size > 0 {
-		last := make([]byte, 1)
-		if _, err := f.ReadAt(last, size-1); err == nil && last[0] != '\n' {
-			data = "\n" + data
-		}
-	}
-	if fi.Size()+int64(len(data)) > MaxWhitelist {
+	switch err := appendLines(f, data, MaxWhitelist); {
+	case errors.Is(err, errFull):
 		return errTooLong
-	}
-	if _, err := f.WriteString(data); err != nil {
-		return fmt.Errorf("whitelist: %v", err)
-	}
-	if err := f.Sync(); err != nil {
+	case err != nil:
 		return fmt.Errorf("whitelist: %v", err)
 	}
 	return nil

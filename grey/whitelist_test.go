@@ -366,3 +366,45 @@ func TestWhitelistRemoveUnterminated(t *testing.T) {
 		}
 	}
 }
+
+// TestWhitelistCutAtLimit: of a file longer than MaxWhitelist, a line cut
+// at the limit is not read: 10.1.2.3 cut to 10.1.2 would be a /24.
+func TestWhitelistCutAtLimit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "whitelist")
+	line := "10.1.2.3 host.example\n"
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A sparse file: NUL bytes, one overlong line, then two entries, the
+	// second cut by the limit after "10.1.2".
+	off := int64(MaxWhitelist - len(line) - len("10.1.2") - 1)
+	if _, err := f.WriteAt([]byte("\n"+line+line), off); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	var lb logbuf
+	w, err := OpenWhitelist(path, lb.logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, w, []string{"10.1.2.3"}, []string{"10.1.2.4"})
+	if w.Len() != 1 || !strings.Contains(lb.String(), "longer than") {
+		t.Errorf("Len %d, log:\n%s", w.Len(), lb.String())
+	}
+}
+
+// TestWhitelistAddFull: an Add that would take the file past MaxWhitelist
+// writes nothing and says "whitelist too long".
+func TestWhitelistAddFull(t *testing.T) {
+	w, _ := openWL(t, "192.0.2.7\n")
+	if err := os.Truncate(w.Path(), MaxWhitelist-5); err != nil { // sparse
+		t.Fatal(err)
+	}
+	if err := w.Add("10.0.0.1"); err == nil || err.Error() != "whitelist too long" {
+		t.Errorf("Add to a full file: %v", err)
+	}
+	if fi, err := os.Stat(w.Path()); err != nil || fi.Size() != MaxWhitelist-5 {
+		t.Errorf("file after a refused Add: %v, %v", fi.Size(), err)
+	}
+}
