@@ -1,6 +1,8 @@
 package test
 
 import (
+	"compress/gzip"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -280,5 +282,41 @@ func TestSmtpdProgramNoAddress(t *testing.T) {
 	cmd = exec.Command(bin(t, "smtpd"), "-R", filepath.Join(root, "nonesuch"), "-n", t.TempDir())
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "not a directory") {
 		t.Errorf("missing root: %v: %s", err, out)
+	}
+}
+
+// TestSmtpdCPUProfile: with $SMTPFS_CPUPROFILE the daemon writes a CPU
+// profile (gzipped, as runtime/pprof writes it) that is whole once it has
+// stopped on SIGTERM; a file it cannot make stops it from starting.
+func TestSmtpdCPUProfile(t *testing.T) {
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	t.Setenv("SMTPFS_CPUPROFILE", prof)
+	d := startMail(t, "")
+	r := ehlo(t, d, "")
+	if got := r.transaction("a@sender.example", []string{"bob@localhost"}, "Subject: profiled\r\n\r\n"); got != "250 2.5.0 sent" {
+		t.Errorf("got %q", got)
+	}
+	d.Stop(t)
+	if code := d.Cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit status %d\n%s", code, d.Stderr)
+	}
+	f, err := os.Open(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("the profile is not gzipped: %v", err)
+	}
+	if b, err := io.ReadAll(zr); err != nil || len(b) == 0 {
+		t.Errorf("the profile: %d bytes, %v", len(b), err)
+	}
+
+	cmd := exec.Command(bin(t, "smtpfs"), "-R", filepath.Join(t.TempDir(), "mail"), "-l", "tcp!127.0.0.1!0")
+	cmd.Env = append(os.Environ(), "NAMESPACE="+t.TempDir(), "SMTPFS_CPUPROFILE="+filepath.Join(t.TempDir(), "no", "such", "dir", "cpu.prof"), quickExit)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "smtpfs: SMTPFS_CPUPROFILE: ") {
+		t.Errorf("an unwritable profile: %v: %s", err, out)
 	}
 }
