@@ -279,6 +279,12 @@ func TestSmtpdProgramNoAddress(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "can't get remote system's address") {
 		t.Errorf("garbage in netdir: %v: %s", err, out)
 	}
+	os.WriteFile(filepath.Join(bad, "remote"), []byte("192.0.2.7!4321\n"), 0644)
+	os.WriteFile(filepath.Join(bad, "local"), []byte("garbage\n"), 0644)
+	cmd = exec.Command(bin(t, "smtpd"), "-R", root, "-n", bad)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "can't get our own address") {
+		t.Errorf("garbage in netdir's local: %v: %s", err, out)
+	}
 	cmd = exec.Command(bin(t, "smtpd"), "-R", filepath.Join(root, "nonesuch"), "-n", t.TempDir())
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "not a directory") {
 		t.Errorf("missing root: %v: %s", err, out)
