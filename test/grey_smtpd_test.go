@@ -1,10 +1,7 @@
 package test
 
 import (
-	"bufio"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,67 +9,6 @@ import (
 
 	"smtpfs/test/testlib"
 )
-
-// smtpdProgram is one session of the smtpd program, run as inetd runs it:
-// the accepted socket of a client at a loopback address on its standard
-// input and output.
-type smtpdProgram struct {
-	*Raw
-	cmd    *exec.Cmd
-	stderr *SyncBuffer
-}
-
-// startSmtpd connects from ip and runs smtpd with args on the accepted
-// socket.
-func startSmtpd(t *testing.T, ip string, args ...string) *smtpdProgram {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}).Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	sc, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := sc.(*net.TCPConn).File()
-	sc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	p := &smtpdProgram{stderr: &SyncBuffer{}}
-	p.cmd = exec.Command(bin(t, "smtpd"), args...)
-	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = f, f, p.stderr
-	p.cmd.Env = append(os.Environ(), quickExit)
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	p.Raw = &Raw{t: t, C: c, R: bufio.NewReader(c)}
-	return p
-}
-
-// wait waits for smtpd to exit and fails the test unless it exited 0.
-func (p *smtpdProgram) wait(t *testing.T) {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("smtpd: %v\n%s", err, p.stderr)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("smtpd still running after its session\n%s", p.stderr)
-	}
-}
 
 // smtpdTry runs attempt in a session of the smtpd program from ip, and
 // waits for the program to exit.

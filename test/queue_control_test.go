@@ -1,9 +1,7 @@
 package test
 
 import (
-	"bufio"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -202,26 +200,16 @@ func TestQueueSmtpdProgram(t *testing.T) {
 	netdir := t.TempDir()
 	os.WriteFile(filepath.Join(netdir, "remote"), []byte("127.0.0.1!4321\n"), 0644)
 	os.WriteFile(filepath.Join(netdir, "local"), []byte("127.0.0.1!25\n"), 0644)
-	cmd := exec.Command(bin(t, "smtpd"), "-R", w.d.Root, "-n", netdir)
-	in, _ := cmd.StdinPipe()
-	out, _ := cmd.StdoutPipe()
-	var stderr SyncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := &Raw{t: t, C: pipeConn{in, out}, R: bufio.NewReader(out)}
+	r := startSmtpdPipe(t, "-R", w.d.Root, "-n", netdir)
 	r.Expect("220 ")
 	r.Send("EHLO client.example.net")
 	r.Expect("250 ")
 	if got := r.transaction("alice@example.org", []string{"bob@remote.example"}, testMsg("inetd", "tok-inetd")); got != "250 2.5.0 sent" {
-		t.Fatalf("smtpd: %q\n%s", got, &stderr)
+		t.Fatalf("smtpd: %q\n%s", got, r.stderr)
 	}
 	r.Send("QUIT")
 	r.Expect("221 ")
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("smtpd: %v\n%s", err, &stderr)
-	}
+	r.wait(t)
 	if ids := queueRecords(t, w.d.Root); len(ids) != 1 {
 		t.Fatalf("%d records in queue/, want 1", len(ids))
 	}

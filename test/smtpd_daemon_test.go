@@ -1,7 +1,7 @@
 package test
 
 import (
-	"bufio"
+	"compress/gzip"
 	"io"
 	"net"
 	"os"
@@ -219,15 +219,7 @@ func TestSmtpdProgramNetdir(t *testing.T) {
 	netdir := t.TempDir()
 	os.WriteFile(filepath.Join(netdir, "remote"), []byte("192.0.2.7!4321\n"), 0644)
 	os.WriteFile(filepath.Join(netdir, "local"), []byte("127.0.0.1!25\n"), 0644)
-	cmd := exec.Command(bin(t, "smtpd"), "-R", root, "-n", netdir, "-h", "example.org")
-	in, _ := cmd.StdinPipe()
-	out, _ := cmd.StdoutPipe()
-	var stderr SyncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := &Raw{t: t, C: pipeConn{in, out}, R: bufio.NewReader(out)}
+	r := startSmtpdPipe(t, "-R", root, "-n", netdir, "-h", "example.org")
 	r.Expect("220 example.org ESMTP")
 	r.Send("EHLO client.example.net")
 	r.Expect("250 ")
@@ -238,9 +230,7 @@ func TestSmtpdProgramNetdir(t *testing.T) {
 	r.Expect("503 ")
 	r.Send("QUIT")
 	r.Expect("221 ")
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("smtpd: %v\n%s", err, &stderr)
-	}
+	r.wait(t)
 	m := boxMessages(t, root, "bob")
 	if len(m) != 1 || !strings.Contains(m[0], "Received: from client.example.net ([192.0.2.7])") {
 		t.Errorf("bob has %q", m)
@@ -250,56 +240,12 @@ func TestSmtpdProgramNetdir(t *testing.T) {
 	}
 }
 
-// pipeConn is the test's end of smtpd's standard input and output, as a
-// net.Conn for Raw (only Read and Write are used).
-type pipeConn struct {
-	w io.WriteCloser
-	r io.Reader
-}
-
-func (p pipeConn) Read(b []byte) (int, error)         { return p.r.Read(b) }
-func (p pipeConn) Write(b []byte) (int, error)        { return p.w.Write(b) }
-func (p pipeConn) Close() error                       { return p.w.Close() }
-func (p pipeConn) LocalAddr() net.Addr                { return nil }
-func (p pipeConn) RemoteAddr() net.Addr               { return nil }
-func (p pipeConn) SetDeadline(t time.Time) error      { return nil }
-func (p pipeConn) SetReadDeadline(t time.Time) error  { return nil }
-func (p pipeConn) SetWriteDeadline(t time.Time) error { return nil }
-
 // TestSmtpdProgramSocket runs the smtpd program as inetd does: the
 // accepted socket on standard input and output.
 func TestSmtpdProgramSocket(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "mail")
 	os.MkdirAll(root, 0755)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.9")}}).Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	sc, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := sc.(*net.TCPConn).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc.Close()
-	cmd := exec.Command(bin(t, "smtpd"), "-R", root, "-h", "example.org")
-	cmd.Stdin, cmd.Stdout = f, f
-	var stderr SyncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	r := &Raw{t: t, C: c, R: bufio.NewReader(c)}
+	r := startSmtpd(t, "127.0.0.9", "-R", root, "-h", "example.org")
 	r.Expect("220 example.org ESMTP")
 	r.Send("EHLO client.example.net")
 	r.Expect("250 ")
@@ -308,9 +254,7 @@ func TestSmtpdProgramSocket(t *testing.T) {
 	}
 	r.Send("QUIT")
 	r.Expect("221 ")
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("smtpd: %v\n%s", err, &stderr)
-	}
+	r.wait(t)
 	if m := boxMessages(t, root, "bob"); len(m) != 1 || !strings.Contains(m[0], "([127.0.0.9])") {
 		t.Errorf("bob has %q", m)
 	}
@@ -335,8 +279,50 @@ func TestSmtpdProgramNoAddress(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "can't get remote system's address") {
 		t.Errorf("garbage in netdir: %v: %s", err, out)
 	}
+	os.WriteFile(filepath.Join(bad, "remote"), []byte("192.0.2.7!4321\n"), 0644)
+	os.WriteFile(filepath.Join(bad, "local"), []byte("garbage\n"), 0644)
+	cmd = exec.Command(bin(t, "smtpd"), "-R", root, "-n", bad)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "can't get our own address") {
+		t.Errorf("garbage in netdir's local: %v: %s", err, out)
+	}
 	cmd = exec.Command(bin(t, "smtpd"), "-R", filepath.Join(root, "nonesuch"), "-n", t.TempDir())
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "not a directory") {
 		t.Errorf("missing root: %v: %s", err, out)
+	}
+}
+
+// TestSmtpdCPUProfile: with $SMTPFS_CPUPROFILE the daemon writes a CPU
+// profile (gzipped, as runtime/pprof writes it) that is whole once it has
+// stopped on SIGTERM; a file it cannot make stops it from starting.
+func TestSmtpdCPUProfile(t *testing.T) {
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	t.Setenv("SMTPFS_CPUPROFILE", prof)
+	d := startMail(t, "")
+	r := ehlo(t, d, "")
+	if got := r.transaction("a@sender.example", []string{"bob@localhost"}, "Subject: profiled\r\n\r\n"); got != "250 2.5.0 sent" {
+		t.Errorf("got %q", got)
+	}
+	d.Stop(t)
+	if code := d.Cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit status %d\n%s", code, d.Stderr)
+	}
+	f, err := os.Open(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("the profile is not gzipped: %v", err)
+	}
+	if b, err := io.ReadAll(zr); err != nil || len(b) == 0 {
+		t.Errorf("the profile: %d bytes, %v", len(b), err)
+	}
+
+	cmd := exec.Command(bin(t, "smtpfs"), "-R", filepath.Join(t.TempDir(), "mail"), "-l", "tcp!127.0.0.1!0")
+	cmd.Env = append(os.Environ(), "NAMESPACE="+t.TempDir(), "SMTPFS_CPUPROFILE="+filepath.Join(t.TempDir(), "no", "such", "dir", "cpu.prof"), quickExit)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "smtpfs: SMTPFS_CPUPROFILE: ") {
+		t.Errorf("an unwritable profile: %v: %s", err, out)
 	}
 }

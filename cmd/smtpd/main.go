@@ -152,6 +152,9 @@ func stdio(local, remote bangAddr) (net.Conn, error) {
 	if !remote.valid() {
 		return nil, fmt.Errorf("can't get remote system's address: %q is not ip!port", remote)
 	}
+	if !local.valid() { // it names the greylist's triplets (grey/tmp/<local-ip>/...)
+		return nil, fmt.Errorf("can't get our own address: %q is not ip!port", local)
+	}
 	for _, fd := range []int{0, 1} {
 		if err := syscall.SetNonblock(fd, true); err != nil {
 			return nil, err

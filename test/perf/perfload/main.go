@@ -28,8 +28,9 @@
 // queue directory in the on-disk format of README.md. cat times reading a
 // 9P file to its end; ctl writes a line to the ctl file. wait waits until
 // a counter of the daemon's stats file (queue.length unless -field says),
-// or the number of files under the directories, is -want (0) and prints
-// how long that took. count prints the number of files under the
+// or the number of files under the directories, is -want (0; a -want
+// above 0 is reached by a count at or above it) and prints how long that
+// took. count prints the number of files under the
 // directories (0 if they do not exist). cpu prints the CPU seconds a server's tree has used
 // so far (as above). port prints a free loopback TCP port.
 //
@@ -101,8 +102,14 @@ type conn struct {
 	w *bufio.Writer
 }
 
+// replyTimeout bounds the wait for each reply, so that a server that
+// stops answering fails the run instead of hanging it (RFC 5321
+// §4.5.3.2 gives a client 2 to 10 minutes per command).
+const replyTimeout = 2 * time.Minute
+
 // reply reads one reply, all its lines, and checks its code's first digit.
 func (c *conn) reply(want byte) error {
+	c.c.SetDeadline(time.Now().Add(replyTimeout))
 	for {
 		l, err := c.r.ReadString('\n')
 		if err != nil {
@@ -118,6 +125,7 @@ func (c *conn) reply(want byte) error {
 }
 
 func (c *conn) cmd(want byte, format string, a ...any) error {
+	c.c.SetDeadline(time.Now().Add(replyTimeout))
 	fmt.Fprintf(c.w, format+"\r\n", a...)
 	if err := c.w.Flush(); err != nil {
 		return err
@@ -282,8 +290,10 @@ func treeUsage(pid int, pss bool) (cpu float64, kb int64) {
 		ticks[p] = t
 	}
 	for p := range ticks {
+		// The walk up is bounded: /proc is not read at one instant, and
+		// a reused pid could make a loop of parents.
 		q := p
-		for q != 0 && q != pid {
+		for n := 0; q != 0 && q != pid && n < len(parent); n++ {
 			q = parent[q]
 		}
 		if q != pid {
@@ -541,7 +551,8 @@ func ctl(args []string) error {
 }
 
 // wait waits until a counter of the daemon's stats file, or the number of
-// files under directories (Postfix's spool, a Maildir), is -want, and
+// files under directories (Postfix's spool, a Maildir), is -want (a
+// -want above 0 is a count that grows: reaching it or more will do), and
 // prints how long that took.
 func wait(args []string) error {
 	fl := flag.NewFlagSet("wait", flag.ExitOnError)
@@ -578,7 +589,7 @@ func wait(args []string) error {
 		if err != nil {
 			return err
 		}
-		if n == *want {
+		if n == *want || *want > 0 && n > *want {
 			break
 		}
 		if time.Since(t) > *limit {
