@@ -84,10 +84,10 @@ func init() {
 			}
 			return []string{formatSize(c.MinFree)}
 		}},
-		count("maxrcpts", 100, func(c *Config) *int { return &c.MaxRcpts }), // RFC 5321 §4.5.3.1.8: at least 100
-		count("maxconns", 1, func(c *Config) *int { return &c.MaxConns }),
-		count("maxperip", 1, func(c *Config) *int { return &c.MaxPerIP }),
-		count("maxerrors", 1, func(c *Config) *int { return &c.MaxErrors }),
+		count("maxrcpts", 100, maxRcpts, func(c *Config) *int { return &c.MaxRcpts }), // RFC 5321 §4.5.3.1.8: at least 100
+		count("maxconns", 1, 1<<30, func(c *Config) *int { return &c.MaxConns }),
+		count("maxperip", 1, 1<<30, func(c *Config) *int { return &c.MaxPerIP }),
+		count("maxerrors", 1, 1<<30, func(c *Config) *int { return &c.MaxErrors }),
 		durations("cmdtimeout", "duration", 1, func(c *Config) []*time.Duration { return []*time.Duration{&c.CmdTimeout} }),
 		durations("datatimeout", "duration", 1, func(c *Config) []*time.Duration { return []*time.Duration{&c.DataTimeout} }),
 		durations("greywindow", "min max", 2, func(c *Config) []*time.Duration { return []*time.Duration{&c.GreyMin, &c.GreyMax} }),
@@ -119,7 +119,7 @@ func init() {
 			}
 			return []string{FormatDuration(c.DelayWarn)}
 		}},
-		count("deliveries", 1, func(c *Config) *int { return &c.Deliveries }),
+		count("deliveries", 1, 1<<30, func(c *Config) *int { return &c.Deliveries }),
 		{name: "clear", usage: "verb", min: 1, max: 1, set: clearVerb},
 
 		{name: "reload", usage: "", action: true},
@@ -197,12 +197,17 @@ func str(name, usage string, f func(*Config) *string, check func(string) (string
 		reset: func(c *Config) { *f(c) = *f(Default()) }}
 }
 
-func count(name string, least int, f func(*Config) *int) *verb {
+// maxRcpts bounds maxrcpts: a session checks each recipient against the
+// transaction's others, and the queue's envelope holds at most 50,000
+// (smtp/queue.MaxRcpts).
+const maxRcpts = 50000
+
+func count(name string, least, most int, f func(*Config) *int) *verb {
 	return &verb{name: name, usage: "number", min: 1, max: 1,
 		set: func(c *Config, a []string) error {
 			n, err := strconv.Atoi(a[0])
-			if err != nil || n < least || n > 1<<30 {
-				return fmt.Errorf("%s takes a number from %d, not %s", name, least, quote(a[0]))
+			if err != nil || n < least || n > most {
+				return fmt.Errorf("%s takes a number from %d to %d, not %s", name, least, most, quote(a[0]))
 			}
 			*f(c) = n
 			return nil
