@@ -318,14 +318,7 @@ func (s *session) rcpt(arg string) {
 	if !ok {
 		return
 	}
-	for _, x := range s.rcpts {
-		if strings.EqualFold(x.addr, r.addr) {
-			r.addr = "" // said twice: accept, deliver once
-		}
-	}
-	if r.addr != "" {
-		s.rcpts = append(s.rcpts, r)
-	}
+	s.addRcpt(r) // said twice: accepted, delivered once
 	s.state = stRcpt
 	s.reply(smtp.Replyf(250, "2.0.0", "receiver is %s", r.bang))
 }

@@ -62,7 +62,7 @@ func (s *session) route(p mailPath) (rcpt, bool) {
 	switch {
 	case newBox && !s.cfg.MkBox && box != "postmaster":
 		return s.refuse(p, unknownUser(p)) // RFC 5321 §4.5.1: postmaster always
-	case newBox && s.newBoxes() >= maxNewBoxes:
+	case newBox && s.newBoxes >= maxNewBoxes:
 		if !s.junk() { // not an error: the client sends the rest later
 			s.reply(errNewBoxes)
 		}
@@ -84,24 +84,25 @@ const maxNewBoxes = 10
 var errNewBoxes = smtp.Replyf(452, "4.5.3", "Too many new mailboxes for one message; send the rest later")
 
 // takes reports whether a recipient of the transaction goes to box.
-func (s *session) takes(box string) bool {
-	for _, r := range s.rcpts {
-		if r.box == box {
-			return true
-		}
-	}
-	return false
-}
+func (s *session) takes(box string) bool { return s.rcptBoxes[box] }
 
-// newBoxes returns how many boxes the transaction will make.
-func (s *session) newBoxes() int {
-	n := 0
-	for _, r := range s.rcpts {
-		if r.newBox {
-			n++
-		}
+// addRcpt adds r to the transaction unless its address is there already.
+func (s *session) addRcpt(r rcpt) {
+	key := strings.ToLower(r.addr)
+	if s.rcptSeen[key] {
+		return
 	}
-	return n
+	if s.rcptSeen == nil {
+		s.rcptSeen, s.rcptBoxes = map[string]bool{}, map[string]bool{}
+	}
+	s.rcptSeen[key] = true
+	if r.box != "" {
+		s.rcptBoxes[r.box] = true
+	}
+	if r.newBox {
+		s.newBoxes++
+	}
+	s.rcpts = append(s.rcpts, r)
 }
 
 // validHop reports whether a bang path element is a host: a domain or an

@@ -76,6 +76,11 @@ type session struct {
 	from  mailPath // the transaction
 	rcpts []rcpt
 	body8 bool
+	// Of the transaction's recipients, kept as they are accepted so that
+	// a RCPT costs the same however many came before (maxrcpts):
+	rcptSeen  map[string]bool // addresses, lower case
+	rcptBoxes map[string]bool // local boxes
+	newBoxes  int             // boxes the delivery will make
 
 	mu      sync.Mutex
 	conn    net.Conn // plain or TLS; swapped under mu
@@ -375,6 +380,7 @@ func (s *session) delay(d time.Duration) {
 // resetTxn forgets the transaction.
 func (s *session) resetTxn() {
 	s.from, s.rcpts, s.body8 = mailPath{}, nil, false
+	s.rcptSeen, s.rcptBoxes, s.newBoxes = nil, nil, 0
 	if s.state&(stMail|stRcpt) != 0 {
 		s.state = stHelo
 	}
