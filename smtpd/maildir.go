@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -158,6 +159,11 @@ func (m *Maildir) Deliver(ctx context.Context, from string, rcpts []string, msg 
 			return err
 		}
 	}
+	for _, t := range targets {
+		if err := m.makeTmp(t.box); err != nil {
+			return err
+		}
+	}
 	first := filepath.Join(m.Dir, targets[0].box, "tmp", name)
 	f, err := m.writeFile(first, hdr, &lfReader{r: msg})
 	if err != nil {
@@ -280,6 +286,20 @@ func (m *Maildir) writeFile(name, hdr string, body io.Reader) (*os.File, error) 
 		return nil, err
 	}
 	return f, nil
+}
+
+// makeTmp makes the box's tmp/ if it is missing: a box someone made by
+// hand with new/ alone takes mail through unnamed files, and would refuse
+// the rest (several boxes, no unnamed files) for ever.
+func (m *Maildir) makeTmp(box string) error {
+	dir := filepath.Join(m.Dir, box, "tmp")
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.Mkdir(dir, 0700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return m.fsync(filepath.Join(m.Dir, box))
 }
 
 // makeBox makes <Dir>/<box>/{tmp,new,cur} if it is missing and may be

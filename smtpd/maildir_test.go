@@ -388,6 +388,28 @@ func firstFile(t *testing.T, dir, box string) string {
 	return ents[0].Name()
 }
 
+// TestMaildirNoTmp: a box made by hand with new/ alone gets its tmp/
+// when a delivery needs it (several boxes, or no unnamed files).
+func TestMaildirNoTmp(t *testing.T) {
+	m := NewMaildir(t.TempDir())
+	for _, box := range []string{"ann", "bob"} {
+		if err := os.MkdirAll(filepath.Join(m.Dir, box, "new"), 0700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Deliver(context.Background(), "", []string{"ann", "bob"}, strings.NewReader("x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	for _, box := range []string{"ann", "bob"} {
+		if ents, _ := os.ReadDir(filepath.Join(m.Dir, box, "new")); len(ents) != 1 {
+			t.Errorf("%s: %d messages, want 1", box, len(ents))
+		}
+		if fi, err := os.Stat(filepath.Join(m.Dir, box, "tmp")); err != nil || !fi.IsDir() {
+			t.Errorf("%s/tmp: %v", box, err)
+		}
+	}
+}
+
 // TestMaildirNoUnnamed: where the file system has no unnamed files, the
 // first delivery finds out and it and the next go through tmp/.
 func TestMaildirNoUnnamed(t *testing.T) {
