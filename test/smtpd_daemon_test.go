@@ -176,6 +176,39 @@ func TestSmtpdStop(t *testing.T) {
 	}
 }
 
+// TestSmtpdStopTwice: a second SIGTERM during the grace period closes the
+// sessions still in a transaction at once, as the end of the grace would;
+// the unfinished message is not acknowledged, and nothing is delivered.
+func TestSmtpdStopTwice(t *testing.T) {
+	d := startMail(t, "")
+	busy := ehlo(t, d, "127.0.0.6")
+	busy.Send("MAIL FROM:<a@sender.example>")
+	busy.Expect("250 ")
+	busy.Send("RCPT TO:<bob@localhost>")
+	busy.Expect("250 ")
+	d.Cmd.Process.Signal(syscall.SIGTERM)
+	testlib.WaitFor(t, 10*time.Second, "the shutdown to begin", func() bool {
+		b, _ := os.ReadFile(filepath.Join(d.Root, "log", "smtpd"))
+		return strings.Contains(string(b), "shutting down")
+	})
+	d.Cmd.Process.Signal(syscall.SIGTERM)
+	if !busy.Closed(20 * time.Second) {
+		t.Error("the session in a transaction was not closed")
+	}
+	select {
+	case <-d.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("smtpfs did not exit")
+	}
+	b, _ := os.ReadFile(filepath.Join(d.Root, "log", "smtpd"))
+	if !strings.Contains(string(b), "again: closing sessions now") {
+		t.Errorf("log says nothing of the second signal:\n%s", b)
+	}
+	if m := boxMessages(t, d.Root, "bob"); len(m) != 0 {
+		t.Errorf("bob has %d messages", len(m))
+	}
+}
+
 // TestSmtpdSenderCheck: -r refuses untrusted senders whose domain has no
 // MX, A or AAAA: 554 when it does not exist, 450 when DNS fails.
 func TestSmtpdSenderCheck(t *testing.T) {

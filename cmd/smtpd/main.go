@@ -44,7 +44,10 @@ func main() {
 	f.Register(set)
 	set.String('n', &netdir)
 	args, err := set.Parse(os.Args[1:])
-	if err != nil || len(args) > 0 {
+	if err == nil && len(args) > 0 {
+		err = fmt.Errorf("unexpected argument %q", args[0])
+	}
+	if err != nil {
 		setup.Usage(set, err)
 	}
 	if err := run(&f, netdir); err != nil {

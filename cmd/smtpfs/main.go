@@ -51,7 +51,10 @@ func main() {
 	set.List('9', &ninep)
 	set.List('N', &open)
 	args, err := set.Parse(os.Args[1:])
-	if err != nil || len(args) > 0 {
+	if err == nil && len(args) > 0 {
+		err = fmt.Errorf("unexpected argument %q", args[0])
+	}
+	if err != nil {
 		setup.Usage(set, err)
 	}
 	if err := run(&f, listen, ninep, open); err != nil {
@@ -164,7 +167,8 @@ func dialString(a net.Addr) string {
 }
 
 // wait serves the signals until SIGTERM or SIGINT, then stops the SMTP
-// server.
+// server, giving sessions in a transaction the grace period to finish
+// unless the signal comes again.
 func (d *daemon) wait(sig <-chan os.Signal) {
 	for s := range sig {
 		if s == syscall.SIGHUP {
@@ -174,6 +178,15 @@ func (d *daemon) wait(sig <-chan os.Signal) {
 		}
 		d.log.Printf("%v: shutting down", s)
 		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		go func() { // a second SIGTERM or SIGINT: no more grace
+			for s := range sig {
+				if s != syscall.SIGHUP {
+					d.log.Printf("%v again: closing sessions now", s)
+					cancel()
+					return
+				}
+			}
+		}()
 		err := d.srv.Shutdown(ctx)
 		cancel()
 		if err != nil {
