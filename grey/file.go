@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"smtpfs/internal/errquote"
 )
 
 // chunk is how much of a file is read at a time. Lines are cut out of one
@@ -91,33 +93,8 @@ func (t *ticker) due(now time.Time) bool {
 	return n >= next && t.next.CompareAndSwap(next, n+int64(statEvery))
 }
 
-// quote returns s in single quotes for an error message, as rc would, a
-// quote inside doubled (as smtpd/conf's errors quote: one reads
-// "invalid ... line N '...'" the same way for smtpd.conf, ctl and
-// lib/blocked). It is cut to 80 bytes, with control characters shown as
-// \xNN, so that a long or strange line makes a short error of one line.
-func quote(s string) string {
-	var b strings.Builder
-	b.WriteByte('\'')
-	for i := 0; i < len(s); i++ {
-		if i == 80 {
-			b.WriteString("...")
-			break
-		}
-		switch c := s[i]; {
-		case c < ' ' || c == 0x7f:
-			b.WriteString(`\x`)
-			b.WriteByte("0123456789abcdef"[c>>4])
-			b.WriteByte("0123456789abcdef"[c&15])
-		case c == '\'':
-			b.WriteString("''")
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('\'')
-	return b.String()
-}
+// quote quotes s for an error message (errquote.Quote).
+func quote(s string) string { return errquote.Quote(s) }
 
 // errFull is appendLines's refusal to grow a file past its limit.
 var errFull = errors.New("file full")

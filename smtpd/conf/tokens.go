@@ -3,6 +3,8 @@ package conf
 import (
 	"errors"
 	"strings"
+
+	"smtpfs/internal/errquote"
 )
 
 // maxLine bounds one configuration or ctl line. Nothing legitimate comes
@@ -83,29 +85,5 @@ func Quote(w string) string {
 	return "'" + strings.ReplaceAll(w, "'", "''") + "'"
 }
 
-// quote returns s in single quotes for an error message, as lib/blocked's
-// errors quote (grey's quote) and rc would: a quote inside doubled. It is
-// cut to 80 bytes, and control characters are shown as \xNN, so that a
-// long or strange line makes a short error of one line.
-func quote(s string) string {
-	var b strings.Builder
-	b.WriteByte('\'')
-	for i := 0; i < len(s); i++ {
-		if i == 80 {
-			b.WriteString("...")
-			break
-		}
-		switch c := s[i]; {
-		case c < ' ' || c == 0x7f:
-			b.WriteString(`\x`)
-			b.WriteByte("0123456789abcdef"[c>>4])
-			b.WriteByte("0123456789abcdef"[c&15])
-		case c == '\'':
-			b.WriteString("''")
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('\'')
-	return b.String()
-}
+// quote quotes s for an error message (errquote.Quote).
+func quote(s string) string { return errquote.Quote(s) }
