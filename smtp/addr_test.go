@@ -138,6 +138,9 @@ func TestAddressLiteral(t *testing.T) {
 		{"example.org", ""},
 		{"[example.org]", ""},
 		{"fe80::1%eth0", ""},
+		{"[192.0.2.1", ""},
+		{"192.0.2.1]", ""},
+		{"[IPv6:2001:db8::1", ""},
 	}
 	for _, tt := range tests {
 		if got := AddressLiteral(tt.in); got != tt.want {

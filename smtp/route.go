@@ -107,9 +107,14 @@ func AddressLiteral(host string) string {
 }
 
 // literal parses an address literal (RFC 5321 §4.1.3) or a bare address:
-// 192.0.2.1, [192.0.2.1], [IPv6:2001:db8::1], 2001:db8::1.
+// 192.0.2.1, [192.0.2.1], [IPv6:2001:db8::1], 2001:db8::1. A bracket must
+// have its mate: "[192.0.2.1" is no address.
 func literal(host string) netip.Addr {
-	h := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	h, open := strings.CutPrefix(host, "[")
+	h, closed := strings.CutSuffix(h, "]")
+	if open != closed {
+		return netip.Addr{}
+	}
 	if len(h) > 5 && strings.EqualFold(h[:5], "IPv6:") {
 		h = h[5:]
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -181,14 +180,14 @@ func (s Settings) route(addr string) (dest, user string, err error) {
 		return s.SmartHost, "", nil
 	}
 	dom := strings.TrimSuffix(strings.ToLower(addr[at+1:]), ".")
-	if lit, ok := strings.CutPrefix(dom, "["); ok {
-		// RFC 5321 §4.1.3: [1.2.3.4] or [IPv6:2001:db8::1].
-		lit = strings.TrimPrefix(strings.TrimSuffix(lit, "]"), "ipv6:")
-		ip, err := netip.ParseAddr(lit)
-		if err != nil || ip.Zone() != "" {
+	if strings.HasPrefix(dom, "[") {
+		// RFC 5321 §4.1.3: [1.2.3.4] or [IPv6:2001:db8::1], in the
+		// canonical form the client dials without MX.
+		lit := smtp.AddressLiteral(dom)
+		if lit == "" {
 			return "", "", smtp.Replyf(550, "5.1.3", "invalid address %s: bad address literal", addr)
 		}
-		return "[" + ip.String() + "]", "", nil
+		return lit, "", nil
 	}
 	return dom, "", nil
 }
