@@ -47,6 +47,11 @@ func ParseEnvelope(header []byte) (from string, rcpts []string, err error) {
 	if err != nil {
 		return "", nil, err
 	}
+	return envelopeOf(fromLine, fields)
+}
+
+// envelopeOf is ParseEnvelope of a header already split.
+func envelopeOf(fromLine string, fields []field) (from string, rcpts []string, err error) {
 	if fromLine != "" {
 		if from, err = fromLineSender(fromLine); err != nil {
 			return "", nil, err
@@ -291,11 +296,14 @@ func (q *Queue) Submit(ctx context.Context, msg []byte) (string, error) {
 	if i := headerEnd(msg); i >= 0 {
 		head, body = msg[:i], msg[i:]
 	}
-	from, rcpts, err := ParseEnvelope(head)
+	fromLine, fields, err := splitHeader(head)
 	if err != nil {
 		return "", err
 	}
-	_, fields, _ := splitHeader(head)
+	from, rcpts, err := envelopeOf(fromLine, fields)
+	if err != nil {
+		return "", err
+	}
 	q.mu.Lock()
 	host := q.set.Hostname
 	q.mu.Unlock()
