@@ -291,10 +291,22 @@ func (q *Queue) session(j *job) {
 		// jitter's low end), so that the recipients deferred here
 		// find it open again when they come due.
 		q.mu.Lock()
-		b := q.set.Backoff[0]
-		q.down[j.dest] = q.clock.Now().Add(b - b/10)
+		b, now := q.set.Backoff[0], q.clock.Now()
+		q.rest(j.dest, now.Add(b-b/10), now)
 		q.mu.Unlock()
 	}
+}
+
+// rest pauses dest until then, and forgets the pauses that are over, so
+// that the map holds only destinations that failed within the first
+// backoff step, not every domain that ever failed. q.mu held.
+func (q *Queue) rest(dest string, until, now time.Time) {
+	for d, t := range q.down {
+		if !now.Before(t) {
+			delete(q.down, d)
+		}
+	}
+	q.down[dest] = until
 }
 
 // jobDone counts a job as ended, and finishes its attempt after the last.

@@ -487,3 +487,25 @@ func TestRouteLiteral(t *testing.T) {
 		}
 	}
 }
+
+// A destination's rest is forgotten once over: the map of resting
+// destinations holds those that failed lately, not every domain that ever
+// failed in the daemon's life.
+func TestRestForgotten(t *testing.T) {
+	h := newHarness(t, testSettings())
+	q := h.q
+	now := h.clock.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i := range 1000 {
+		at := now.Add(time.Duration(i) * time.Minute)
+		q.rest("d"+itoa(i)+".example", at.Add(5*time.Minute), at)
+	}
+	// Resting at the last call: those that failed in its last 5 minutes.
+	if len(q.down) > 6 {
+		t.Errorf("%d destinations resting, want at most 6: %v", len(q.down), q.down)
+	}
+	if until, ok := q.down["d999.example"]; !ok || !until.Equal(now.Add(1004*time.Minute)) {
+		t.Errorf("the last destination rests until %v, %v", until, ok)
+	}
+}
