@@ -97,9 +97,18 @@ func (c *Client) hopFor(d DialString) hop {
 // without MX.
 func AddressLiteral(host string) string {
 	a := literal(host)
+	if !a.IsValid() {
+		return ""
+	}
+	return FormatLiteral(a)
+}
+
+// FormatLiteral writes a as an address literal in its RFC 5321 §4.1.3
+// form: [192.0.2.1], [IPv6:2001:db8::1]; "[]" for the zero Addr.
+func FormatLiteral(a netip.Addr) string {
 	switch {
 	case !a.IsValid():
-		return ""
+		return "[]"
 	case a.Is4():
 		return "[" + a.String() + "]"
 	}
