@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -138,10 +139,25 @@ func TestAddressLiteral(t *testing.T) {
 		{"example.org", ""},
 		{"[example.org]", ""},
 		{"fe80::1%eth0", ""},
+		{"[192.0.2.1", ""},
+		{"192.0.2.1]", ""},
+		{"[IPv6:2001:db8::1", ""},
 	}
 	for _, tt := range tests {
 		if got := AddressLiteral(tt.in); got != tt.want {
 			t.Errorf("AddressLiteral(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestFormatLiteral(t *testing.T) {
+	for in, want := range map[string]string{"192.0.2.1": "[192.0.2.1]", "2001:db8::1": "[IPv6:2001:db8::1]", "": "[]"} {
+		var a netip.Addr
+		if in != "" {
+			a = netip.MustParseAddr(in)
+		}
+		if got := FormatLiteral(a); got != want {
+			t.Errorf("FormatLiteral(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

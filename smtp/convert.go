@@ -71,10 +71,22 @@ type header struct {
 type field struct {
 	name  string
 	value string
+	cont  []string // continuation lines while reading, joined into value at the end
 }
 
 func readHeader(br *bufio.Reader) (*header, error) {
 	h := &header{}
+	// Appending each continuation line to the value would copy it again
+	// for each line: quadratic in a 1 MB header of short lines.
+	defer func() {
+		for i := range h.fields {
+			f := &h.fields[i]
+			if len(f.cont) > 0 {
+				f.value += "\n" + strings.Join(f.cont, "\n")
+				f.cont = nil
+			}
+		}
+	}()
 	var raw []byte
 	env := 0 // length of the envelope line
 	first := true
@@ -98,7 +110,8 @@ func readHeader(br *bufio.Reader) (*header, error) {
 		case text == "":
 			return h, nil
 		case (text[0] == ' ' || text[0] == '\t') && len(h.fields) > 0:
-			h.fields[len(h.fields)-1].value += "\n" + text
+			f := &h.fields[len(h.fields)-1]
+			f.cont = append(f.cont, text)
 		case fieldName(text) != "":
 			name := fieldName(text)
 			h.fields = append(h.fields, field{name: name, value: text[len(name)+1:]})

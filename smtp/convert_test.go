@@ -3,6 +3,7 @@ package smtp
 import (
 	"bytes"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -181,4 +182,30 @@ func FuzzConvert(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestConvertLongFolded: a header of almost maxHeader bytes folded into
+// short lines is converted in one pass, its continuation lines kept (line
+// by line appending copied the field again for each: 30-50 s of CPU for
+// one message).
+func TestConvertLongFolded(t *testing.T) {
+	n := (maxHeader - 100) / 3
+	msg := "From: glenda@gnot.example.com\nSubject: s\n" + strings.Repeat(" x\n", n) + "\nbody\n"
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	r, err := Convert(strings.NewReader(msg), testConversion())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(got), "\nSubject: s\n"+strings.Repeat(" x\n", n)+"\nbody\n") {
+		t.Errorf("the folded Subject did not come through whole")
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 256<<20 {
+		t.Errorf("converting a 1 MB header allocated %d MB", alloc>>20)
+	}
 }

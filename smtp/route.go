@@ -97,9 +97,18 @@ func (c *Client) hopFor(d DialString) hop {
 // without MX.
 func AddressLiteral(host string) string {
 	a := literal(host)
+	if !a.IsValid() {
+		return ""
+	}
+	return FormatLiteral(a)
+}
+
+// FormatLiteral writes a as an address literal in its RFC 5321 §4.1.3
+// form: [192.0.2.1], [IPv6:2001:db8::1]; "[]" for the zero Addr.
+func FormatLiteral(a netip.Addr) string {
 	switch {
 	case !a.IsValid():
-		return ""
+		return "[]"
 	case a.Is4():
 		return "[" + a.String() + "]"
 	}
@@ -107,9 +116,14 @@ func AddressLiteral(host string) string {
 }
 
 // literal parses an address literal (RFC 5321 §4.1.3) or a bare address:
-// 192.0.2.1, [192.0.2.1], [IPv6:2001:db8::1], 2001:db8::1.
+// 192.0.2.1, [192.0.2.1], [IPv6:2001:db8::1], 2001:db8::1. A bracket must
+// have its mate: "[192.0.2.1" is no address.
 func literal(host string) netip.Addr {
-	h := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	h, open := strings.CutPrefix(host, "[")
+	h, closed := strings.CutSuffix(h, "]")
+	if open != closed {
+		return netip.Addr{}
+	}
 	if len(h) > 5 && strings.EqualFold(h[:5], "IPv6:") {
 		h = h[5:]
 	}

@@ -19,60 +19,57 @@ type Group struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	running bool
-	next    uint64 // number of the next run to start
-	done    uint64 // number of the last run finished
-	failed  uint64 // number of the last run that failed
-	failure error
-	files   []*os.File // of the callers waiting for the next run
-	callers int        // in Do
+	next    *run   // the run that callers arriving now join; nil until one arrives
+	runs    uint64 // runs started
+	callers int    // in Do
 }
 
-// Do adds files to the next run of f and returns when a run that started
-// after the call has finished, with that run's error.
+// A run is one call of the action: the files of the callers it covers,
+// and once done, its error, which is theirs and no one else's.
+type run struct {
+	files []*os.File
+	done  bool
+	err   error
+}
+
+// Do adds files to the next run of f and returns when that run, which
+// starts after the call, has finished, with its error.
 func (g *Group) Do(files []*os.File, f func([]*os.File) error) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.cond == nil {
 		g.cond = sync.NewCond(&g.mu)
-		g.next = 1
 	}
-	mine := g.next // the first run to start from now on covers this caller
-	g.files = append(g.files, files...)
+	if g.next == nil {
+		g.next = &run{}
+	}
+	mine := g.next
+	mine.files = append(mine.files, files...)
 	g.callers++
 	defer func() { g.callers-- }()
-	for g.done < mine {
+	for !mine.done {
 		if g.running {
 			g.cond.Wait()
 			continue
 		}
-		g.running = true
-		run, batch := g.next, g.files
-		g.next++
-		g.files = nil
+		// Nothing runs, so mine has not started: it is g.next.
+		g.running, g.next = true, nil
+		g.runs++
 		g.mu.Unlock()
-		err := f(batch)
+		err := f(mine.files)
 		g.mu.Lock()
 		g.running = false
-		g.done = run
-		if err != nil {
-			g.failed, g.failure = run, err
-		}
+		mine.done, mine.err = true, err
 		g.cond.Broadcast()
 	}
-	if g.failed >= mine {
-		return g.failure
-	}
-	return nil
+	return mine.err
 }
 
 // Runs returns how many runs have started.
 func (g *Group) Runs() uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.next == 0 {
-		return 0
-	}
-	return g.next - 1
+	return g.runs
 }
 
 // Callers returns how many callers are in Do: waiting, or running f.

@@ -3,6 +3,7 @@ package durable
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -20,7 +21,8 @@ const maxDirty = 64 << 20
 
 // Flush makes the contents of files durable with one syncfs(2) per file
 // system holding them: one journal commit and one device flush for a
-// whole batch, where fsyncing each file costs one per file. When the
+// whole batch, where fsyncing each file costs one per file; then each
+// file's own writeback errors are collected (writebackErrors). When the
 // machine has much unwritten data (maxDirty), whose writing syncfs would
 // wait for, or should syncfs fail, each file is fsynced instead; and
 // always on a kernel older than 5.8, whose syncfs returns success even
@@ -46,7 +48,26 @@ func Flush(files []*os.File) error {
 			return SyncEach(files)
 		}
 	}
-	return nil
+	return writebackErrors(files)
+}
+
+// writebackErrors reports the writeback errors of each file since it was
+// last asked. syncfs reports an error of the file system only once, to
+// the first file descriptor that asks after it: a page of one file that
+// failed to be written back (by the flusher, while a long message was
+// coming in) fails the batch whose syncfs comes next, and a later batch
+// holding that file would be told success. Each file's own error is
+// kept for that file, and sync_file_range with only WAIT_AFTER reads it
+// without writing or flushing anything (the pages are clean after
+// syncfs).
+func writebackErrors(files []*os.File) error {
+	var errs []error
+	for _, f := range files {
+		if err := unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WAIT_AFTER); err != nil {
+			errs = append(errs, &os.PathError{Op: "sync", Path: f.Name(), Err: err})
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // kernelSyncfsOK reports whether this kernel's syncfs reports writeback

@@ -358,3 +358,47 @@ func TestRunnerLock(t *testing.T) {
 		t.Errorf("%d deliveries, want 2", n)
 	}
 }
+
+// "all" stands for every message in hold, release, retry and delete, also
+// next to an id that it covers already; delete all sends no bounce.
+func TestControlAll(t *testing.T) {
+	h := newHarness(t, testSettings())
+	var ids []string
+	for range 3 {
+		ids = append(ids, h.put("alice@example.org", "bob@example.com"))
+	}
+	if err := h.q.Hold("all", ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.q.Stats(); s.Held != 3 {
+		t.Errorf("after hold all: %d held, want 3", s.Held)
+	}
+	for _, id := range ids {
+		env, err := os.ReadFile(filepath.Join(h.dir, id+".env"))
+		if err != nil || !strings.Contains(string(env), "\nheld\n") {
+			t.Errorf("envelope of %s after hold all: %q, %v", id, env, err)
+		}
+	}
+	if err := h.q.Release("all"); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.q.Stats(); s.Held != 0 {
+		t.Errorf("after release all: %d held", s.Held)
+	}
+	if err := h.q.Retry("all"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.q.Delete(ids[1], "all"); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.q.Stats(); s.Length != 0 || s.Deleted != 3 || s.DSNs != 0 {
+		t.Errorf("after delete all: %+v", s)
+	}
+	left, _ := filepath.Glob(filepath.Join(h.dir, "*.*"))
+	if len(left) != 0 {
+		t.Errorf("files left after delete all: %v", left)
+	}
+	if err := h.q.Delete("all"); err != nil {
+		t.Errorf("delete all of an empty queue: %v", err)
+	}
+}

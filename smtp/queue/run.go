@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -181,14 +180,14 @@ func (s Settings) route(addr string) (dest, user string, err error) {
 		return s.SmartHost, "", nil
 	}
 	dom := strings.TrimSuffix(strings.ToLower(addr[at+1:]), ".")
-	if lit, ok := strings.CutPrefix(dom, "["); ok {
-		// RFC 5321 §4.1.3: [1.2.3.4] or [IPv6:2001:db8::1].
-		lit = strings.TrimPrefix(strings.TrimSuffix(lit, "]"), "ipv6:")
-		ip, err := netip.ParseAddr(lit)
-		if err != nil || ip.Zone() != "" {
+	if strings.HasPrefix(dom, "[") {
+		// RFC 5321 §4.1.3: [1.2.3.4] or [IPv6:2001:db8::1], in the
+		// canonical form the client dials without MX.
+		lit := smtp.AddressLiteral(dom)
+		if lit == "" {
 			return "", "", smtp.Replyf(550, "5.1.3", "invalid address %s: bad address literal", addr)
 		}
-		return "[" + ip.String() + "]", "", nil
+		return lit, "", nil
 	}
 	return dom, "", nil
 }
@@ -292,10 +291,22 @@ func (q *Queue) session(j *job) {
 		// jitter's low end), so that the recipients deferred here
 		// find it open again when they come due.
 		q.mu.Lock()
-		b := q.set.Backoff[0]
-		q.down[j.dest] = q.clock.Now().Add(b - b/10)
+		b, now := q.set.Backoff[0], q.clock.Now()
+		q.rest(j.dest, now.Add(b-b/10), now)
 		q.mu.Unlock()
 	}
+}
+
+// rest pauses dest until then, and forgets the pauses that are over, so
+// that the map holds only destinations that failed within the first
+// backoff step, not every domain that ever failed. q.mu held.
+func (q *Queue) rest(dest string, until, now time.Time) {
+	for d, t := range q.down {
+		if !now.Before(t) {
+			delete(q.down, d)
+		}
+	}
+	q.down[dest] = until
 }
 
 // jobDone counts a job as ended, and finishes its attempt after the last.

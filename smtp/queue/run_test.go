@@ -245,7 +245,7 @@ func TestGrouping(t *testing.T) {
 		local     []string
 	}{
 		{"domains", "", []string{"a@one.example", "b@two.example", "c@ONE.example", "d@[192.0.2.1]", "e@[IPv6:2001:db8::1]", "f@local.test"},
-			map[string][]int{"one.example": {2}, "two.example": {1}, "[192.0.2.1]": {1}, "[2001:db8::1]": {1}}, []string{"f"}},
+			map[string][]int{"one.example": {2}, "two.example": {1}, "[192.0.2.1]": {1}, "[IPv6:2001:db8::1]": {1}}, []string{"f"}},
 		{"split", "", many, map[string][]int{"big.example": {100, 50}}, nil},
 		{"smarthost", "tcp!relay.example!587", []string{"a@one.example", "b@two.example", "f@local.test"},
 			map[string][]int{"tcp!relay.example!587": {2}}, []string{"f"}},
@@ -461,5 +461,51 @@ func TestDelivererMiscount(t *testing.T) {
 	h.wait(1)
 	if it, _ := h.item(id); len(it.Rcpts) != 2 || it.Tries != 1 || !strings.Contains(it.LastErr, "1 results for 2") {
 		t.Errorf("after a miscount: %+v", it)
+	}
+}
+
+// An address literal goes to the client in its canonical form (the one
+// smtp.AddressLiteral gives); a malformed one is a permanent failure.
+func TestRouteLiteral(t *testing.T) {
+	tests := []struct{ addr, dest string }{
+		{"a@[192.0.2.1]", "[192.0.2.1]"},
+		{"a@[IPv6:2001:DB8::1]", "[IPv6:2001:db8::1]"},
+		{"a@[ipv6:::ffff:192.0.2.1]", "[192.0.2.1]"},
+		{"a@[192.0.2.1].", "[192.0.2.1]"},
+		{"a@[192.0.2.1", ""},
+		{"a@[300.0.2.1]", ""},
+		{"a@[fe80::1%eth0]", ""},
+		{"a@[example.org]", ""},
+	}
+	for _, tt := range tests {
+		dest, _, err := Settings{}.route(tt.addr)
+		if dest != tt.dest || (err != nil) != (tt.dest == "") {
+			t.Errorf("route(%q) = %q, %v; want %q", tt.addr, dest, err, tt.dest)
+		}
+		if err != nil && smtp.IsTemporary(err) {
+			t.Errorf("route(%q): temporary failure %v", tt.addr, err)
+		}
+	}
+}
+
+// A destination's rest is forgotten once over: the map of resting
+// destinations holds those that failed lately, not every domain that ever
+// failed in the daemon's life.
+func TestRestForgotten(t *testing.T) {
+	h := newHarness(t, testSettings())
+	q := h.q
+	now := h.clock.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i := range 1000 {
+		at := now.Add(time.Duration(i) * time.Minute)
+		q.rest("d"+itoa(i)+".example", at.Add(5*time.Minute), at)
+	}
+	// Resting at the last call: those that failed in its last 5 minutes.
+	if len(q.down) > 6 {
+		t.Errorf("%d destinations resting, want at most 6: %v", len(q.down), q.down)
+	}
+	if until, ok := q.down["d999.example"]; !ok || !until.Equal(now.Add(1004*time.Minute)) {
+		t.Errorf("the last destination rests until %v, %v", until, ok)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Submission: a whole RFC 5322 message written to the 9P queue file
@@ -46,6 +47,11 @@ func ParseEnvelope(header []byte) (from string, rcpts []string, err error) {
 	if err != nil {
 		return "", nil, err
 	}
+	return envelopeOf(fromLine, fields)
+}
+
+// envelopeOf is ParseEnvelope of a header already split.
+func envelopeOf(fromLine string, fields []field) (from string, rcpts []string, err error) {
 	if fromLine != "" {
 		if from, err = fromLineSender(fromLine); err != nil {
 			return "", nil, err
@@ -107,17 +113,43 @@ func splitHeader(h []byte) (fromLine string, fields []field, err error) {
 				return "", nil, fmt.Errorf("invalid header line %d: continuation without a field", n+1)
 			}
 			f := &fields[len(fields)-1]
-			f.value += " " + strings.TrimSpace(l)
 			f.lines = append(f.lines, l)
 		default:
-			name, value, ok := strings.Cut(l, ":")
+			name, _, ok := strings.Cut(l, ":")
 			if !ok || !validName(name) {
-				return "", nil, fmt.Errorf("invalid header line %d: not a field: %q", n+1, l)
+				return "", nil, fmt.Errorf("invalid header line %d: not a field: %q", n+1, clip(l))
 			}
-			fields = append(fields, field{name: name, value: strings.TrimSpace(value), lines: []string{l}})
+			fields = append(fields, field{name: name, lines: []string{l}})
 		}
 	}
+	// Unfold each field once its lines are known: appending line by line
+	// would copy the value again for each of them, quadratic in the
+	// header's size.
+	for i := range fields {
+		f := &fields[i]
+		var b strings.Builder
+		_, v, _ := strings.Cut(f.lines[0], ":")
+		b.WriteString(strings.TrimSpace(v))
+		for _, l := range f.lines[1:] {
+			b.WriteByte(' ')
+			b.WriteString(strings.TrimSpace(l))
+		}
+		f.value = b.String()
+	}
 	return fromLine, fields, nil
+}
+
+// clip shortens s for an error message: a field may be a megabyte long.
+func clip(s string) string {
+	const n = 100
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "..."
 }
 
 // validName: RFC 5322 §2.2, printable US-ASCII but colon.
@@ -188,7 +220,7 @@ func addressList(f field) ([]string, error) {
 				continue
 			}
 			if !bareName(w) {
-				return nil, fmt.Errorf("invalid address in %s: %q: %v", f.name, f.value, err)
+				return nil, fmt.Errorf("invalid address in %s: %q: %v", f.name, clip(f.value), err)
 			}
 			out = append(out, w)
 		}
@@ -264,11 +296,14 @@ func (q *Queue) Submit(ctx context.Context, msg []byte) (string, error) {
 	if i := headerEnd(msg); i >= 0 {
 		head, body = msg[:i], msg[i:]
 	}
-	from, rcpts, err := ParseEnvelope(head)
+	fromLine, fields, err := splitHeader(head)
 	if err != nil {
 		return "", err
 	}
-	_, fields, _ := splitHeader(head)
+	from, rcpts, err := envelopeOf(fromLine, fields)
+	if err != nil {
+		return "", err
+	}
 	q.mu.Lock()
 	host := q.set.Hostname
 	q.mu.Unlock()
