@@ -289,7 +289,7 @@ var errSize = smtp.Replyf(552, "5.3.4", "message size exceeds fixed maximum mess
 func heloDomain(helo string) string {
 	if strings.HasPrefix(helo, "[") {
 		if a, ok := parseLiteral(helo); ok {
-			return formatLiteral(a)
+			return smtp.FormatLiteral(a)
 		}
 	}
 	return strings.ToLower(strings.TrimSuffix(helo, "."))

@@ -284,7 +284,7 @@ func parseDomain(s string) (string, *smtp.Reply) {
 		if !ok {
 			return "", errPathSyntax
 		}
-		return formatLiteral(a), nil
+		return smtp.FormatLiteral(a), nil
 	}
 	s = strings.TrimSuffix(s, ".")
 	if !validDomain(s) {
@@ -313,17 +313,6 @@ func parseLiteral(s string) (addr netip.Addr, ok bool) {
 	return a, err == nil && a.Is4()
 }
 
-// formatLiteral writes an address literal in its canonical form:
-// [192.0.2.1], [IPv6:2001:db8::1], or [] for the zero Addr.
-func formatLiteral(a netip.Addr) string {
-	switch {
-	case !a.IsValid():
-		return "[]"
-	case a.Is4():
-		return "[" + a.String() + "]"
-	}
-	return "[IPv6:" + a.String() + "]"
-}
 
 func cutPrefixFold(s, prefix string) (string, bool) {
 	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {

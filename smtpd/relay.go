@@ -149,7 +149,7 @@ func (s *session) loopback(p mailPath, user string) (rcpt, bool) {
 	if !isDotString(user) || strings.ContainsAny(user, "!%@") {
 		return s.refuse(p, errPathSyntax)
 	}
-	lit := formatLiteral(s.remote)
+	lit := smtp.FormatLiteral(s.remote)
 	return s.outbound(user+"@"+lit, lit+"!"+user)
 }
 
