@@ -24,19 +24,41 @@ type MessageReader interface {
 	io.Closer
 }
 
+// Generationer is what a Queue may also implement so that queue.d is not
+// listed anew for every walk: Generation changes whenever a message joins
+// or leaves the queue. Without it, each walk into queue.d lists the whole
+// queue, and `ls -l queue.d` costs the square of its length.
+type Generationer interface {
+	Generation() uint64
+}
+
 // queueDir is queue.d: its entries are the queue's messages at the time
 // of each walk or listing. Nodes are kept per id while the message is
 // queued, so that a message keeps its qid.
 type queueDir struct {
 	node
-	s     *Server
-	msgs  Messages
-	mu    sync.Mutex
-	nodes map[string]*msgFile
+	s        *Server
+	msgs     Messages
+	mu       sync.Mutex
+	nodes    map[string]*msgFile
+	children map[string]ninep.FSNode // of the last listing, read-only
+	gen      uint64                  // the Generation it was made at
 }
 
-// Children lists the queued messages.
+// Children lists the queued messages, or returns the last listing while
+// the queue's Generation says the same ids are queued.
 func (d *queueDir) Children() map[string]ninep.FSNode {
+	g, cached := d.s.cfg.Queue.(Generationer)
+	var gen uint64
+	if cached {
+		gen = g.Generation()
+		d.mu.Lock()
+		if d.children != nil && d.gen == gen {
+			defer d.mu.Unlock()
+			return d.children
+		}
+		d.mu.Unlock()
+	}
 	items := d.s.cfg.Queue.List()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -56,6 +78,9 @@ func (d *queueDir) Children() map[string]ninep.FSNode {
 		children[id] = n
 	}
 	d.nodes = nodes
+	if cached {
+		d.children, d.gen = children, gen
+	}
 	return children
 }
 

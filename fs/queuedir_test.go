@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"9fans.net/go/plan9"
@@ -95,4 +96,59 @@ func TestQueueDir(t *testing.T) {
 		t.Errorf("ctl actions after rm: %v, want delete q1", acts)
 	}
 	waitLog(t, e, "9p: queue.d: rm q1\n")
+}
+
+// genQueue counts listings and has a Generation the test moves.
+type genQueue struct {
+	msgQueue
+	mu    sync.Mutex
+	gen   uint64
+	lists int
+}
+
+func (q *genQueue) List() []queue.Item {
+	q.mu.Lock()
+	q.lists++
+	q.mu.Unlock()
+	return q.msgQueue.List()
+}
+
+func (q *genQueue) Generation() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.gen
+}
+
+// TestQueueDirGeneration: walks into queue.d list the queue once while
+// its Generation stays, so that `ls -l queue.d` costs one listing, not
+// one per message; a new Generation shows the new ids.
+func TestQueueDirGeneration(t *testing.T) {
+	q := &genQueue{msgQueue: msgQueue{&queueBackend{}, map[string]string{"q1": message, "q2": message}}}
+	e := newEnv(t, func(c *fs.Config) { c.Queue = q })
+	e.q = q.queueBackend
+	e.q.set([]queue.Item{{ID: "q1"}, {ID: "q2"}}, nil)
+	fsys := fstest.Dial(t, e.ds)
+	for range 10 {
+		for _, id := range []string{"q1", "q2"} {
+			if _, err := fsys.Stat("queue.d/" + id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	q.mu.Lock()
+	lists := q.lists
+	q.mu.Unlock()
+	if lists != 1 {
+		t.Errorf("20 walks listed the queue %d times, want 1", lists)
+	}
+	e.q.set([]queue.Item{{ID: "q1"}, {ID: "q2"}, {ID: "q3"}}, nil)
+	if _, err := fsys.Stat("queue.d/q3"); err == nil {
+		t.Errorf("q3 found before the Generation changed: the listing was not kept")
+	}
+	q.mu.Lock()
+	q.gen++
+	q.mu.Unlock()
+	if _, err := fsys.Stat("queue.d/q3"); err != nil {
+		t.Errorf("q3 after the Generation changed: %v", err)
+	}
 }

@@ -47,6 +47,9 @@ type queueFile struct{ q *queue.Queue }
 
 func (f queueFile) List() []queue.Item { return f.q.List() }
 
+// Generation lets queue.d keep its listing while the same ids are queued.
+func (f queueFile) Generation() uint64 { return f.q.Generation() }
+
 // Check checks the header, and that the queue has room for the message:
 // a shell's write fails while it has not (minfree).
 func (f queueFile) Check(header []byte) error {

@@ -113,6 +113,7 @@ func (q *Queue) finish(a *attempt) {
 	q.mu.Lock()
 	if empty {
 		delete(q.msgs, e.id)
+		q.gen.Add(1)
 	} else if !e.held {
 		heap.Push(&q.due, e)
 	}

@@ -56,6 +56,7 @@ type Queue struct {
 	mu      sync.Mutex
 	set     Settings
 	msgs    map[string]*entry
+	gen     atomic.Uint64        // changes with the set of ids in msgs (Generation)
 	due     dueHeap              // entries neither held nor active, soonest first
 	putting map[string]bool      // ids being written by Put: not for rescans to load
 	down    map[string]time.Time // destinations that just failed as a whole: no session before
@@ -216,6 +217,7 @@ func (q *Queue) rescan(found bool) (int, error) {
 // insert adds e to the index and, unless held, to the due heap. q.mu held.
 func (q *Queue) insert(e *entry) {
 	q.msgs[e.id] = e
+	q.gen.Add(1)
 	e.schedule()
 	if !e.held {
 		heap.Push(&q.due, e)
@@ -354,6 +356,11 @@ func (q *Queue) List() []Item {
 	})
 	return items
 }
+
+// Generation returns a number that changes whenever a message joins or
+// leaves the queue, so that a caller may keep what it built from List
+// while the set of ids stays the same.
+func (q *Queue) Generation() uint64 { return q.gen.Load() }
 
 func (e *entry) item() Item {
 	it := Item{ID: e.id, From: e.from, Size: e.size, Arrived: e.arrived, Held: e.held, Active: e.active,
@@ -562,6 +569,7 @@ func (q *Queue) Delete(ids ...string) error {
 		err := q.st.remove(e.id)
 		q.mu.Lock()
 		delete(q.msgs, e.id)
+		q.gen.Add(1)
 		q.n.Deleted++
 		q.mu.Unlock()
 		q.log.Printf("deleted %s", e.id)

@@ -402,3 +402,27 @@ func TestControlAll(t *testing.T) {
 		t.Errorf("delete all of an empty queue: %v", err)
 	}
 }
+
+// Generation moves when a message joins or leaves the queue, and only
+// then.
+func TestGeneration(t *testing.T) {
+	h := newHarness(t, testSettings())
+	g0 := h.q.Generation()
+	id := h.put("alice@example.org", "bob@example.com")
+	g1 := h.q.Generation()
+	if g1 == g0 {
+		t.Errorf("Put left the generation at %d", g0)
+	}
+	if err := h.q.Hold(id); err != nil {
+		t.Fatal(err)
+	}
+	if g := h.q.Generation(); g != g1 {
+		t.Errorf("Hold moved the generation from %d to %d", g1, g)
+	}
+	if err := h.q.Delete(id); err != nil {
+		t.Fatal(err)
+	}
+	if g := h.q.Generation(); g == g1 {
+		t.Errorf("Delete left the generation at %d", g1)
+	}
+}
