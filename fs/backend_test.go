@@ -65,10 +65,10 @@ type listBackend struct {
 	text string
 }
 
-func (l *listBackend) Text() string {
+func (l *listBackend) Text() []byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.text
+	return []byte(l.text)
 }
 
 func (l *listBackend) Add(text string) error {

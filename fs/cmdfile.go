@@ -34,7 +34,7 @@ type cmdFile struct {
 	node
 	what    string // "ctl", "whitelist entry": the noun of error texts
 	apply   func(text string) error
-	render  func() string
+	render  func() []byte
 	aborted func(fid uint64) bool // the fid's connection died: Close is ours, not the client's
 	log     *log.Logger
 	fids    fidMap[cmdFid]
@@ -56,7 +56,7 @@ func (f *cmdFile) Open(fid uint64, mode proto.Mode) error {
 	}
 	st := &cmdFid{write: write}
 	if read {
-		st.snap = []byte(f.render())
+		st.snap = f.render()
 	}
 	f.fids.put(fid, st)
 	return nil

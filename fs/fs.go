@@ -74,8 +74,9 @@ type Control interface {
 // List is an append-only list kept in a file: the greylist whitelist,
 // lib/blocked.
 type List interface {
-	// Text returns the list as it is on disk.
-	Text() string
+	// Text returns the list as it is on disk; the tree does not change
+	// it.
+	Text() []byte
 	// Add validates the lines of text and appends them durably, all or
 	// none; the list's users see them at once. Its error is what the
 	// write fails with.
@@ -222,7 +223,7 @@ func (s *Server) build() *dir {
 	c := s.cfg
 	root := newDir(s.fsys, "/", c.Owner)
 	file := func(name string, mode uint32) node { return newNode(s.fsys, name, c.Owner, mode) }
-	root.add(&cmdFile{node: file("ctl", 0644), what: "ctl", apply: c.Control.Ctl, render: c.Control.Config,
+	root.add(&cmdFile{node: file("ctl", 0644), what: "ctl", apply: c.Control.Ctl, render: func() []byte { return []byte(c.Control.Config()) },
 		aborted: s.aborted, log: s.log})
 	root.add(&cmdFile{node: file("whitelist", 0644|proto.DMAPPEND), what: "whitelist entry",
 		apply: c.Whitelist.Add, render: c.Whitelist.Text, aborted: s.aborted, log: s.log})

@@ -236,7 +236,7 @@ func TestWstat(t *testing.T) {
 	if _, err := fsys.Stat("ctl"); err != nil {
 		t.Errorf("ctl gone after wstats: %v", err)
 	}
-	if got := e.wl.Text(); got != "# whitelist\n192.0.2.7 mx.example.net\n" {
+	if got := string(e.wl.Text()); got != "# whitelist\n192.0.2.7 mx.example.net\n" {
 		t.Errorf("a wstat changed the whitelist: %q", got)
 	}
 }
@@ -293,7 +293,7 @@ func TestPermissions(t *testing.T) {
 func TestWhitelist(t *testing.T) {
 	e := newEnv(t)
 	fsys := fstest.Dial(t, e.ds)
-	start := e.wl.Text()
+	start := string(e.wl.Text())
 	// `>` (OTRUNC, or a length-0 wstat) appends like `>>`.
 	if err := fstest.Write(fsys, "whitelist", plan9.OWRITE|plan9.OTRUNC, "10.0.0.0/8\n"); err != nil {
 		t.Fatal(err)
@@ -313,7 +313,7 @@ func TestWhitelist(t *testing.T) {
 	if errText(err) != "invalid whitelist line 2 bogus: not an address" {
 		t.Errorf("bad entry: %q", errText(err))
 	}
-	if got := e.wl.Text(); got != want {
+	if got := string(e.wl.Text()); got != want {
 		t.Errorf("a bad write changed the whitelist: %q", got)
 	}
 	waitLog(t, e, "9p: whitelist: invalid whitelist line 2 bogus: not an address\n")
@@ -517,8 +517,8 @@ func TestCtlDropped(t *testing.T) {
 	if e.ctl.greylist() {
 		t.Errorf("the dead connection's ctl line was applied")
 	}
-	if strings.Contains(e.wl.Text(), "192.0.2.99") || strings.Contains(bl.Text(), "192.0.2.99") {
-		t.Errorf("the dead connection's entries were added: whitelist %q, blocked %q", e.wl.Text(), bl.Text())
+	if strings.Contains(string(e.wl.Text()), "192.0.2.99") || strings.Contains(string(bl.Text()), "192.0.2.99") {
+		t.Errorf("the dead connection's entries were added: whitelist %q, blocked %q", string(e.wl.Text()), string(bl.Text()))
 	}
 }
 

@@ -73,12 +73,12 @@ func session(t *testing.T, e *env, msgFile string) []fstest.Step {
 		{Cmd: "echo bogus on > ctl", OK: false},
 		{Cmd: "echo 10.0.0.0/8 >> whitelist", OK: true},
 		{Cmd: "echo 198.51.100.7 relay.example.net > whitelist", OK: true, Check: func(t *testing.T, _ string) {
-			if got := e.wl.Text(); !strings.HasSuffix(got, "\n10.0.0.0/8\n198.51.100.7 relay.example.net\n") {
+			if got := string(e.wl.Text()); !strings.HasSuffix(got, "\n10.0.0.0/8\n198.51.100.7 relay.example.net\n") {
 				t.Errorf("whitelist after > and >>: %q", got)
 			}
 		}},
 		{Cmd: "echo x > whitelist", OK: false},
-		{Cmd: "cat whitelist", OK: true, Check: same("whitelist", e.wl.Text)},
+		{Cmd: "cat whitelist", OK: true, Check: same("whitelist", func() string { return string(e.wl.Text()) })},
 		{Cmd: "cat " + msgFile + " > queue", OK: true, Check: func(t *testing.T, _ string) {
 			// The clunk, where the message is queued, arrives after the
 			// shell has returned.

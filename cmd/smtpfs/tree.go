@@ -19,12 +19,12 @@ func (c control) Config() string        { return c.d.ConfigText() }
 // whitelistFile is the whitelist file: grey's whitelist.
 type whitelistFile struct{ w *grey.Whitelist }
 
-func (f whitelistFile) Text() string {
+func (f whitelistFile) Text() []byte {
 	b, err := f.w.Bytes()
 	if err != nil {
-		return "# whitelist unreadable: " + err.Error() + "\n"
+		return []byte("# whitelist unreadable: " + err.Error() + "\n")
 	}
-	return string(b)
+	return b
 }
 
 func (f whitelistFile) Add(text string) error { return f.w.Add(text) }
@@ -32,12 +32,12 @@ func (f whitelistFile) Add(text string) error { return f.w.Add(text) }
 // blockedFile is the blocked file: lib/blocked.
 type blockedFile struct{ b *grey.Blocked }
 
-func (f blockedFile) Text() string {
+func (f blockedFile) Text() []byte {
 	s, err := f.b.Text()
 	if err != nil {
-		return "# lib/blocked unreadable: " + err.Error() + "\n"
+		return []byte("# lib/blocked unreadable: " + err.Error() + "\n")
 	}
-	return s
+	return []byte(s)
 }
 
 func (f blockedFile) Add(text string) error { return f.b.Add(text) }
