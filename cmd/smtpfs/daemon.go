@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -259,11 +260,16 @@ func (d *daemon) whitelisted(args []string) error {
 	if err != nil {
 		return err
 	}
-	in := map[netip.Prefix]bool{}
-	for _, line := range strings.Split(string(text), "\n") {
-		if f := strings.Fields(line); len(f) > 0 {
-			if p, err := grey.ParsePrefix(f[0]); err == nil {
-				in[p] = true
+	in := map[netip.Prefix]bool{} // of those asked for
+	for _, p := range ps {
+		in[p] = false
+	}
+	for line := range bytes.Lines(text) {
+		if f := bytes.Fields(line); len(f) > 0 {
+			if p, err := grey.ParsePrefix(string(f[0])); err == nil {
+				if _, asked := in[p]; asked {
+					in[p] = true
+				}
 			}
 		}
 	}
