@@ -313,7 +313,6 @@ func parseLiteral(s string) (addr netip.Addr, ok bool) {
 	return a, err == nil && a.Is4()
 }
 
-
 func cutPrefixFold(s, prefix string) (string, bool) {
 	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
 		return s[len(prefix):], true

@@ -182,10 +182,7 @@ func TestSmtpdStop(t *testing.T) {
 func TestSmtpdStopTwice(t *testing.T) {
 	d := startMail(t, "")
 	busy := ehlo(t, d, "127.0.0.6")
-	busy.Send("MAIL FROM:<a@sender.example>")
-	busy.Expect("250 ")
-	busy.Send("RCPT TO:<bob@localhost>")
-	busy.Expect("250 ")
+	busy.open("a@sender.example", "bob@localhost") // in DATA
 	d.Cmd.Process.Signal(syscall.SIGTERM)
 	testlib.WaitFor(t, 10*time.Second, "the shutdown to begin", func() bool {
 		b, _ := os.ReadFile(filepath.Join(d.Root, "log", "smtpd"))
