@@ -33,6 +33,11 @@ var (
 // as errors (and so meet the tarpit); after maxAuthFails the session may
 // not try again, and a client that keeps failing across sessions is
 // locked out for a while (authLimiter). Success makes the session trusted.
+//
+// The lockout is checked when AUTH starts and again at the verdict: a
+// guesser may open many sessions, start AUTH in each and answer them all
+// once the challenges are in hand, and the answers judged after the
+// lockout began must get 454 too, the right password included.
 func (s *session) auth(arg string) {
 	limited := !s.cfg.Trusted(s.remote)
 	switch {
@@ -73,6 +78,8 @@ func (s *session) auth(arg string) {
 	case s.quit:
 	case r != nil:
 		s.fail(r)
+	case limited && s.srv.auths.locked(clientNet(s.remote), s.srv.Now()):
+		s.fail(errAuthLocked)
 	case ok:
 		s.authUser, s.trusted = user, true
 		s.srv.Stats.AuthOK.Add(1)
