@@ -5,6 +5,8 @@ import (
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/hex"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -51,4 +53,67 @@ func TestSmtpdAuthLockoutAtVerdict(t *testing.T) {
 	r.Send("AUTH CRAM-MD5")
 	r.Send(cramAnswer(t, r.Expect("334 ")[0], "glenda", "s3cret"))
 	r.Expect("235 ")
+}
+
+// TestSmtpdAuthLockoutShared: the smtpd program, run once per session as
+// inetd runs it, counts AUTH failures across its processes in the mail
+// root, and smtpfs on the same root counts with it, both ways.
+func TestSmtpdAuthLockoutShared(t *testing.T) {
+	d, _ := startTLSMail(t, "", "glenda s3cret\n")
+	session := func(ip string) *smtpdProgram {
+		t.Helper()
+		netdir := t.TempDir()
+		os.WriteFile(filepath.Join(netdir, "remote"), []byte(ip+"!4321\n"), 0644)
+		os.WriteFile(filepath.Join(netdir, "local"), []byte("127.0.0.1!25\n"), 0644)
+		p := startSmtpdPipe(t, "-R", d.Root, "-n", netdir, "-p")
+		p.Expect("220 ")
+		p.Send("EHLO client.example.net")
+		p.Expect("250 ")
+		return p
+	}
+	quit := func(p *smtpdProgram) {
+		t.Helper()
+		p.Send("QUIT")
+		p.Expect("221 ")
+		p.wait(t)
+	}
+	plain := func(pw string) string { return "AUTH PLAIN " + b64("\x00glenda\x00"+pw) }
+	// Failures in separate smtpd processes add up: three sessions of three,
+	// one of one.
+	for _, n := range []int{3, 3, 3, 1} {
+		p := session("127.0.0.11")
+		for range n {
+			p.Send(plain("wrong"))
+			p.Expect("535 ")
+		}
+		quit(p)
+	}
+	p := session("127.0.0.11")
+	p.Send(plain("s3cret"))
+	p.Expect("454 4.7.0 too many authentication failures, try later")
+	quit(p)
+	// smtpfs on the root sees the lockout.
+	r := ehlo(t, d, "127.0.0.11")
+	r.Send("AUTH CRAM-MD5")
+	r.Expect("454 4.7.0 ")
+	// And smtpd sees smtpfs's failures.
+	for range authFailMax {
+		r := ehlo(t, d, "127.0.0.12")
+		r.Send("AUTH CRAM-MD5")
+		r.Send(cramAnswer(t, r.Expect("334 ")[0], "glenda", "wrong"))
+		r.Expect("535 ")
+	}
+	p = session("127.0.0.12")
+	p.Send(plain("s3cret"))
+	p.Expect("454 4.7.0 ")
+	quit(p)
+	// Another client is not locked out.
+	p = session("127.0.0.13")
+	p.Send(plain("s3cret"))
+	p.Expect("235 ")
+	quit(p)
+	fi, err := os.Stat(filepath.Join(d.Root, "grey", "authfail"))
+	if err != nil || fi.Mode().Perm() != 0600 {
+		t.Errorf("grey/authfail: %v, %v", fi, err)
+	}
 }

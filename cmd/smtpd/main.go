@@ -97,6 +97,7 @@ func run(f *setup.Flags, netdir string) error {
 		Classifier: setup.Classifier{Blocked: blocked},
 		Resolver:   &setup.Resolver{Config: config},
 	}
+	srv.AuthLimiter = setup.AuthLimiter(root) // shared with smtpfs and the other sessions
 	srv.ServeConn(conn)
 	if cfg.Greylist {
 		setup.SweepIfDue(root, cfg, logger)
