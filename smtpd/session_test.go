@@ -945,8 +945,8 @@ func TestMailer(t *testing.T) {
 out=`+dir+`/out
 echo "$@" > $out.args
 cat > $out.msg
-case "$2" in
-*refuse) echo "mail refused: no such user $2" >&2; exit 1;;
+case "$3" in
+*refuse) echo "mail refused: no such user $3" >&2; exit 1;;
 *fail) echo "first problem" >&2; echo "second problem" >&2; exit 3;;
 *chatty) yes stdout | head -c 1000000; exit 0;;
 esac
@@ -970,7 +970,7 @@ exit 0
 	}
 	args, _ := os.ReadFile(filepath.Join(dir, "out.args"))
 	msg, _ := os.ReadFile(filepath.Join(dir, "out.msg"))
-	if string(args) != "-r example.org!chatty\n" {
+	if string(args) != "-r -- example.org!chatty\n" {
 		t.Errorf("args %q", args)
 	}
 	if !strings.HasPrefix(string(msg), "From sender.net!alice Wed Mar 27 23:47:45 +0000 2024 remote from \nReceived: from client.example.net ([192.0.2.7])") ||
