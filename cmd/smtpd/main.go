@@ -16,7 +16,8 @@
 // or others. It logs to <root>/log/smtpd, never to its standard output,
 // which is the client's. With the greylist on, once the client has gone,
 // it expires old triplets if nobody has for an hour (smtpfs does that on
-// its own).
+// its own). Failed AUTH is counted in <root>/grey/authfail, with the
+// other sessions and smtpfs, so that the lockout holds across them.
 package main
 
 import (
