@@ -32,7 +32,12 @@ var (
 // lib/secrets has no users (AUTH is not offered then). Failures count
 // as errors (and so meet the tarpit); after maxAuthFails the session may
 // not try again, and a client that keeps failing across sessions is
-// locked out for a while (authLimiter). Success makes the session trusted.
+// locked out for a while (AuthLimiter). Success makes the session trusted.
+//
+// The lockout is checked when AUTH starts and again at the verdict: a
+// guesser may open many sessions, start AUTH in each and answer them all
+// once the challenges are in hand, and the answers judged after the
+// lockout began must get 454 too, the right password included.
 func (s *session) auth(arg string) {
 	limited := !s.cfg.Trusted(s.remote)
 	switch {
@@ -45,7 +50,7 @@ func (s *session) auth(arg string) {
 	case s.authFails >= maxAuthFails:
 		s.fail(errTooManyAuth)
 		return
-	case limited && s.srv.auths.locked(clientNet(s.remote), s.srv.Now()):
+	case limited && s.authLocked():
 		s.fail(errAuthLocked)
 		return
 	}
@@ -73,6 +78,8 @@ func (s *session) auth(arg string) {
 	case s.quit:
 	case r != nil:
 		s.fail(r)
+	case limited && s.authLocked():
+		s.fail(errAuthLocked)
 	case ok:
 		s.authUser, s.trusted = user, true
 		s.srv.Stats.AuthOK.Add(1)
@@ -82,8 +89,8 @@ func (s *session) auth(arg string) {
 		s.authFails++
 		s.srv.Stats.AuthFailed.Add(1)
 		s.failLog(errAuthFailed, "authentication failed: %s %q from %s/%s", mech, user, s.helo, s.remote)
-		if limited && s.srv.auths.failed(clientNet(s.remote), s.srv.Now()) {
-			s.logf("AUTH from %s refused for %v after %d failures", clientName(s.remote), authLockout, authFailMax)
+		if limited {
+			s.authFailed()
 		}
 	}
 }

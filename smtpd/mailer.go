@@ -25,14 +25,19 @@ const maxMailerOutput = 64 << 10
 const maxMailerLines = 10
 
 // runMailer hands the message to the mailer (mailer, -m) as upas does
-// (upas.md §2.12): "mailer... -r rcpt..." run directly, no shell, the
+// (upas.md §2.12): "mailer... -r -- rcpt..." run directly, no shell, the
 // recipients in bang form; on its standard input a "From sender date
 // remote from" line, then the message with LF line ends. It is killed
 // after datatimeout. Its exit maps to the reply: 0 is success (nil); a
 // stderr that says "mail refused" is 554 5.7.1 with its first line; any
 // other failure is 450 with a line per stderr line.
+//
+// "--" ends the options, so that no recipient is taken for one: upas
+// send reads its options with Plan 9's ARGBEGIN, which stops at "--", as
+// getopt(3) does. No recipient begins with '-' anyway: MAIL and RCPT
+// refuse such addresses (dashed).
 func (s *session) runMailer(msg io.Reader) error {
-	argv := append(append([]string(nil), s.cfg.Mailer...), "-r")
+	argv := append(append([]string(nil), s.cfg.Mailer...), "-r", "--")
 	for _, r := range s.rcpts {
 		argv = append(argv, r.bang)
 	}

@@ -27,6 +27,7 @@ var (
 	errLocalLong  = smtp.Replyf(501, "5.1.3", "local part too long")
 	errDomainLong = smtp.Replyf(501, "5.1.3", "domain too long")
 	errParam      = smtp.Replyf(555, "5.5.4", "unsupported MAIL or RCPT parameter")
+	errPathDash   = smtp.Replyf(501, "5.1.3", "bad address syntax: no part of an address may begin with '-'")
 )
 
 // A command is one command line, split into its verb and the rest.
@@ -205,7 +206,33 @@ func parsePath(s string) (mailPath, *smtp.Reply) {
 		}
 		s = s[i+1:]
 	}
-	return parseMailbox(s)
+	p, err := parseMailbox(s)
+	if err == nil && dashed(p.Local) {
+		return mailPath{}, errPathDash
+	}
+	return p, err
+}
+
+// dashed reports whether a part of a local part begins with '-': the
+// whole, or what follows a '!' (bang path), '%' (percent hack), '@', ':'
+// or ',' (a route hidden in quotes), or blanks or quotes. Such an address
+// is refused at MAIL and RCPT: handed to a mailer (-m) as an argument, or
+// by upas send to the next one, it would be taken for an option
+// (<-X/tmp/log!host!user> is sendmail's -X logfile). Domains cannot begin
+// with '-' (RFC 1035 §2.3.1, validDomain).
+func dashed(local string) bool {
+	start := true
+	for i := 0; i < len(local); i++ {
+		switch c := local[i]; {
+		case c == '-' && start:
+			return true
+		case strings.IndexByte("!%@:, \t\"", c) >= 0:
+			start = true
+		default:
+			start = false
+		}
+	}
+	return false
 }
 
 // parseMailbox parses Local-part ["@" (Domain / address-literal)].

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/md5"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
@@ -23,7 +24,7 @@ type Secrets struct {
 	m map[string]string
 
 	once    sync.Once
-	dummyH  []byte                      // a bcrypt hash at the dearest cost of the file; nil if it has none
+	dearest int                         // the dearest bcrypt cost of the file; 0 if it has no hash
 	compare func(hash, pw []byte) error // bcrypt.CompareHashAndPassword; tests count the calls
 }
 
@@ -66,6 +67,9 @@ func LoadSecrets(file string) (*Secrets, error) {
 		if len(w) != 2 {
 			return nil, fmt.Errorf("invalid %s line %d: want \"user secret\"", file, n)
 		}
+		if err := checkHash(w[1]); err != nil {
+			return nil, fmt.Errorf("invalid %s line %d: %v", file, n, err)
+		}
 		s.m[w[0]] = w[1]
 	}
 	if err := sc.Err(); err != nil {
@@ -86,29 +90,71 @@ func isBcrypt(secret string) bool {
 	return strings.HasPrefix(secret, "$2a$") || strings.HasPrefix(secret, "$2b$") || strings.HasPrefix(secret, "$2y$")
 }
 
+// maxBcryptCost bounds the cost of a bcrypt secret: every PLAIN or LOGIN
+// check costs as much as the dearest of the file (see checkPassword), and
+// cost 14 is a second or so of a core.
+const maxBcryptCost = 14
+
+// checkHash refuses a secret that looks like a bcrypt hash but is not
+// one bcrypt can check (it would fail at once, faster than any other
+// user, and no password would ever match), or one dearer than
+// maxBcryptCost.
+func checkHash(secret string) error {
+	if !isBcrypt(secret) {
+		return nil
+	}
+	cost, err := bcrypt.Cost([]byte(secret))
+	switch {
+	case err != nil || len(secret) != 60:
+		return fmt.Errorf("malformed bcrypt hash (want $2b$NN$ and 53 characters)")
+	case cost > maxBcryptCost:
+		return fmt.Errorf("bcrypt cost %d is over %d: every AUTH would take as long; hash it again with a lower cost", cost, maxBcryptCost)
+	}
+	return nil
+}
+
 // dummy is compared against when the user is unknown, so that an unknown
 // user takes as long as a wrong password.
 const dummy = "0123456789abcdef0123456789abcdef"
 
-// checkPassword reports whether password is user's. It costs the same for
-// every user, known or not: when the file holds bcrypt hashes, a user with
-// a plain password or none is checked against a dummy hash of the
-// dearest cost too (bcrypt takes tens of milliseconds, a plain comparison
-// nothing: the difference would tell who exists); plain secrets are
-// compared in constant time.
+// dummyHash returns a bcrypt hash of the given cost that no password
+// matches (its salt and digest are fixed filler): comparing against it
+// costs what comparing against a real hash of that cost does.
+func dummyHash(cost int) []byte {
+	return fmt.Appendf(nil, "$2a$%02d$%s", cost, strings.Repeat("x", 53))
+}
+
+// checkPassword reports whether password is user's. Its work does not
+// tell who exists, nor the cost of their hash: when the file holds bcrypt
+// hashes, every check does the work of one comparison at the dearest cost
+// D of the file. An unknown user, or one with a plain password, is
+// compared against a dummy hash of cost D. A user whose hash has a lower
+// cost c is compared against it and then against dummies of costs c,
+// c+1, ..., D-1: 2^c + 2^c + 2^(c+1) + ... + 2^(D-1) = 2^D rounds, what
+// one comparison of cost D costs (to within the fixed cost of a
+// comparison, a few rounds each). Plain secrets are compared in constant
+// time, through their SHA-256, whatever their lengths.
 func (s *Secrets) checkPassword(user, password string) bool {
 	secret, ok := s.lookup(user)
-	if ok && isBcrypt(secret) {
-		return s.bcrypt([]byte(secret), []byte(password)) == nil
+	pw := []byte(password)
+	dearest := s.dearestCost()
+	if cost, err := bcrypt.Cost([]byte(secret)); ok && isBcrypt(secret) && err == nil {
+		match := s.bcrypt([]byte(secret), pw) == nil
+		for c := cost; c < dearest; c++ {
+			s.bcrypt(dummyHash(c), pw)
+		}
+		return match
 	}
-	if h := s.dummyHash(); h != nil {
-		s.bcrypt(h, []byte(password))
+	if dearest > 0 {
+		s.bcrypt(dummyHash(dearest), pw)
 	}
-	if !ok {
+	plain := ok && !isBcrypt(secret) // not a hash bcrypt could check either
+	if !plain {
 		secret = dummy
 	}
-	eq := subtle.ConstantTimeCompare([]byte(secret), []byte(password)) == 1
-	return ok && eq
+	a, b := sha256.Sum256([]byte(secret)), sha256.Sum256(pw)
+	eq := subtle.ConstantTimeCompare(a[:], b[:]) == 1
+	return plain && eq
 }
 
 func (s *Secrets) bcrypt(hash, pw []byte) error {
@@ -118,24 +164,20 @@ func (s *Secrets) bcrypt(hash, pw []byte) error {
 	return bcrypt.CompareHashAndPassword(hash, pw)
 }
 
-// dummyHash returns a bcrypt hash as dear as the dearest of the file, made
-// at its first use, or nil if the file has no hash.
-func (s *Secrets) dummyHash() []byte {
+// dearestCost returns the dearest bcrypt cost of the file, 0 if it has no
+// hash.
+func (s *Secrets) dearestCost() int {
 	if s == nil {
-		return nil
+		return 0
 	}
 	s.once.Do(func() {
-		cost := 0
 		for _, v := range s.m {
 			if c, err := bcrypt.Cost([]byte(v)); err == nil && isBcrypt(v) {
-				cost = max(cost, c)
+				s.dearest = max(s.dearest, c)
 			}
 		}
-		if cost > 0 {
-			s.dummyH, _ = bcrypt.GenerateFromPassword([]byte(dummy), cost)
-		}
 	})
-	return s.dummyH
+	return s.dearest
 }
 
 // checkCRAM reports whether digest (hex) is the HMAC-MD5 of challenge

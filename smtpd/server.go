@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"smtpfs/smtp"
+	"smtpfs/smtpd/authfail"
 	"smtpfs/smtpd/conf"
 )
 
@@ -77,6 +78,9 @@ type Server struct {
 	Greylister Greylister
 	Classifier Classifier
 	Resolver   Resolver
+	// AuthLimiter counts failed AUTH across sessions; nil: one in memory
+	// (authfail.Memory), for this Server alone.
+	AuthLimiter AuthLimiter
 	// Maildir delivers to local users; nil: one is made on <Root>/box at
 	// the first delivery. Share it with the queue so that they commit
 	// together.
@@ -88,7 +92,7 @@ type Server struct {
 	// sleep waits for d unless ctx is done first; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error
 	mem   memBudget // of the message spools; max spoolBudget unless a test set it
-	auths authLimiter
+	auths AuthLimiter
 	space freeSpace
 	// statfs returns the free space of a directory's file system;
 	// tests replace it.
@@ -134,6 +138,9 @@ func (s *Server) init() {
 		}
 		if s.nofile == nil {
 			s.nofile = rlimitNofile
+		}
+		if s.auths = s.AuthLimiter; s.auths == nil {
+			s.auths = &authfail.Memory{}
 		}
 		if s.statfs == nil {
 			s.statfs = statfsFree

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"smtpfs/smtp"
+	"smtpfs/smtpd/authfail"
 	"smtpfs/test/testlib"
 )
 
@@ -618,8 +619,8 @@ func (c *clock) add(d time.Duration) {
 }
 
 // TestAuthLimit: failed AUTH is counted per client (an IPv4 address or an
-// IPv6 /64) across sessions; after authFailMax failures in authFailWindow
-// AUTH is refused with 454 for authLockout, even with the right password,
+// IPv6 /64) across sessions; after authfail.Max failures in authfail.Window
+// AUTH is refused with 454 for authfail.Lockout, even with the right password,
 // from that client only. Clients in ournets are not limited.
 func TestAuthLimit(t *testing.T) {
 	clk := &clock{now: time.Date(2024, 3, 27, 23, 47, 45, 0, time.UTC)}
@@ -650,20 +651,20 @@ func TestAuthLimit(t *testing.T) {
 	try("192.0.2.7", "454 4.7.0 too many authentication failures, try later")
 	try("192.0.2.8", "235 ")
 	// IPv6: a /64 is one client.
-	for i := range authFailMax {
+	for i := range authfail.Max {
 		fail(fmt.Sprintf("2001:db8::%x", i+1), 1)
 	}
 	try("2001:db8::ffff", "454 4.7.0 ")
 	try("2001:db8:0:1::1", "235 ")
 	// Failures spread over more than the window do not add up.
-	for range authFailMax - 1 {
+	for range authfail.Max - 1 {
 		fail("192.0.2.9", 1)
 	}
-	clk.add(authFailWindow + time.Second)
+	clk.add(authfail.Window + time.Second)
 	fail("192.0.2.9", 1)
 	try("192.0.2.9", "235 ")
 	// The lockout ends.
-	clk.add(authLockout - authFailWindow)
+	clk.add(authfail.Lockout - authfail.Window)
 	try("192.0.2.7", "235 ")
 	// ournets: never locked.
 	for range 4 {
@@ -944,8 +945,8 @@ func TestMailer(t *testing.T) {
 out=`+dir+`/out
 echo "$@" > $out.args
 cat > $out.msg
-case "$2" in
-*refuse) echo "mail refused: no such user $2" >&2; exit 1;;
+case "$3" in
+*refuse) echo "mail refused: no such user $3" >&2; exit 1;;
 *fail) echo "first problem" >&2; echo "second problem" >&2; exit 3;;
 *chatty) yes stdout | head -c 1000000; exit 0;;
 esac
@@ -969,7 +970,7 @@ exit 0
 	}
 	args, _ := os.ReadFile(filepath.Join(dir, "out.args"))
 	msg, _ := os.ReadFile(filepath.Join(dir, "out.msg"))
-	if string(args) != "-r example.org!chatty\n" {
+	if string(args) != "-r -- example.org!chatty\n" {
 		t.Errorf("args %q", args)
 	}
 	if !strings.HasPrefix(string(msg), "From sender.net!alice Wed Mar 27 23:47:45 +0000 2024 remote from \nReceived: from client.example.net ([192.0.2.7])") ||

@@ -23,8 +23,8 @@ func TestSmtpdMailer(t *testing.T) {
 	os.WriteFile(script, []byte(`#!/bin/sh
 echo "$@" >> `+dir+`/args
 cat > `+dir+`/msg
-case "$2" in
-*refuse) echo "mail refused: $2 is not welcome" >&2; exit 1;;
+case "$3" in
+*refuse) echo "mail refused: $3 is not welcome" >&2; exit 1;;
 *fail) echo "disk trouble" >&2; echo "second line" >&2; exit 2;;
 esac
 `), 0755)
@@ -50,7 +50,7 @@ esac
 		t.Errorf("failure reply %q", l)
 	}
 	args, _ := os.ReadFile(filepath.Join(dir, "args"))
-	if !strings.HasPrefix(string(args), "-r localhost!bob\n-r localhost!refuse\n") {
+	if !strings.HasPrefix(string(args), "-r -- localhost!bob\n-r -- localhost!refuse\n") {
 		t.Errorf("mailer args %q", args)
 	}
 	msg, _ := os.ReadFile(filepath.Join(dir, "msg"))

@@ -16,7 +16,8 @@
 // or others. It logs to <root>/log/smtpd, never to its standard output,
 // which is the client's. With the greylist on, once the client has gone,
 // it expires old triplets if nobody has for an hour (smtpfs does that on
-// its own).
+// its own). Failed AUTH is counted in <root>/grey/authfail, with the
+// other sessions and smtpfs, so that the lockout holds across them.
 package main
 
 import (
@@ -97,6 +98,7 @@ func run(f *setup.Flags, netdir string) error {
 		Classifier: setup.Classifier{Blocked: blocked},
 		Resolver:   &setup.Resolver{Config: config},
 	}
+	srv.AuthLimiter = setup.AuthLimiter(root) // shared with smtpfs and the other sessions
 	srv.ServeConn(conn)
 	if cfg.Greylist {
 		setup.SweepIfDue(root, cfg, logger)

@@ -132,6 +132,7 @@ func (d *daemon) openEngines(cfg *conf.Config) error {
 		Resolver:   &setup.Resolver{Config: d.Config},
 		Maildir:    maildir,
 	}
+	d.srv.AuthLimiter = setup.AuthLimiter(d.root) // shared with smtpd on the root
 	return nil
 }
 

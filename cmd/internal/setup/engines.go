@@ -17,6 +17,7 @@ import (
 	"smtpfs/smtp/mlog"
 	"smtpfs/smtp/queue"
 	"smtpfs/smtpd"
+	"smtpfs/smtpd/authfail"
 	"smtpfs/smtpd/conf"
 )
 
@@ -190,4 +191,12 @@ func NewClient(c *conf.Config, logs *mlog.Log) *smtp.Client {
 		Log:      logs.Logger("smtp"),
 		FailLog:  logs.Logger("smtp.fail"),
 	}
+}
+
+// AuthLimiter returns the count of failed AUTH of the mail root, in
+// <root>/grey/authfail: the smtpd program, run once per session, and
+// smtpfs on the same root share it, so that a guesser is locked out
+// whichever of them it calls.
+func AuthLimiter(root string) *authfail.File {
+	return authfail.NewFile(filepath.Join(root, "grey", "authfail"))
 }
