@@ -35,7 +35,7 @@
 // Serving. The tree is posted as a Unix socket in the plan9port name space
 // directory, private to its owner, and may listen on TCP: on loopback,
 // where each connection is served only if the process at the other end
-// runs as our user or root (found in /proc/net/tcp on Linux), or with
+// runs as our user or root (asked of Linux's sock_diag), or with
 // ListenNetwork on any address, open to other machines. Each connection runs our own loop over go9p's request
 // handlers (serve.go), which stands up to what go9p's own loop does not:
 // malformed messages, Tflush, a flood of outstanding requests, clients

@@ -48,10 +48,13 @@ func (s *Server) Post(name string) (string, error) {
 // here, so every connection is checked as it arrives: the process at the
 // other end must run as our user or as root. A Unix socket is private
 // (mode 0600), and the kernel tells its peer (SO_PEERCRED); on TCP, Linux
-// tells the owner of the client's socket in /proc/net/tcp. A connection
-// whose owner cannot be told is refused, and so is every TCP connection
-// on systems other than Linux. An address that is not loopback (a host of
-// * or nothing means every address) is refused: see ListenNetwork.
+// tells the owner of the client's socket (sock_diag, peer_linux.go),
+// before a byte of 9P is read, and only while that socket is still
+// connected and held by a process: a client that closed before the check
+// cannot be told from root. A connection whose owner cannot be told is
+// refused, and so is every TCP connection on systems other than Linux. An
+// address that is not loopback (a host of * or nothing means every
+// address) is refused: see ListenNetwork.
 func (s *Server) Listen(dialstring string) (string, error) { return s.listen(dialstring, false) }
 
 // ListenNetwork is Listen on any TCP address, for the rare network where
@@ -178,8 +181,9 @@ var errRemote = errors.New("a client from another machine")
 
 // admit serves a connection that passes the check of Listen, and closes
 // any other: its peer must be a process of our user or root, or (on a
-// listener of ListenNetwork) a client from elsewhere. The check reads
-// /proc on Linux, so it runs beside the accept loop, not in it.
+// listener of ListenNetwork) a client from elsewhere. The check asks the
+// kernel, so it runs beside the accept loop, not in it; nothing is read
+// from the connection before it.
 func (s *Server) admit(ln *listener, nc net.Conn) {
 	uid, err := peerUID(nc)
 	switch {
