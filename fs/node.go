@@ -11,12 +11,14 @@ import (
 
 // Errors that reach 9P clients. Each carries a word 9pfuse maps to an
 // errno (reference/ninep.md §2): "permission denied" → EACCES, "busy" →
-// EBUSY, "interrupted" → EINTR, "too long" → E2BIG, "temporary" → EAGAIN.
+// EBUSY, "interrupted" → EINTR, "too long" → E2BIG, "temporary" → EAGAIN,
+// "in use" → EBUSY.
 var (
 	errPerm        = errors.New("permission denied")
 	errBusy        = errors.New("log busy: too many readers")
 	errInterrupted = errors.New("interrupted")
 	errFid         = errors.New("unknown fid")
+	errFids        = errors.New("too many fids in use")
 )
 
 // mappable words: an error text holding one of them is passed to the
