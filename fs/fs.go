@@ -22,9 +22,10 @@
 //
 // Policy. Every file reports length 0 and ignores offsets on write, so
 // that FUSE clients neither cache nor cut what they read (reference/ninep.md
-// §4). A length-0 wstat (what `>` sends) is accepted and changes nothing:
-// whitelist and blocked are append-only, and a list entry is removed with a
-// ctl verb. Errors carry a word that 9pfuse maps to an errno ("invalid",
+// §4). A length-0 wstat of a writable file (what `>` sends) is accepted
+// and changes nothing (whitelist and blocked are append-only, and a list
+// entry is removed with a ctl verb), as are the times (touch); any other
+// change is refused (checkWstat). Errors carry a word that 9pfuse maps to an errno ("invalid",
 // "permission denied", "too long", "busy"), and their full reason goes to
 // the log. Only write errors reach a shell: a clunk error is lost, so what
 // can be checked is checked while writing (a message's header as soon as

@@ -364,7 +364,7 @@ func (c *conn) call(fc proto.FCall) (resp proto.FCall) {
 	case *proto.TStat:
 		resp, err = srv.Stat(gc, m)
 	case *proto.TWstat:
-		resp, err = srv.Wstat(gc, m)
+		return c.wstat(m)
 	default:
 		return rerror(tag, "invalid 9P message")
 	}
@@ -517,6 +517,23 @@ func (c *conn) remove(m *proto.TRemove) proto.FCall {
 	}
 	resp, err := c.s.srv.Remove(c.gc, m)
 	return c.result(tag, resp, err)
+}
+
+// wstat checks a wstat as it came (checkWstat) against the file's stat,
+// and only then hands it to go9p, which would drop parts of it. A
+// refusal is logged with its reason.
+func (c *conn) wstat(m *proto.TWstat) proto.FCall {
+	resp, err := c.s.srv.Stat(c.gc, &proto.TStat{Header: proto.Header{Type: proto.Tstat, Tag: m.Tag}, Fid: m.Fid})
+	rs, ok := resp.(*proto.RStat)
+	if !ok {
+		return c.result(m.Tag, resp, err)
+	}
+	if err := checkWstat(rs.Stat, m.Stat); err != nil {
+		c.s.log.Printf("wstat refused: %v", err)
+		return rerror(m.Tag, err.Error())
+	}
+	resp, err = c.s.srv.Wstat(c.gc, m)
+	return c.result(m.Tag, resp, err)
 }
 
 // reply sends the reply to r, then the Rflushes waiting on it.
