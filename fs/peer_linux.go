@@ -170,14 +170,13 @@ func unixPeerUID(uc *net.UnixConn) (int, error) {
 // is ours and open, is found.
 func lookupSocket(local, remote netip.AddrPort) (sockInfo, bool, error) {
 	sk, found, err := diagLookup(local, remote)
-	if err == nil && !found {
-		_, found, err = diagLookup(remote, local)
-		if err == nil && found {
+	switch {
+	case err == nil && found:
+		return sk, true, nil
+	case err == nil:
+		if _, ours, err := diagLookup(remote, local); err == nil && ours {
 			return sockInfo{}, false, nil
 		}
-	}
-	if err == nil && found {
-		return sk, true, nil
 	}
 	return procNetLookup(local, remote)
 }
