@@ -22,9 +22,10 @@
 //
 // Policy. Every file reports length 0 and ignores offsets on write, so
 // that FUSE clients neither cache nor cut what they read (reference/ninep.md
-// §4). A length-0 wstat (what `>` sends) is accepted and changes nothing:
-// whitelist and blocked are append-only, and a list entry is removed with a
-// ctl verb. Errors carry a word that 9pfuse maps to an errno ("invalid",
+// §4). A length-0 wstat of a writable file (what `>` sends) is accepted
+// and changes nothing (whitelist and blocked are append-only, and a list
+// entry is removed with a ctl verb), as are the times (touch); any other
+// change is refused (checkWstat). Errors carry a word that 9pfuse maps to an errno ("invalid",
 // "permission denied", "too long", "busy"), and their full reason goes to
 // the log. Only write errors reach a shell: a clunk error is lost, so what
 // can be checked is checked while writing (a message's header as soon as
@@ -35,7 +36,7 @@
 // Serving. The tree is posted as a Unix socket in the plan9port name space
 // directory, private to its owner, and may listen on TCP: on loopback,
 // where each connection is served only if the process at the other end
-// runs as our user or root (found in /proc/net/tcp on Linux), or with
+// runs as our user or root (asked of Linux's sock_diag), or with
 // ListenNetwork on any address, open to other machines. Each connection runs our own loop over go9p's request
 // handlers (serve.go), which stands up to what go9p's own loop does not:
 // malformed messages, Tflush, a flood of outstanding requests, clients
