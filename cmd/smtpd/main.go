@@ -3,7 +3,7 @@
 //
 //	smtpd [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-n netdir] [-R root] [-C conf]
 //
-// The flags are upas's (see the README); each is the smtpd.conf verb it
+// The flags are upas's (see smtpd(8), man/man8/smtpd.8); each is the smtpd.conf verb it
 // stands for, and wins over the file. The client's address comes from
 // -n netdir (files remote and local holding ip!port, as on Plan 9), else
 // from the socket on standard input, else from $TCPREMOTEIP and
@@ -41,9 +41,7 @@ import (
 func main() {
 	var f setup.Flags
 	var netdir string
-	set := arg.New("smtpd [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-n netdir] [-R root] [-C conf]")
-	f.Register(set)
-	set.String('n', &netdir)
+	set := argSet(&f, &netdir)
 	args, err := set.Parse(os.Args[1:])
 	if err == nil && len(args) > 0 {
 		err = fmt.Errorf("unexpected argument %q", args[0])
@@ -55,6 +53,14 @@ func main() {
 		fmt.Fprintf(os.Stderr, "smtpd: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// argSet is smtpd's table of flags: upas smtpd's, -R, -C and -n.
+func argSet(f *setup.Flags, netdir *string) *arg.Set {
+	s := arg.New("smtpd [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-n netdir] [-R root] [-C conf]")
+	f.Register(s)
+	s.String('n', netdir)
+	return s
 }
 
 func run(f *setup.Flags, netdir string) error {

@@ -155,7 +155,7 @@ func TestFlagVerbs(t *testing.T) {
 			"resolver 127.0.0.1:5353|requireauth on|debug on|tarpit on|plaintextauth on|verifysenderdom on|saveblockedmsg on|tlscert '/etc/cert file.pem'|defaultdomain example.org|mailer /bin/true"},
 	} {
 		var f setup.Flags
-		s := argSet(&f)
+		s := argSet(&f, new(listeners))
 		if _, err := s.Parse(tc.args); err != nil {
 			t.Fatal(err)
 		}

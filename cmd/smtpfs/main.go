@@ -3,7 +3,7 @@
 //
 //	smtpfs [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-R root] [-C conf] [-l dialstring]... [-9 dialstring]... [-N dialstring]...
 //
-// The flags are upas smtpd's (see the README); each is the smtpd.conf verb
+// The flags are upas smtpd's (see smtpd(8) and smtpfs(8) in man/); each is the smtpd.conf verb
 // it stands for, and wins over the file. -R is the mail root (default
 // ./mail, made on the first run), -C the configuration (default
 // <root>/lib/smtpd.conf), -l an SMTP listener (repeatable; default
@@ -45,11 +45,8 @@ const grace = 10 * time.Second
 
 func main() {
 	var f setup.Flags
-	var listen, ninep, open []string
-	set := argSet(&f)
-	set.List('l', &listen)
-	set.List('9', &ninep)
-	set.List('N', &open)
+	var l listeners
+	set := argSet(&f, &l)
 	args, err := set.Parse(os.Args[1:])
 	if err == nil && len(args) > 0 {
 		err = fmt.Errorf("unexpected argument %q", args[0])
@@ -57,7 +54,7 @@ func main() {
 	if err != nil {
 		setup.Usage(set, err)
 	}
-	if err := run(&f, listen, ninep, open); err != nil {
+	if err := run(&f, l.smtp, l.ninep, l.open); err != nil {
 		fmt.Fprintf(os.Stderr, "smtpfs: %v\n", err)
 		os.Exit(1)
 	}
@@ -140,9 +137,18 @@ func run(f *setup.Flags, listen, ninep, open []string) error {
 	return nil
 }
 
-func argSet(f *setup.Flags) *arg.Set {
+// listeners are the dial strings of -l (SMTP), -9 (9P on loopback) and -N
+// (9P on any address).
+type listeners struct{ smtp, ninep, open []string }
+
+// argSet is smtpfs's table of flags: upas smtpd's, -R, -C and the
+// listeners.
+func argSet(f *setup.Flags, l *listeners) *arg.Set {
 	s := arg.New("smtpfs [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-R root] [-C conf] [-l dialstring]... [-9 dialstring]... [-N dialstring]...")
 	f.Register(s)
+	s.List('l', &l.smtp)
+	s.List('9', &l.ninep)
+	s.List('N', &l.open)
 	return s
 }
 
