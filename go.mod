@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	9fans.net/go v0.0.8-0.20250307142834-96bdba94b63f // indirect
 	github.com/Plan9-Archive/libauth v0.0.0-20180917063427-d1ca9e94969d // indirect
+	github.com/emersion/go-msgauth v0.7.0 // indirect
 	github.com/emersion/go-sasl v0.0.0-20200509203442-7bfe0ed36a21 // indirect
 	github.com/fhs/mux9p v0.3.1 // indirect
 	github.com/hanwen/go-fuse/v2 v2.0.3 // indirect
@@ -13,6 +14,7 @@ require (
 	golang.org/x/crypto v0.59.0 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
 tool github.com/knusbaum/go9p/cmd/mount9p
