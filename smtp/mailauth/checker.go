@@ -30,7 +30,7 @@ type Checker struct {
 	Hostname string   // our name: SPF's %{r} (RFC 7208 §7.3)
 
 	SPFTimeout    time.Duration    // bound on one SPF check; 0 means 20 s (RFC 7208 §4.6.4)
-	DKIMTimeout   time.Duration    // bound on the key lookups of one message; 0 means 20 s
+	DKIMTimeout   time.Duration    // bound on the DKIM key and DMARC lookups of one message; 0 means 20 s
 	MaxSignatures int              // DKIM signatures verified per message; 0 means 5
 	Now           func() time.Time // the clock; nil means time.Now
 	Rand          func(n int) int  // DMARC's pct sampling, in [0,n); nil means math/rand/v2
