@@ -20,8 +20,9 @@ import (
 // refused, RFC 8301 §3.1, as are RSA keys under 1024 bits, §3.2) and
 // Ed25519 (ed25519-sha256, RFC 8463), by go-msgauth's dkim package with its
 // key lookups sent to our Resolver. The first MaxSignatures signatures (5
-// by default) are verified, at once; the others are reported neutral,
-// unverified (RFC 6376 §6.1 lets a verifier limit its work). The key
+// by default) are verified, at once; as many more are reported neutral,
+// unverified (RFC 6376 §6.1 lets a verifier limit its work), and the rest
+// are not reported. The key
 // lookups of a message end after DKIMTimeout; the hashing reads the
 // message once, and the message is bounded by whoever hands it over. A
 // signature with l= (a body length) is reported as policy: it leaves the
@@ -85,6 +86,7 @@ func (c *Checker) VerifyDKIM(ctx context.Context, msg io.Reader) []DKIMResult {
 		return failAll(results, PermError, herr.Error())
 	}
 	n := min(len(results), c.maxSignatures())
+	results = results[:min(len(results), 2*n)]
 	for i := n; i < len(results); i++ {
 		results[i].Result = Neutral
 		results[i].Reason = fmt.Sprintf("not verified: only the first %d signatures are", n)

@@ -57,22 +57,13 @@ func (s *Signer) Sign(msg io.Reader) ([]byte, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	names := headerKeys(fields)
-	signers := make([]*dkim.Signer, 0, len(keys))
-	writers := make([]io.Writer, 0, len(keys))
-	for _, k := range keys {
-		sg, err := dkim.NewSigner(&dkim.SignOptions{
-			Domain: k.Domain, Selector: k.Selector, Signer: k.Signer,
-			HeaderCanonicalization: dkim.CanonicalizationRelaxed,
-			BodyCanonicalization:   dkim.CanonicalizationRelaxed,
-			HeaderKeys:             names,
-		})
-		if err != nil {
-			closeAll(signers)
-			return nil, err
-		}
-		signers = append(signers, sg)
-		writers = append(writers, sg)
+	signers, err := newSigners(keys, headerKeys(fields))
+	if err != nil {
+		return nil, err
+	}
+	writers := make([]io.Writer, len(signers))
+	for i, sg := range signers {
+		writers[i] = sg
 	}
 	w := io.MultiWriter(writers...)
 	_, err = w.Write(terminated(head))
@@ -90,6 +81,25 @@ func (s *Signer) Sign(msg io.Reader) ([]byte, error) {
 		out.WriteString(sg.Signature())
 	}
 	return out.Bytes(), nil
+}
+
+// newSigners starts a go-msgauth signer for each key.
+func newSigners(keys []*Key, names []string) ([]*dkim.Signer, error) {
+	signers := make([]*dkim.Signer, 0, len(keys))
+	for _, k := range keys {
+		sg, err := dkim.NewSigner(&dkim.SignOptions{
+			Domain: k.Domain, Selector: k.Selector, Signer: k.Signer,
+			HeaderCanonicalization: dkim.CanonicalizationRelaxed,
+			BodyCanonicalization:   dkim.CanonicalizationRelaxed,
+			HeaderKeys:             names,
+		})
+		if err != nil {
+			closeAll(signers)
+			return nil, err
+		}
+		signers = append(signers, sg)
+	}
+	return signers, nil
 }
 
 // closeAll closes every signer and returns the first error.

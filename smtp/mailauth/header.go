@@ -120,15 +120,6 @@ func fieldName(line []byte) string {
 	return string(name)
 }
 
-// joinFields writes fields back into a header.
-func joinFields(fields []field) []byte {
-	var b []byte
-	for _, f := range fields {
-		b = append(b, f.raw...)
-	}
-	return b
-}
-
 // authorDomains returns the domains of the addresses of the From fields
 // (RFC 5322 §3.6.2), lower case, as A-labels (RFC 7489 §6.6.1), each once,
 // and how many From fields there are. A From that net/mail cannot parse
