@@ -1,6 +1,8 @@
 package mailauth
 
 import (
+	"bytes"
+	"context"
 	"math/rand/v2"
 	"time"
 )
@@ -48,4 +50,20 @@ func (c *Checker) rand(n int) int {
 		return c.Rand(n)
 	}
 	return rand.IntN(n)
+}
+
+// CheckMessage checks a whole message (header and body, as received)
+// after DATA: its DKIM signatures, then DMARC with them and spf, the
+// result of CheckSPF at MAIL; nil spf means SPF was not checked, and
+// DMARC counts on DKIM alone. The verdict has spf in it, ready for
+// AuthResults and Counters.
+func (c *Checker) CheckMessage(ctx context.Context, spf *SPFResult, msg []byte) Verdict {
+	v := Verdict{SPF: spf, DKIM: c.VerifyDKIM(ctx, bytes.NewReader(msg))}
+	var s SPFResult
+	if spf != nil {
+		s = *spf
+	}
+	dmarc := c.EvalDMARC(ctx, msg, s, v.DKIM)
+	v.DMARC = &dmarc
+	return v
 }
