@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -28,20 +27,31 @@ type Settings struct {
 	// which count as one client (greyprefix; 32 and 128: each address on
 	// its own, as upas does).
 	Prefix4, Prefix6 int
-	// MaxTriplets bounds the triplet files on disk. Past it, new triplets
-	// are not registered (those clients get 451 until expiry makes room),
-	// so that a flood of made-up recipients or IPv6 addresses cannot fill
-	// the disk. The count is known after the first Expire.
+	// MaxTriplets bounds the triplet files on disk (greytriplets). Past
+	// it, new triplets are not registered (those clients get 451 until
+	// expiry makes room), so that a flood of made-up recipients or IPv6
+	// addresses cannot fill the disk. The count is known after the first
+	// Expire.
 	MaxTriplets int
+	// PerClient bounds the triplets of one client (greyperclient), its
+	// pool and for IPv6 its /64 at least, so that one client cannot fill
+	// the greylist and lock the others out; PerMessage bounds those one
+	// message registers (greypermsg). See tally.
+	PerClient, PerMessage int
 }
 
-// DefaultSettings are upas's window, each address on its own, and room
-// for a million triplets (a million empty files: a few hundred MB of inodes).
-var DefaultSettings = Settings{Min: 5 * time.Minute, Max: 14 * time.Hour, Prefix4: 32, Prefix6: 128, MaxTriplets: 1_000_000}
+// DefaultSettings are upas's window, each address on its own, room for a
+// million triplets (a million empty files: a few hundred MB of inodes),
+// 100 of them for one client, and 5 new ones a message: a client passes
+// with the first retry that comes in the window, and is whitelisted, so a
+// real sender never needs more than a few.
+var DefaultSettings = Settings{Min: 5 * time.Minute, Max: 14 * time.Hour, Prefix4: 32, Prefix6: 128,
+	MaxTriplets: 1_000_000, PerClient: 100, PerMessage: 5}
 
 func (s Settings) check() error {
-	if s.Min < 0 || s.Max <= s.Min || s.Prefix4 < 0 || s.Prefix4 > 32 || s.Prefix6 < 0 || s.Prefix6 > 128 || s.MaxTriplets <= 0 {
-		return fmt.Errorf("invalid greylist settings: window %v..%v, prefixes /%d /%d, %d triplets", s.Min, s.Max, s.Prefix4, s.Prefix6, s.MaxTriplets)
+	if s.Min < 0 || s.Max <= s.Min || s.Prefix4 < 0 || s.Prefix4 > 32 || s.Prefix6 < 0 || s.Prefix6 > 128 || s.MaxTriplets <= 0 || s.PerClient <= 0 || s.PerMessage <= 0 {
+		return fmt.Errorf("invalid greylist settings: window %v..%v, prefixes /%d /%d, %d triplets, %d per client, %d per message",
+			s.Min, s.Max, s.Prefix4, s.Prefix6, s.MaxTriplets, s.PerClient, s.PerMessage)
 	}
 	return nil
 }
@@ -57,10 +67,11 @@ type Greylist struct {
 	// lookup with a short timeout does here). "" means none.
 	Name func(netip.Addr) string
 
-	tmp   string // <root>/grey/tmp
-	white *Whitelist
-	log   *log.Logger
-	count atomic.Int64 // triplet files, as of the last Expire plus those made since
+	tmp      string // <root>/grey/tmp
+	white    *Whitelist
+	log      *log.Logger
+	tally    tally      // triplet files, in all and per client
+	expiring sync.Mutex // one Expire at a time
 
 	mu  sync.Mutex
 	set Settings
@@ -90,11 +101,20 @@ func Open(root string, logger *log.Logger) (*Greylist, error) {
 func (g *Greylist) Whitelist() *Whitelist { return g.white }
 
 // SetSettings replaces the settings; the next Check uses them. A zero
-// MaxTriplets means DefaultSettings.MaxTriplets. Invalid settings are
-// refused and the old ones kept.
+// MaxTriplets, PerClient or PerMessage means DefaultSettings'. Invalid
+// settings are refused and the old ones kept.
 func (g *Greylist) SetSettings(s Settings) error {
-	if s.MaxTriplets == 0 {
-		s.MaxTriplets = DefaultSettings.MaxTriplets
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{
+		{&s.MaxTriplets, DefaultSettings.MaxTriplets},
+		{&s.PerClient, DefaultSettings.PerClient},
+		{&s.PerMessage, DefaultSettings.PerMessage},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
 	}
 	if err := s.check(); err != nil {
 		return err
@@ -128,6 +148,8 @@ const (
 	late                      // seen more than Max ago: clock restarted
 	recent                    // seen within the window: pass
 	full                      // not registered: MaxTriplets reached
+	clientFull                // not registered: the client has PerClient
+	enough                    // not registered: the message registered PerMessage
 )
 
 // Check reports whether the client at remote, talking to our address
@@ -137,6 +159,10 @@ const (
 // "451 please try again soon from the same IP." and hangs up. from is not
 // part of the key: senders that vary their envelope sender on each attempt
 // (VERP, SRS) would never pass.
+//
+// Every recipient is looked up, in order, until one passes; new ones are
+// registered within the bounds of the settings (tally), and those left
+// out are logged once for each bound.
 func (g *Greylist) Check(local, remote netip.Addr, from string, rcpts []string) (pass bool) {
 	remote = canon(remote)
 	if !remote.IsValid() {
@@ -150,14 +176,15 @@ func (g *Greylist) Check(local, remote netip.Addr, from string, rcpts []string) 
 	s := g.Settings()
 	now := g.now()
 	pool := poolOf(remote, s)
-	dir := filepath.Join(g.tmp, dirName(local), pool.Addr().String())
-	pass = false
+	tr := tripletRun{dir: filepath.Join(g.tmp, dirName(local), pool.Addr().String()), now: now, s: s,
+		client: clientOf(remote, s)}
+	var left [enough + 1]unregistered // by outcome: full, clientFull, enough
 	for _, rcpt := range rcpts {
 		name := fileName(rcpt)
 		if name == "" {
 			continue
 		}
-		o, age, err := g.triplet(dir, name, now, s)
+		o, age, err := g.triplet(&tr, name)
 		if err != nil {
 			// Greylisting only delays spam; a broken disk must not turn
 			// away every message for days, so fail open, loudly.
@@ -171,11 +198,19 @@ func (g *Greylist) Check(local, remote netip.Addr, from string, rcpts []string) 
 			g.log.Printf("call for %s/%s was just minutes ago or long ago (%v ago: too soon)", remote, rcpt, age.Round(time.Second))
 		case late:
 			g.log.Printf("call for %s/%s was just minutes ago or long ago (%v ago: too late; registering again)", remote, rcpt, age.Round(time.Second))
-		case full:
-			g.log.Printf("greylist full (%d triplets): not registering %s/%s", s.MaxTriplets, remote, rcpt)
+		case full, clientFull, enough:
+			left[o].add(rcpt)
 		case recent:
 			g.log.Printf("%s/%s was grey; adding IP to white", remote, rcpt)
 			pass = true
+		}
+		if pass {
+			break // whitelisted: the others need no triplets
+		}
+	}
+	for _, o := range []outcome{full, clientFull, enough} {
+		if u := left[o]; u.n > 0 {
+			g.log.Printf("%s: not registering %s/%s%s", tr.why(o), remote, u.first, u.more())
 		}
 	}
 	if !pass {
@@ -204,14 +239,59 @@ func (g *Greylist) whitelist(remote netip.Addr, pool netip.Prefix) {
 	}
 }
 
-// triplet registers or consults the triplet file dir/name: its mtime is
-// the first attempt. A file that is already there and older than Max is
-// reset to now, so a sender that comes back after the window starts
+// An unregistered is the recipients of a Check left unregistered for one
+// reason: the first is named in the log, the others counted.
+type unregistered struct {
+	first string
+	n     int
+}
+
+func (u *unregistered) add(rcpt string) {
+	if u.n == 0 {
+		u.first = rcpt
+	}
+	u.n++
+}
+
+func (u unregistered) more() string {
+	if u.n > 1 {
+		return fmt.Sprintf(" and %d more", u.n-1)
+	}
+	return ""
+}
+
+// why says which bound left a triplet unregistered, for the log.
+func (tr *tripletRun) why(o outcome) string {
+	switch o {
+	case full:
+		return fmt.Sprintf("greylist full (%d triplets)", tr.s.MaxTriplets)
+	case clientFull:
+		return fmt.Sprintf("%s has %d triplets, greyperclient's limit", formatPrefix(tr.client), tr.s.PerClient)
+	}
+	return fmt.Sprintf("%d new recipients of the message registered, greypermsg's limit", tr.s.PerMessage)
+}
+
+// A tripletRun is what the triplets of one Check share: the client's
+// directory, the time, the settings, the client's unit (clientOf) and how
+// many triplets the Check registered.
+type tripletRun struct {
+	dir    string
+	now    time.Time
+	s      Settings
+	client netip.Prefix
+	made   int
+}
+
+// triplet registers or consults the triplet file tr.dir/name: its mtime
+// is the first attempt. A file that is already there and older than Max
+// is reset to now, so a sender that comes back after the window starts
 // afresh; a retry that comes too soon does not move the clock (postgrey's
 // rule: upas refreshed it on every attempt, which keeps a sender that
-// retries every minute out for ever).
-func (g *Greylist) triplet(dir, name string, now time.Time, s Settings) (outcome, time.Duration, error) {
-	path := filepath.Join(dir, name)
+// retries every minute out for ever). A new file is made only within the
+// bounds (tally): the tally is asked first, and told when the file is not
+// made after all.
+func (g *Greylist) triplet(tr *tripletRun, name string) (outcome, time.Duration, error) {
+	path, now, s := filepath.Join(tr.dir, name), tr.now, tr.s
 	for range 3 {
 		fi, err := os.Stat(path)
 		if err == nil {
@@ -227,19 +307,25 @@ func (g *Greylist) triplet(dir, name string, now time.Time, s Settings) (outcome
 		if !errors.Is(err, fs.ErrNotExist) {
 			return 0, 0, err
 		}
-		if g.count.Load() >= int64(s.MaxTriplets) {
-			return full, 0, nil
+		if tr.made >= s.PerMessage {
+			return enough, 0, nil
+		}
+		key := keyOf(tr.client)
+		if o := g.tally.reserve(key, s, func() int { return countDir(tr.dir, s.PerClient) }); o != registered {
+			return o, 0, nil
 		}
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		switch {
-		case err == nil:
+		if err == nil {
 			f.Close()
-			g.count.Add(1)
+			tr.made++
 			return registered, 0, os.Chtimes(path, now, now)
+		}
+		g.tally.release(key)
+		switch {
 		case errors.Is(err, fs.ErrExist):
 			// made by a concurrent Check: look again
 		case errors.Is(err, fs.ErrNotExist):
-			if err := os.MkdirAll(dir, 0o700); err != nil {
+			if err := os.MkdirAll(tr.dir, 0o700); err != nil {
 				return 0, 0, err
 			}
 		default:
@@ -318,11 +404,17 @@ func isHostName(s string) bool {
 
 // Expire removes the triplet files whose first attempt is older than the
 // window's end, Max, and the directories it leaves empty, and returns how
-// many files it removed and kept. It reads directories in batches, so its
-// memory is bounded whatever the number of triplets, and stops early when
-// ctx is done. The daemon calls it at start and then periodically (Sweep).
+// many files it removed and kept; the tally of triplets becomes what it
+// kept. It reads directories in batches, so its memory is bounded by the
+// tally's whatever the number of triplets, and stops early when ctx is
+// done. The daemon calls it at start and then periodically (Sweep).
 func (g *Greylist) Expire(ctx context.Context) (removed, kept int, err error) {
-	cutoff := g.now().Add(-g.Settings().Max)
+	g.expiring.Lock()
+	defer g.expiring.Unlock()
+	s := g.Settings()
+	cutoff := g.now().Add(-s.Max)
+	per := newWalkCounter(s)
+	g.tally.beginWalk()
 	err = walkDir(ctx, g.tmp, 2, func(path string, fi fs.FileInfo) {
 		if fi.ModTime().Before(cutoff) {
 			if os.Remove(path) == nil {
@@ -331,10 +423,9 @@ func (g *Greylist) Expire(ctx context.Context) (removed, kept int, err error) {
 			}
 		}
 		kept++
+		per.add(path)
 	})
-	if err == nil {
-		g.count.Store(int64(kept))
-	}
+	g.tally.endWalk(per.per, kept, err == nil)
 	return removed, kept, err
 }
 

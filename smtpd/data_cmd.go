@@ -255,6 +255,7 @@ func (s *session) store(sp *spool, h headerInfo, id string) (string, error) {
 	ctx, cancel := context.WithTimeout(s.srv.killCtx, s.cfg.DataTimeout)
 	defer cancel()
 	if len(local) > 0 {
+		s.boxesHeld = 0 // Deliver makes the boxes first: they count
 		if err := s.srv.Maildir.Deliver(ctx, s.from.Addr(), local, s.message(sp, h, id)); err != nil {
 			return "", err
 		}

@@ -81,6 +81,10 @@ type session struct {
 	rcptSeen  map[string]bool // addresses, lower case
 	rcptBoxes map[string]bool // local boxes
 	newBoxes  int             // boxes the delivery will make
+	// boxesHeld boxes of the client's hour starting at boxesSince are
+	// counted for the transaction (takeBox) and not yet made.
+	boxesHeld  int
+	boxesSince time.Time
 
 	mu      sync.Mutex
 	conn    net.Conn // plain or TLS; swapped under mu
@@ -160,6 +164,7 @@ func (s *session) serve() {
 			s.quit = true
 		}
 	}
+	s.giveBoxes() // of a transaction left open; before the last reply goes
 	s.flush()
 }
 
@@ -377,8 +382,10 @@ func (s *session) delay(d time.Duration) {
 	s.srv.sleep(s.srv.drainCtx, d)
 }
 
-// resetTxn forgets the transaction.
+// resetTxn forgets the transaction, giving back the boxes it counted and
+// did not make.
 func (s *session) resetTxn() {
+	s.giveBoxes()
 	s.from, s.rcpts, s.body8 = mailPath{}, nil, false
 	s.rcptSeen, s.rcptBoxes, s.newBoxes = nil, nil, 0
 	if s.state&(stMail|stRcpt) != 0 {

@@ -38,6 +38,7 @@ type Config struct {
 	Greylist        bool   // greylist (-g)
 	HeloCheck       bool   // helocheck: upas's "Liar!" checks of HELO names
 	MkBox           bool   // mkbox: make a Maildir for a new local user on first delivery
+	MkBoxPerHour    int    // mkboxperhour: boxes an untrusted client may make in an hour
 
 	OurNets    []netip.Prefix // ournets: trusted client networks
 	OurDomains []string       // ourdomains: "dom" or "*.dom", lower case
@@ -63,6 +64,9 @@ type Config struct {
 
 	GreyMin, GreyMax         time.Duration // greywindow: retry window
 	GreyPrefix4, GreyPrefix6 int           // greyprefix: sender pool size
+	GreyTriplets             int           // greytriplets: greylist triplets in all
+	GreyPerClient            int           // greyperclient: triplets of one client (pool, IPv6 /64)
+	GreyPerMsg               int           // greypermsg: triplets one message registers
 	TarpitShort, TarpitLong  time.Duration // tarpitdelay: normal, spammy class A
 
 	Backoff    []time.Duration // backoff: retry delays; the last repeats
@@ -83,6 +87,7 @@ func Default() *Config {
 		Hostname:      host,
 		NoRelay:       true, // upas's default is off: an open relay
 		MkBox:         true,
+		MkBoxPerHour:  20,
 		MaxSize:       32 << 20,
 		MinFree:       64 << 20,
 		MaxRcpts:      1000,
@@ -95,6 +100,9 @@ func Default() *Config {
 		GreyMax:       14 * time.Hour,
 		GreyPrefix4:   32,
 		GreyPrefix6:   128,
+		GreyTriplets:  1_000_000,
+		GreyPerClient: 100,
+		GreyPerMsg:    5,
 		TarpitShort:   15 * time.Second,
 		TarpitLong:    60 * time.Second,
 		Backoff: []time.Duration{5 * time.Minute, 15 * time.Minute, 30 * time.Minute,

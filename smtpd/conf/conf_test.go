@@ -236,6 +236,33 @@ func TestDumpRoundTrip(t *testing.T) {
 	}
 }
 
+// TestGreyAndBoxLimits: the bounds of the greylist's triplets and of
+// the boxes a client makes are verbs with defaults, printed by Dump and
+// checked.
+func TestGreyAndBoxLimits(t *testing.T) {
+	d := Default()
+	if d.GreyTriplets != 1_000_000 || d.GreyPerClient != 100 || d.GreyPerMsg != 5 || d.MkBoxPerHour != 20 {
+		t.Errorf("defaults %d %d %d %d", d.GreyTriplets, d.GreyPerClient, d.GreyPerMsg, d.MkBoxPerHour)
+	}
+	for _, want := range []string{"greytriplets 1000000\n", "greyperclient 100\n", "greypermsg 5\n", "mkboxperhour 20\n"} {
+		if !strings.Contains(d.Dump(), want) {
+			t.Errorf("dump lacks %q", want)
+		}
+	}
+	c, _, err := Apply(d, "ctl", "greytriplets 50\ngreyperclient 7\ngreypermsg 2\nmkboxperhour 4")
+	if err != nil || c.GreyTriplets != 50 || c.GreyPerClient != 7 || c.GreyPerMsg != 2 || c.MkBoxPerHour != 4 {
+		t.Fatalf("%v: %d %d %d %d", err, c.GreyTriplets, c.GreyPerClient, c.GreyPerMsg, c.MkBoxPerHour)
+	}
+	if c, _, err = Apply(c, "ctl", "clear greyperclient\nclear mkboxperhour"); err != nil || c.GreyPerClient != 100 || c.MkBoxPerHour != 20 {
+		t.Errorf("clear: %v, %d %d", err, c.GreyPerClient, c.MkBoxPerHour)
+	}
+	for _, bad := range []string{"greytriplets 0", "greyperclient -1", "greypermsg 50001", "mkboxperhour 0", "greypermsg x"} {
+		if _, _, err := Apply(d, "ctl", bad); err == nil || !strings.Contains(err.Error(), "takes a number from 1 to") {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}
+
 func TestMinFreeOff(t *testing.T) {
 	for _, v := range []string{"off", "0"} {
 		c, _, err := Apply(Default(), "ctl", "minfree "+v)

@@ -47,6 +47,7 @@ func init() {
 		onoff("greylist", func(c *Config) *bool { return &c.Greylist }),
 		onoff("helocheck", func(c *Config) *bool { return &c.HeloCheck }),
 		onoff("mkbox", func(c *Config) *bool { return &c.MkBox }),
+		count("mkboxperhour", 1, 1<<30, func(c *Config) *int { return &c.MkBoxPerHour }),
 		nets("ournets", func(c *Config) *[]netip.Prefix { return &c.OurNets }),
 		{name: "ourdomains", usage: "domain|*.domain...", min: 1, max: -1,
 			set: setOurDomains, get: func(c *Config) []string { return orNil(c.OurDomains) },
@@ -95,6 +96,9 @@ func init() {
 			get: func(c *Config) []string {
 				return []string{strconv.Itoa(c.GreyPrefix4), strconv.Itoa(c.GreyPrefix6)}
 			}},
+		count("greytriplets", 1, 1<<30, func(c *Config) *int { return &c.GreyTriplets }),
+		count("greyperclient", 1, 1<<30, func(c *Config) *int { return &c.GreyPerClient }),
+		count("greypermsg", 1, maxRcpts, func(c *Config) *int { return &c.GreyPerMsg }),
 		durations("tarpitdelay", "normal long", 2, func(c *Config) []*time.Duration { return []*time.Duration{&c.TarpitShort, &c.TarpitLong} }),
 		{name: "backoff", usage: "duration...", min: 1, max: 32, set: setBackoff,
 			get: func(c *Config) []string {

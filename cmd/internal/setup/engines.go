@@ -81,7 +81,8 @@ func OpenBlocked(root string, logger *log.Logger) (*grey.Blocked, error) {
 
 // GreySettings returns the greylist's settings of the configuration.
 func GreySettings(c *conf.Config) grey.Settings {
-	return grey.Settings{Min: c.GreyMin, Max: c.GreyMax, Prefix4: c.GreyPrefix4, Prefix6: c.GreyPrefix6}
+	return grey.Settings{Min: c.GreyMin, Max: c.GreyMax, Prefix4: c.GreyPrefix4, Prefix6: c.GreyPrefix6,
+		MaxTriplets: c.GreyTriplets, PerClient: c.GreyPerClient, PerMessage: c.GreyPerMsg}
 }
 
 // A LazyGreylist opens the greylist at its first Check: the smtpd program

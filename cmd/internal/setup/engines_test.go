@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"smtpfs/smtpd"
 	"smtpfs/smtpd/conf"
@@ -33,6 +34,17 @@ func TestQueueSettingsIsLocal(t *testing.T) {
 		}
 	}
 	if s.Hostname != "mx.example.com" || s.Lifetime != c.Lifetime || len(s.Backoff) != len(c.Backoff) || s.MinFree != 100<<20 {
+		t.Errorf("settings %+v", s)
+	}
+}
+
+func TestGreySettings(t *testing.T) {
+	c, _, err := conf.Apply(conf.Default(), "ctl", "greywindow 1m 2h\ngreyprefix 24 64\ngreytriplets 50\ngreyperclient 7\ngreypermsg 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := GreySettings(c)
+	if s.Min != time.Minute || s.Max != 2*time.Hour || s.Prefix4 != 24 || s.Prefix6 != 64 || s.MaxTriplets != 50 || s.PerClient != 7 || s.PerMessage != 2 {
 		t.Errorf("settings %+v", s)
 	}
 }
