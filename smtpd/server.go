@@ -89,6 +89,7 @@ type Server struct {
 	sleep func(ctx context.Context, d time.Duration) error
 	mem   memBudget // of the message spools; max spoolBudget unless a test set it
 	auths authLimiter
+	loops loopLimiter // mail of untrusted clients to themselves
 	space freeSpace
 	// statfs returns the free space of a directory's file system;
 	// tests replace it.

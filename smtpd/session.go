@@ -81,6 +81,7 @@ type session struct {
 	rcptSeen  map[string]bool // addresses, lower case
 	rcptBoxes map[string]bool // local boxes
 	newBoxes  int             // boxes the delivery will make
+	loopRcpts int             // recipients at the client's own address (loopbackOK)
 
 	mu      sync.Mutex
 	conn    net.Conn // plain or TLS; swapped under mu
@@ -381,6 +382,7 @@ func (s *session) delay(d time.Duration) {
 func (s *session) resetTxn() {
 	s.from, s.rcpts, s.body8 = mailPath{}, nil, false
 	s.rcptSeen, s.rcptBoxes, s.newBoxes = nil, nil, 0
+	s.loopRcpts = 0
 	if s.state&(stMail|stRcpt) != 0 {
 		s.state = stHelo
 	}
