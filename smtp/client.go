@@ -362,7 +362,7 @@ loop:
 	}
 	if best == nil {
 		// Cancelled before the first try.
-		return nil, &Error{Phase: "dial", Host: d.Host, Err: cmp.Or(ctx.Err(), errors.New("no host to try"))}
+		return nil, &Error{Phase: "dial", Host: d.Host, Err: cmp.Or(context.Cause(ctx), errors.New("no host to try"))}
 	}
 	if retry && !best.Temporary() {
 		b := *best

@@ -382,6 +382,19 @@ func TestDeliverCancel(t *testing.T) {
 	}
 }
 
+// A session ended by its context names the context's cause: the queue
+// cuts a whole session that way and wants the log to say why.
+func TestDeliverCause(t *testing.T) {
+	c, _ := setup(t, testlib.SinkOptions{Mute: true})
+	cause := errors.New("session over its bound")
+	ctx, cancel := context.WithTimeoutCause(context.Background(), 200*time.Millisecond, cause)
+	defer cancel()
+	_, err := c.Deliver(ctx, "[127.0.0.1]", "", []string{"x@example.org"}, strings.NewReader(testMsg))
+	if !errors.Is(err, cause) || !smtp.IsTemporary(err) || !strings.Contains(err.Error(), "greeting: session over its bound") {
+		t.Errorf("Deliver cut by its context: %v", err)
+	}
+}
+
 func tlsSetup(t *testing.T, opt testlib.SinkOptions) (*smtp.Client, *testlib.Sink, *testlib.Cert) {
 	cert := testlib.NewCert(t, t.TempDir(), "mx2.example.org")
 	if opt.TLS == nil {

@@ -102,10 +102,11 @@ func (w *timeoutWriter) Write(p []byte) (int, error) {
 }
 
 // fail wraps err with the phase and the host. A failure caused by the
-// context is reported as the context's error.
+// context is reported as the context's cause (its error, or why it was
+// cancelled: the queue's bound on a whole session, say).
 func (s *session) fail(phase string, err error) *Error {
 	if s.ctx.Err() != nil {
-		err = s.ctx.Err()
+		err = context.Cause(s.ctx)
 	}
 	return &Error{Phase: phase, Host: s.host, Addr: s.addr, Err: err}
 }

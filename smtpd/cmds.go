@@ -315,7 +315,7 @@ func (s *session) rcpt(arg string) {
 		return
 	}
 	r, ok := s.route(p)
-	if !ok {
+	if !ok || !s.loopbackOK(r) {
 		return
 	}
 	s.addRcpt(r) // said twice: accepted, delivered once

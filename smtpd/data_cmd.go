@@ -231,6 +231,7 @@ func (s *session) deliver(sp *spool, h headerInfo) {
 	}
 	s.srv.Stats.Accepted.Add(1)
 	s.srv.Stats.Bytes.Add(sp.Size())
+	s.loopbackSent()
 	q := ""
 	if qid != "" {
 		q = " queued " + qid

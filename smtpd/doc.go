@@ -50,7 +50,9 @@
 // one that sends maxJunk commands moving no mail after that. The spools of
 // all sessions share one memory budget; sessions stop short of the file
 // descriptor limit; maxperip counts an IPv6 client by its /64; AUTH
-// failures are limited per client across sessions; mail is refused while
+// failures are limited per client across sessions, and so is what an
+// untrusted client sends to its own address (user@[], loopback.go), per
+// message too; mail is refused while
 // the mail root has less than minfree. Delays (tarpit) are timers in the
 // session's own goroutine, so they slow nobody else. A panic ends its own
 // session, not the server.

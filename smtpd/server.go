@@ -93,7 +93,8 @@ type Server struct {
 	sleep func(ctx context.Context, d time.Duration) error
 	mem   memBudget // of the message spools; max spoolBudget unless a test set it
 	auths AuthLimiter
-	boxes boxLimiter // boxes made per client an hour (mkboxperhour)
+	boxes boxLimiter  // boxes made per client an hour (mkboxperhour)
+	loops loopLimiter // mail of untrusted clients to themselves
 	space freeSpace
 	// statfs returns the free space of a directory's file system;
 	// tests replace it.

@@ -81,6 +81,7 @@ type session struct {
 	rcptSeen  map[string]bool // addresses, lower case
 	rcptBoxes map[string]bool // local boxes
 	newBoxes  int             // boxes the delivery will make
+	loopRcpts int             // recipients at the client's own address (loopbackOK)
 	// boxesHeld boxes of the client's hour starting at boxesSince are
 	// counted for the transaction (takeBox) and not yet made.
 	boxesHeld  int
@@ -388,6 +389,7 @@ func (s *session) resetTxn() {
 	s.giveBoxes()
 	s.from, s.rcpts, s.body8 = mailPath{}, nil, false
 	s.rcptSeen, s.rcptBoxes, s.newBoxes = nil, nil, 0
+	s.loopRcpts = 0
 	if s.state&(stMail|stRcpt) != 0 {
 		s.state = stHelo
 	}

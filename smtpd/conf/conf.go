@@ -73,6 +73,17 @@ type Config struct {
 	Lifetime   time.Duration   // lifetime: give up and bounce after this
 	DelayWarn  time.Duration   // delaywarn: warn the sender after this, 0 off
 	Deliveries int             // deliveries: outbound sessions at once
+
+	DestConcurrency int           // destconcurrency: outbound sessions at once per destination
+	DeliveryTimeout time.Duration // deliverytimeout: bound on one whole outbound session
+
+	// What a client neither trusted nor authenticated may send to its own
+	// address (upas's user@[]): loopbackrcpts per message, loopbackrate
+	// messages and recipients per window and client.
+	LoopbackRcpts      int
+	LoopbackRateMsgs   int
+	LoopbackRateRcpts  int
+	LoopbackRateWindow time.Duration
 }
 
 // Default returns the built-in configuration.
@@ -110,6 +121,13 @@ func Default() *Config {
 		Lifetime:   5 * 24 * time.Hour,
 		DelayWarn:  4 * time.Hour,
 		Deliveries: 20,
+
+		DestConcurrency:    10,               // smtp/queue.DefaultSettings says why
+		DeliveryTimeout:    15 * time.Minute, // the same
+		LoopbackRcpts:      10,
+		LoopbackRateMsgs:   20,
+		LoopbackRateRcpts:  100,
+		LoopbackRateWindow: time.Hour,
 	}
 }
 

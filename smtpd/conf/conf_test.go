@@ -367,3 +367,41 @@ func FuzzApply(f *testing.F) {
 		}
 	})
 }
+
+// The outbound fairness verbs: set, dumped in a form that reads back,
+// bad values refused, clear restoring the defaults.
+func TestOutboundVerbs(t *testing.T) {
+	c, _, err := Apply(Default(), "ctl", "destconcurrency 3\ndeliverytimeout 1h30m\nloopbackrcpts 0\nloopbackrate 5 25 2h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DestConcurrency != 3 || c.DeliveryTimeout != 90*time.Minute || c.LoopbackRcpts != 0 ||
+		c.LoopbackRateMsgs != 5 || c.LoopbackRateRcpts != 25 || c.LoopbackRateWindow != 2*time.Hour {
+		t.Errorf("not applied: %+v", c)
+	}
+	d := c.Dump()
+	for _, want := range []string{"\ndestconcurrency 3\n", "\ndeliverytimeout 1h30m\n", "\nloopbackrcpts 0\n", "\nloopbackrate 5 25 2h\n"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("dump lacks %q:\n%s", want, d)
+		}
+	}
+	if c2, _, err := Apply(Default(), "ctl", d); err != nil || c2.Dump() != d {
+		t.Errorf("dump does not round-trip: %v", err)
+	}
+	def := Default().Dump()
+	for _, want := range []string{"\ndestconcurrency 10\n", "\ndeliverytimeout 15m\n", "\nloopbackrcpts 10\n", "\nloopbackrate 20 100 1h\n"} {
+		if !strings.Contains(def, want) {
+			t.Errorf("default dump lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"destconcurrency 0", "deliverytimeout 0s", "loopbackrcpts -1", "loopbackrcpts 50001",
+		"loopbackrate 5 25", "loopbackrate x 25 1h", "loopbackrate 5 -1 1h", "loopbackrate 5 25 soon"} {
+		if _, _, err := Apply(Default(), "ctl", bad); err == nil {
+			t.Errorf("%q applied", bad)
+		}
+	}
+	c, _, err = Apply(c, "ctl", "clear destconcurrency\nclear deliverytimeout\nclear loopbackrcpts\nclear loopbackrate")
+	if err != nil || c.Dump() != def {
+		t.Errorf("clear did not restore the defaults: %v", err)
+	}
+}

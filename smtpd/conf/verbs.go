@@ -124,6 +124,13 @@ func init() {
 			return []string{FormatDuration(c.DelayWarn)}
 		}},
 		count("deliveries", 1, 1<<30, func(c *Config) *int { return &c.Deliveries }),
+		count("destconcurrency", 1, 1<<30, func(c *Config) *int { return &c.DestConcurrency }),
+		durations("deliverytimeout", "duration", 1, func(c *Config) []*time.Duration { return []*time.Duration{&c.DeliveryTimeout} }),
+		count("loopbackrcpts", 0, maxRcpts, func(c *Config) *int { return &c.LoopbackRcpts }),
+		{name: "loopbackrate", usage: "messages recipients duration", min: 3, max: 3, set: setLoopbackRate,
+			get: func(c *Config) []string {
+				return []string{strconv.Itoa(c.LoopbackRateMsgs), strconv.Itoa(c.LoopbackRateRcpts), FormatDuration(c.LoopbackRateWindow)}
+			}},
 		{name: "clear", usage: "verb", min: 1, max: 1, set: clearVerb},
 
 		{name: "reload", usage: "", action: true},
@@ -343,6 +350,20 @@ func setGreyPrefix(c *Config, a []string) error {
 		return errors.New("greyprefix takes an IPv4 length from 8 to 32 and an IPv6 length from 16 to 128")
 	}
 	c.GreyPrefix4, c.GreyPrefix6 = v4, v6
+	return nil
+}
+
+func setLoopbackRate(c *Config, a []string) error {
+	msgs, err1 := strconv.Atoi(a[0])
+	rcpts, err2 := strconv.Atoi(a[1])
+	if err1 != nil || err2 != nil || msgs < 0 || rcpts < 0 || msgs > 1<<30 || rcpts > 1<<30 {
+		return fmt.Errorf("loopbackrate takes two numbers from 0 to %d and a duration, not %s %s", 1<<30, quote(a[0]), quote(a[1]))
+	}
+	d, err := ParseDuration(a[2])
+	if err != nil {
+		return err
+	}
+	c.LoopbackRateMsgs, c.LoopbackRateRcpts, c.LoopbackRateWindow = msgs, rcpts, d
 	return nil
 }
 

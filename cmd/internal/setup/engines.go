@@ -166,6 +166,9 @@ func QueueSettings(c *conf.Config) queue.Settings {
 		SmartHost:  c.SmartHost,
 		Hostname:   c.Hostname,
 		MinFree:    c.MinFree,
+
+		DestConcurrency: c.DestConcurrency,
+		DeliveryTimeout: c.DeliveryTimeout,
 		IsLocal: func(addr string) (string, bool) {
 			at := strings.LastIndexByte(addr, '@')
 			if at < 0 {
