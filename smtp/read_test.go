@@ -26,6 +26,9 @@ func TestReadReply(t *testing.T) {
 		{"250\r\n", 250, "", []string{""}, ""},
 		{"250 bare lf\n", 250, "", []string{"bare lf"}, ""},
 		{"334 VXNlcm5hbWU6\r\n", 334, "", []string{"VXNlcm5hbWU6"}, ""},
+		// RFC 5321 §4.2.1: text is tab and printable; controls are escaped.
+		{"550-5.7.1 \x1b[2Jgone\tnow\r\n550 5.7.1 \u009b31m\x9b\x07 gr\u00fc\u00dfe\r\n", 550, "5.7.1",
+			[]string{`\x1b[2Jgone` + "\t" + `now`, `\u009b31m\x9b\x07 gr` + "\u00fc\u00df" + `e`}, ""},
 		{"", 0, "", nil, "closed unexpectedly"},
 		{"250-more\r\n", 0, "", nil, "closed unexpectedly"},
 		{"hello\r\n", 0, "", nil, "malformed"},

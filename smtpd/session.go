@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"smtpfs/internal/errquote"
 	"smtpfs/smtp"
 	"smtpfs/smtpd/conf"
 )
@@ -413,7 +414,9 @@ func newID() string {
 }
 
 // A transcript is the debug record of one session (debug on, -d): both
-// directions, AUTH payloads hidden, message bodies elided.
+// directions, AUTH payloads hidden, message bodies elided. People read it
+// on a terminal, so each line has its control characters escaped
+// (errquote.Escape): a client's ESC [ 2 J or C1 CSI is shown, not obeyed.
 type transcript struct{ f *os.File }
 
 func openTranscript(s *session) *transcript {
@@ -429,21 +432,21 @@ func openTranscript(s *session) *transcript {
 
 func (t *transcript) in(line string) {
 	if t != nil {
-		fmt.Fprintf(t.f, "<- %s\n", line)
+		fmt.Fprintf(t.f, "<- %s\n", errquote.Escape(line))
 	}
 }
 
 func (t *transcript) out(wire []byte) {
 	if t != nil {
 		for l := range strings.SplitSeq(strings.TrimSuffix(string(wire), "\r\n"), "\r\n") {
-			fmt.Fprintf(t.f, "-> %s\n", l)
+			fmt.Fprintf(t.f, "-> %s\n", errquote.Escape(l))
 		}
 	}
 }
 
 func (t *transcript) note(s string) {
 	if t != nil {
-		fmt.Fprintf(t.f, "-- %s\n", s)
+		fmt.Fprintf(t.f, "-- %s\n", errquote.Escape(s))
 	}
 }
 

@@ -203,19 +203,26 @@ func (d *daemon) Ctl(text string) error {
 
 // ctlSettings applies the settings of a ctl write, once its actions are
 // checked, and returns the actions.
+//
+// Every new session takes mu (Config), so mu is held for nothing but the
+// swap of the configuration: the write is applied, and the files its
+// verbs name are read (tlscert), under cmu alone, which only other
+// changes of configuration wait for. cmu keeps d.cfg from changing
+// meanwhile. The reading itself is bounded (conf reads through regfile):
+// a FIFO, /dev/zero or a huge file fails the write at once.
 func (d *daemon) ctlSettings(text string) ([]conf.Action, error) {
 	d.cmu.Lock()
 	defer d.cmu.Unlock()
-	d.mu.Lock()
-	cfg, acts, err := conf.Apply(d.cfg, "ctl", text)
+	old := d.Config()
+	cfg, acts, err := conf.Apply(old, "ctl", text)
 	if err == nil {
 		err = d.checkActions(acts)
 	}
 	if err != nil {
-		d.mu.Unlock()
 		return nil, err
 	}
-	changed := cfg.Dump() != d.cfg.Dump()
+	changed := cfg.Dump() != old.Dump()
+	d.mu.Lock()
 	d.cfg = cfg
 	d.mu.Unlock()
 	if changed {
@@ -314,11 +321,15 @@ func prefixes(args []string) ([]netip.Prefix, error) {
 // Reload builds the configuration again from smtpd.conf and the flags, and
 // re-reads lib/secrets, lib/blocked and the whitelist, and reopens the log
 // files (SIGHUP, ctl reload). A bad file keeps the old configuration, and
-// the error says why.
+// the error says why; so does one that is not a regular file (a FIFO
+// would hang the reload, and every ctl write after it).
 func (d *daemon) Reload() error {
 	d.cmu.Lock()
 	defer d.cmu.Unlock()
 	cfg, sec, err := setup.Load(d.root, d.confFile, d.verbs)
+	if err == nil {
+		err = setup.CheckRegular(d.blocked.Path())
+	}
 	if err == nil {
 		err = d.blocked.Reload()
 	}
@@ -326,7 +337,9 @@ func (d *daemon) Reload() error {
 		d.log.Printf("reload: %v; keeping the old configuration", err)
 		return err
 	}
-	if err := d.grey.Whitelist().Reload(); err != nil {
+	if err := setup.CheckRegular(d.grey.Whitelist().Path()); err != nil {
+		d.log.Printf("reload: whitelist: %v", err)
+	} else if err := d.grey.Whitelist().Reload(); err != nil {
 		d.log.Printf("reload: whitelist: %v", err)
 	}
 	d.logs.Reopen()

@@ -15,11 +15,15 @@ package conf
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"strings"
 	"time"
+
+	"smtpfs/internal/regfile"
 )
 
 // Config is the effective configuration of the server, the queue runner
@@ -236,13 +240,23 @@ func (c *Config) Dump() string {
 	return b.String()
 }
 
+// MaxFile bounds the configuration file: a configuration is a few
+// hundred lines; long lists of networks belong in lib/blocked.
+const MaxFile = 1 << 20
+
 // Load builds the effective configuration: Default, then the file (if it
 // exists), then the lines in over (the environment and the command-line
-// flags, turned into verbs by the caller).
+// flags, turned into verbs by the caller). The file must be a regular
+// file of at most MaxFile bytes (regfile.Read): one replaced by a FIFO or
+// a link to /dev/zero fails the start or the reload at once, and is never
+// waited on or read without end.
 func Load(file string, over []string) (*Config, error) {
 	c := Default()
-	data, err := os.ReadFile(file)
-	if err != nil && !os.IsNotExist(err) {
+	data, err := regfile.Read(file, MaxFile)
+	switch {
+	case errors.Is(err, regfile.ErrNotRegular) || errors.Is(err, regfile.ErrTooLarge):
+		return nil, fmt.Errorf("invalid %s: %v", file, err)
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	}
 	if c, _, err = Apply(c, file, string(data)); err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"smtpfs/internal/regfile"
 	"smtpfs/smtp"
 )
 
@@ -316,23 +317,50 @@ func setTLSCert(c *Config, a []string) error {
 	return nil
 }
 
+// MaxPEM bounds each file tlscert reads: a chain of a few certificates
+// and a key take a few KiB.
+const MaxPEM = 1 << 20
+
 // LoadCert loads a PEM certificate chain and its key. The key is read from
 // keyfile if given, else from certfile itself, else from the file beside it
-// with the extension .key instead of .pem or .crt.
+// with the extension .key instead of .pem or .crt. Each file must be a
+// regular file of at most MaxPEM bytes (regfile.Read): a FIFO, /dev/zero
+// or a link to them is refused at once, "invalid tlscert '/dev/zero': not
+// a regular file", and never waited on or read without end.
 func LoadCert(certfile, keyfile string) (*tls.Certificate, error) {
+	certPEM, err := readPEM(certfile)
+	if err != nil {
+		return nil, err
+	}
 	tries := []string{keyfile}
 	if keyfile == "" {
 		base := strings.TrimSuffix(strings.TrimSuffix(certfile, ".pem"), ".crt")
 		tries = []string{certfile, base + ".key"}
 	}
-	var err error
 	for _, k := range tries {
-		var cert tls.Certificate
-		if cert, err = tls.LoadX509KeyPair(certfile, k); err == nil {
+		keyPEM, names := certPEM, quote(certfile)
+		if k != certfile {
+			if keyPEM, err = readPEM(k); err != nil {
+				continue
+			}
+			names += " " + quote(k)
+		}
+		cert, perr := tls.X509KeyPair(certPEM, keyPEM)
+		if perr == nil {
 			return &cert, nil
 		}
+		err = fmt.Errorf("invalid tlscert %s: %v", names, perr)
 	}
-	return nil, fmt.Errorf("tlscert: %v", err)
+	return nil, err
+}
+
+// readPEM reads a file of tlscert.
+func readPEM(name string) ([]byte, error) {
+	b, err := regfile.Read(name, MaxPEM)
+	if err != nil {
+		return nil, fmt.Errorf("invalid tlscert %s: %v", quote(name), regfile.Reason(err))
+	}
+	return b, nil
 }
 
 func setMailer(c *Config, a []string) error {

@@ -73,9 +73,13 @@ func (c Classifier) Classify(ip netip.Addr, sender string) smtpd.Verdict {
 }
 
 // OpenBlocked loads <root>/lib/blocked. A missing file blocks nothing; a
-// bad one is an error, as a bad smtpd.conf is.
+// bad one is an error, as a bad smtpd.conf is, and so is one that is not a
+// regular file (CheckRegular).
 func OpenBlocked(root string, logger *log.Logger) (*grey.Blocked, error) {
 	b := grey.NewBlocked(filepath.Join(root, "lib", "blocked"), logger)
+	if err := CheckRegular(b.Path()); err != nil {
+		return nil, err
+	}
 	return b, b.Reload()
 }
 
