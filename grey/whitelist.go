@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"smtpfs/internal/regfile"
 )
 
 // Bounds of the whitelist file. A line is an address and a host name, so
@@ -115,7 +117,7 @@ func (w *Whitelist) Path() string { return w.path }
 // Bytes returns the file as it is on disk (what `cat whitelist` shows), at
 // most MaxWhitelist bytes; a missing file is empty.
 func (w *Whitelist) Bytes() ([]byte, error) {
-	f, err := os.Open(w.path)
+	f, _, err := regfile.Open(w.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -130,7 +132,7 @@ func (w *Whitelist) Bytes() ([]byte, error) {
 func (w *Whitelist) Reload() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	f, err := os.Open(w.path)
+	f, _, err := regfile.Open(w.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		w.reset()
 		return nil
@@ -147,7 +149,7 @@ func (w *Whitelist) Reload() error {
 func (w *Whitelist) refresh() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	f, err := os.Open(w.path)
+	f, _, err := regfile.Open(w.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if w.st != (stamp{}) {
@@ -376,7 +378,8 @@ func (w *Whitelist) appendTo(f *os.File, data string) error {
 // it while other writers wait for the lock.
 func (w *Whitelist) openLocked(flag int) (*os.File, error) {
 	for range 10 {
-		f, err := os.OpenFile(w.path, flag, 0o600)
+		// O_NONBLOCK: a FIFO put at the path must not hang the writer.
+		f, err := os.OpenFile(w.path, flag|syscall.O_NONBLOCK, 0o600)
 		if errors.Is(err, fs.ErrNotExist) && flag&os.O_CREATE != 0 {
 			if err = os.MkdirAll(filepath.Dir(w.path), 0o700); err == nil {
 				continue
@@ -390,6 +393,10 @@ func (w *Whitelist) openLocked(flag int) (*os.File, error) {
 			return nil, err
 		}
 		fi, err1 := f.Stat()
+		if err1 == nil && !fi.Mode().IsRegular() {
+			f.Close()
+			return nil, regfile.ErrNotRegular
+		}
 		cur, err2 := os.Stat(w.path)
 		if err1 == nil && err2 == nil && os.SameFile(fi, cur) {
 			return f, nil
@@ -442,7 +449,7 @@ func (w *Whitelist) Remove(ps ...netip.Prefix) (int, error) {
 	if removed == 0 {
 		return 0, nil
 	}
-	nf, err := os.Open(w.path)
+	nf, _, err := regfile.Open(w.path)
 	if err != nil {
 		return removed, fmt.Errorf("whitelist: %v", err)
 	}
