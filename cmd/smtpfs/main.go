@@ -14,6 +14,9 @@
 // where every host that reaches it is trusted: a client from another
 // machine cannot be checked and controls the server (fs.Server.ListenNetwork).
 //
+// `smtpfs mount [-9 dialstring] dir` mounts the tree of a running smtpfs
+// on dir through FUSE (mountMain).
+//
 // It says on standard error where it listens, one line per listener
 // ("smtpfs: smtp listening on tcp!127.0.0.1!2525"), then "smtpfs: ready".
 // SIGHUP re-reads the configuration, lib/secrets and the log files.
@@ -44,6 +47,10 @@ import (
 const grace = 10 * time.Second
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "mount" {
+		mountMain(os.Args[2:])
+		return
+	}
 	var f setup.Flags
 	var l listeners
 	set := argSet(&f, &l)
