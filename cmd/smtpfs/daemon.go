@@ -89,7 +89,7 @@ func newDaemon(root, confFile string, verbs []string, stderr io.Writer) (*daemon
 	}
 	d.tree = fs.New(fs.Config{
 		Control:    control{d},
-		Whitelist:  whitelistFile{d.grey.Whitelist()},
+		Whitelist:  whitelistFile{d.grey},
 		Blocked:    blockedFile{d.blocked},
 		Queue:      queueFile{d.queue},
 		Stats:      d,
