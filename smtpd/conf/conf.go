@@ -128,7 +128,7 @@ func (c *Config) Clone() *Config {
 }
 
 // An Action is a runtime verb (reload, kick, retry, delete, hold, release,
-// unwhitelist): something to do rather than a setting. Apply returns the
+// unwhitelist, exportwhitelist): something to do rather than a setting. Apply returns the
 // actions of a ctl write, in order, for the daemon to carry out.
 type Action struct {
 	Verb string

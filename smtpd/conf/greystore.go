@@ -3,6 +3,7 @@ package conf
 import (
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -41,6 +42,15 @@ func checkGreyStore(s string) (string, error) {
 		}
 	}
 	return s, nil
+}
+
+// checkExportFile checks the file exportwhitelist writes: an absolute
+// path, if given.
+func checkExportFile(a []string) error {
+	if len(a) > 0 && !filepath.IsAbs(a[0]) {
+		return fmt.Errorf("exportwhitelist takes an absolute path, not %s", quote(a[0]))
+	}
+	return nil
 }
 
 func setGreyFail(c *Config, a []string) error {

@@ -147,6 +147,7 @@ func init() {
 			}
 			return nil
 		}},
+		{name: "exportwhitelist", usage: "[file]", min: 0, max: 1, action: true, check: checkExportFile},
 	}
 }
 
