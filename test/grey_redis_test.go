@@ -38,12 +38,11 @@ func redisClient(t *testing.T, r *testlib.Redis) *redis.Client {
 }
 
 // backdateRedis moves the first attempt of the triplet of a client
-// (an address: greyprefix 32) to rcpt, on a listener at 127.0.0.1, back by
-// ago.
+// (an address: greyprefix 32) to rcpt back by ago.
 func backdateRedis(t *testing.T, c *redis.Client, client, rcpt string, ago time.Duration) {
 	t.Helper()
 	ctx := context.Background()
-	key, member := "smtpfs:t:"+client, "127.0.0.1/"+client+"/"+rcpt
+	key, member := "smtpfs:t:"+client, client+"/"+rcpt
 	score, err := c.ZScore(ctx, key, member).Result()
 	if err != nil {
 		t.Fatalf("the triplet %s %s: %v", key, member, err)
@@ -59,8 +58,9 @@ func ninepRead(t *testing.T, d *Daemon, name string) string {
 	return fstest.Read(t, fstest.Dial(t, d.NineP[0]), name)
 }
 
-// TestRedisThreeHosts: three daemons on one Redis. A first try at host A
-// is refused (451); the retry at host B after the window passes and is
+// TestRedisThreeHosts: three daemons on one Redis, on three addresses. A
+// first try at host A is refused (451); the retry at host B after the
+// window passes and is
 // delivered there; host C then has the client in `cat whitelist` (9P)
 // and lets it through at once. An address written to A's whitelist
 // passes at C at once; one unwhitelisted at B is refused at C soon
@@ -68,9 +68,10 @@ func ninepRead(t *testing.T, d *Daemon, name string) string {
 func TestRedisThreeHosts(t *testing.T) {
 	r := testlib.NewRedis(t)
 	rc := redisClient(t, r)
+	// Each host on an address of its own, as MX hosts are.
 	a := startRedisHost(t, r, "", "-g")
-	b := startRedisHost(t, r, "", "-g")
-	c := startRedisHost(t, r, "", "-g")
+	b := startRedisHost(t, r, "", "-g", "-l", "tcp!127.0.0.2!0")
+	c := startRedisHost(t, r, "", "-g", "-l", "tcp!127.0.0.3!0")
 
 	if got := greyTry(t, a, "127.0.0.5", "alice@sender.example", "bob@localhost"); got != greyRefusal {
 		t.Fatalf("first try at A: %q, want %q", got, greyRefusal)

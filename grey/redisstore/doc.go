@@ -9,7 +9,8 @@
 // # What is kept, and how
 //
 // Triplets (triplets.go): a sorted set per client (its pool, at least an
-// IPv6 /64) of "<local>/<pool>/<rcpt key>" scored by the first attempt;
+// IPv6 /64) of "<pool>/<rcpt key>" scored by the first attempt, without
+// our address, so that a retry at any of the MX hosts counts;
 // the clients in a sorted set scored by when their last triplet leaves
 // the window, their counts in a hash and the total in a number, so that
 // greytriplets, greyperclient and greypermsg hold across hosts. One Lua

@@ -63,6 +63,7 @@ func (c *clock) Add(d time.Duration) {
 // its log.
 type host struct {
 	t     *testing.T
+	local netip.Addr // the host's own address, which clients talk to
 	store *Store
 	g     *grey.Greylist
 	log   *logbuf
@@ -72,7 +73,7 @@ type host struct {
 // newHost opens a store on r for a host whose clock is clk, mirrored.
 func newHost(t *testing.T, r *testlib.Redis, clk *clock) *host {
 	t.Helper()
-	h := &host{t: t, log: &logbuf{}, clk: clk}
+	h := &host{t: t, local: local, log: &logbuf{}, clk: clk}
 	s, err := Open(r.URL(0), Options{Log: log.New(h.log, "", 0), Mirror: true})
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +92,7 @@ func newClock() *clock { return &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, tim
 func (h *host) check(remote netip.Addr, rcpts []string, want bool, logged string) {
 	h.t.Helper()
 	before := len(h.log.String())
-	if got := h.g.Check(local, remote, "example.com!alice", rcpts); got != want {
+	if got := h.g.Check(h.local, remote, "example.com!alice", rcpts); got != want {
 		h.t.Errorf("Check(%v, %q) = %v, want %v; log:\n%s", remote, rcpts, got, want, h.log.String()[before:])
 	}
 	if logged != "" && !strings.Contains(h.log.String()[before:], logged) {
@@ -132,14 +133,17 @@ func TestGreylistWindow(t *testing.T) {
 	h.check(other, []string{"example.org!bob"}, true, "was grey")
 }
 
-// TestSharedHosts: three hosts on one Redis. A first try at A is refused;
-// the retry at B after the window passes; C sees the client whitelisted
-// (by the Check script's lookup, before its index has it, and then in its
-// index), and its whitelist reads the same.
+// TestSharedHosts: three hosts on one Redis, each on an address of its
+// own. A first try at A is refused; the retry at B after the window
+// passes (a triplet is the client and the recipient: the MX host it
+// retries at is not part of it); C sees the client whitelisted (by the
+// Check script's lookup, before its index has it, and then in its index),
+// and its whitelist reads the same.
 func TestSharedHosts(t *testing.T) {
 	r := testlib.NewRedis(t)
 	clk := newClock()
 	a, b, c := newHost(t, r, clk), newHost(t, r, clk), newHost(t, r, clk)
+	b.local, c.local = netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("2001:db8::25")
 	a.check(client, []string{"bob"}, false, "registering")
 	clk.Add(6 * time.Minute)
 	b.check(client, []string{"bob"}, true, "was grey")

@@ -12,8 +12,8 @@ import (
 )
 
 // The triplets' keys. A client (grey.Query.Client: its pool, at least an
-// IPv6 /64) has a sorted set of its triplets, "<local>/<pool>/<rcpt key>"
-// scored by the first attempt in Unix milliseconds; the set expires by
+// IPv6 /64) has a sorted set of its triplets, "<pool>/<rcpt key>" scored
+// by the first attempt in Unix milliseconds; the set expires by
 // itself (PEXPIRE) a grace period after its newest triplet leaves the
 // window. The clients are kept in a sorted set scored by when their last
 // triplet leaves the window, with their counts in a hash and the sum of
@@ -36,7 +36,12 @@ const grace = 2 * time.Hour
 // window that one Check forgets, besides its own.
 const sweepPerCheck = 8
 
-// Triplets answers a Check in one round trip, by one script: it looks the
+// Triplets answers a Check in one round trip, by one script. A triplet
+// here is the client's pool and the recipient, without our address
+// (q.Local), which upas's files keep: the hosts that share the store are
+// the MX hosts of the same domains, and a sender that retries at another
+// of them (RFC 5321 §5.1 has it try them in turn) is the same sender
+// retrying. The script looks the
 // client up in the whitelist's set, under every network that holds it (a
 // host's local index may not have the newest entries yet); forgets a few
 // clients whose triplets are all past the window; takes the client's own
@@ -54,7 +59,7 @@ func (s *Store) Triplets(q *grey.Query) (grey.Answer, error) {
 	for _, c := range cands {
 		args = append(args, c)
 	}
-	prefix := q.LocalName() + "/" + q.Pool.Addr().String() + "/"
+	prefix := q.Pool.Addr().String() + "/"
 	for _, k := range q.Keys {
 		args = append(args, prefix+k)
 	}
