@@ -40,21 +40,25 @@ const workers = 16
 
 // BenchmarkCheckFirstSight is the Check of a new client, two recipients
 // registered: the script's every step (whitelist candidates, sweep,
-// bounds, two ZADDs), by 16 sessions at once, each client new.
+// bounds, two ZADDs), each client new, by one session and by 16 at once.
 func BenchmarkCheckFirstSight(b *testing.B) {
-	s, _ := benchStore(b, true)
-	g := grey.New(s, nil)
-	rcpts := []string{"example.org!bob", "example.org!carol"}
-	var n atomic.Uint32
-	testlib.Concurrently(b, workers, "decisions/s", func(int) error {
-		i := n.Add(1)
-		if g.Check(local, netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), "", rcpts) {
-			return fmt.Errorf("client %d passed", i)
-		}
-		return nil
-	})
-	if u := g.Unchecked(); u > 0 {
-		b.Fatalf("%d Checks the store could not answer", u)
+	for _, sessions := range []int{1, workers} {
+		b.Run(fmt.Sprintf("sessions=%d", sessions), func(b *testing.B) {
+			s, _ := benchStore(b, true)
+			g := grey.New(s, nil)
+			rcpts := []string{"example.org!bob", "example.org!carol"}
+			var n atomic.Uint32
+			testlib.Concurrently(b, sessions, "decisions/s", func(int) error {
+				i := n.Add(1)
+				if g.Check(local, netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), "", rcpts) {
+					return fmt.Errorf("client %d passed", i)
+				}
+				return nil
+			})
+			if u := g.Unchecked(); u > 0 {
+				b.Fatalf("%d Checks the store could not answer", u)
+			}
+		})
 	}
 }
 

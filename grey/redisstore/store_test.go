@@ -370,3 +370,55 @@ func fill(n int) string {
 	}
 	return b.String()
 }
+
+// acl is the Redis user the README gives smtpfs: its keys and channel,
+// no dangerous commands.
+var acl = []string{"ACL", "SETUSER", "smtpfs", "on", ">s3cret", "resetkeys", "~smtpfs:*", "resetchannels", "&smtpfs:*",
+	"-@all", "+@read", "+@write", "+@scripting", "+@pubsub", "+@connection", "+@transaction", "-@dangerous"}
+
+// TestACL: everything the store does works as the README's Redis user,
+// and Redis refused nothing (its ACL LOG is empty).
+func TestACL(t *testing.T) {
+	r := testlib.NewRedis(t)
+	if got, err := r.Do(acl...); got != "+OK" || err != nil {
+		t.Fatalf("ACL SETUSER: %q, %v", got, err)
+	}
+	var logs logbuf
+	s, err := Open("redis://smtpfs:s3cret@"+r.Addr+"/0", Options{Mirror: true, Log: log.New(&logs, "", 0),
+		Import: func() ([]byte, error) { return []byte("# mine\n10.0.0.2\n"), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	clk := newClock()
+	g := grey.New(s, log.New(&logs, "", 0))
+	g.Now = clk.Now
+	g.Check(local, client, "", []string{"bob"})
+	clk.Add(6 * time.Minute)
+	if !g.Check(local, client, "", []string{"bob"}) {
+		t.Errorf("the retry did not pass:\n%s", logs.String())
+	}
+	if err := s.Whitelist().Add("10.0.0.1\n"); err != nil {
+		t.Error(err)
+	}
+	if _, err := s.Whitelist().Remove(netip.MustParsePrefix("10.0.0.1/32")); err != nil {
+		t.Error(err)
+	}
+	if _, _, err := g.Expire(context.Background()); err != nil {
+		t.Error(err)
+	}
+	l := s.AuthLimiter(3, time.Minute, time.Minute)
+	if _, err := l.Failed(netip.MustParsePrefix("10.0.0.9/32"), clk.Now()); err != nil {
+		t.Error(err)
+	}
+	if _, err := l.Locked(netip.MustParsePrefix("10.0.0.9/32"), clk.Now()); err != nil {
+		t.Error(err)
+	}
+	testlib.WaitFor(t, 10*time.Second, "the import and the index", func() bool { return s.Whitelist().Len() == 2 })
+	if st := s.State(); st.Outages != 0 {
+		t.Errorf("the store went down: %v", st.Err)
+	}
+	if got, err := r.Do("ACL", "LOG"); got != "*0" || err != nil {
+		t.Errorf("ACL LOG: %q, %v: Redis refused a command", got, err)
+	}
+}
