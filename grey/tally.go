@@ -70,11 +70,11 @@ func clientOf(remote netip.Addr, s Settings) netip.Prefix {
 
 func keyOf(p netip.Prefix) clientKey { return p.Addr().As16() }
 
-// reserve counts one more triplet for client and returns registered,
-// unless that would pass MaxTriplets (full) or PerClient (clientFull),
+// reserve counts one more triplet for client and returns Registered,
+// unless that would pass MaxTriplets (Full) or PerClient (ClientFull),
 // and then counts nothing. seed counts the client's triplets on disk,
 // for a client the tally does not know; it is called without the lock.
-func (t *tally) reserve(c clientKey, s Settings, seed func() int) outcome {
+func (t *tally) reserve(c clientKey, s Settings, seed func() int) Outcome {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n, ok := t.per[c]
@@ -88,9 +88,9 @@ func (t *tally) reserve(c clientKey, s Settings, seed func() int) outcome {
 	}
 	switch {
 	case t.total >= s.MaxTriplets:
-		return full
+		return Full
 	case int(n) >= s.PerClient:
-		return clientFull
+		return ClientFull
 	}
 	if t.per == nil {
 		t.per = map[clientKey]int32{}
@@ -101,7 +101,7 @@ func (t *tally) reserve(c clientKey, s Settings, seed func() int) outcome {
 		t.during[c]++
 		t.duringN++
 	}
-	return registered
+	return Registered
 }
 
 // release takes back a reservation whose file was not made.

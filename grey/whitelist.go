@@ -306,14 +306,29 @@ func checkText(line string) error {
 
 // Add appends the lines of text to the file and the index: entries,
 // comments and blank lines, as the file's grammar has them. Every line is
-// checked first; if one is bad, nothing is written and the error, which
-// starts "invalid whitelist entry", names it. The lines are written with
-// one O_APPEND write and synced before Add returns, and Contains sees them
-// at once.
+// checked first (CheckLines); if one is bad, nothing is written. The
+// lines are written with one O_APPEND write and synced before Add
+// returns, and Contains sees them at once.
 func (w *Whitelist) Add(text string) error {
+	lines, err := CheckLines(text)
+	if err != nil || len(lines) == 0 {
+		return err
+	}
+	return w.append(strings.Join(lines, "\n")+"\n", netip.Prefix{})
+}
+
+// CheckLines checks the lines of text written to a whitelist, as Add
+// does, and returns them without their line ends (a final newline ends
+// the last line, and makes none). If one is bad, the error starts
+// "invalid whitelist entry" and names it. More than MaxWhitelist bytes
+// are refused with ErrTooLong.
+func CheckLines(text string) ([]string, error) {
 	text = strings.TrimSuffix(text, "\n")
 	if text == "" {
-		return nil
+		return nil, nil
+	}
+	if len(text) >= MaxWhitelist {
+		return nil, ErrTooLong
 	}
 	lines := strings.Split(text, "\n")
 	for i, l := range lines {
@@ -323,15 +338,23 @@ func (w *Whitelist) Add(text string) error {
 			if len(lines) > 1 {
 				where = fmt.Sprintf(" (line %d)", i+1)
 			}
-			return fmt.Errorf("invalid whitelist entry %s%s: %v", quote(l), where, err)
+			return nil, fmt.Errorf("invalid whitelist entry %s%s: %v", quote(l), where, err)
 		}
 		lines[i] = l
 	}
-	data := strings.Join(lines, "\n") + "\n"
-	if len(data) > MaxWhitelist {
-		return errTooLong
-	}
-	return w.append(data, netip.Prefix{})
+	return lines, nil
+}
+
+// ParseLine reads one line of a whitelist: ok is false for blank lines
+// and comments; err says why a line is malformed.
+func ParseLine(line string) (p netip.Prefix, ok bool, err error) { return parseEntry(line) }
+
+// AddClient appends line, a checked entry whose network is p, unless an
+// entry of the file, read up to date under its lock, already covers all
+// of p: concurrent sessions from one sender that all pass the greylist
+// add it once.
+func (w *Whitelist) AddClient(line string, p netip.Prefix) error {
+	return w.append(line+"\n", p)
 }
 
 // append writes data, checked lines, at the end of the file and reads
@@ -360,13 +383,15 @@ func (w *Whitelist) append(data string, unless netip.Prefix) error {
 	return w.catchUp(f)
 }
 
-var errTooLong = errors.New("whitelist too long")
+// ErrTooLong refuses an addition that would make the whitelist longer
+// than MaxWhitelist.
+var ErrTooLong = errors.New("whitelist too long")
 
 // appendTo writes data at the end of f, on a line of its own.
 func (w *Whitelist) appendTo(f *os.File, data string) error {
 	switch err := appendLines(f, data, MaxWhitelist); {
 	case errors.Is(err, errFull):
-		return errTooLong
+		return ErrTooLong
 	case err != nil:
 		return fmt.Errorf("whitelist: %v", err)
 	}

@@ -37,6 +37,7 @@ type daemon struct {
 
 	srv     *smtpd.Server
 	grey    *grey.Greylist
+	stores  stores // the greylist's: the files, and Redis with greystore redis://
 	blocked *grey.Blocked
 	queue   *queue.Queue
 	client  atomic.Pointer[smtp.Client]
@@ -86,16 +87,18 @@ func newDaemon(root, confFile string, verbs []string, stderr io.Writer) (*daemon
 		"hold":        {d.queued, func(ids []string) error { return d.queue.Hold(ids...) }},
 		"release":     {d.queued, func(ids []string) error { return d.queue.Release(ids...) }},
 		"unwhitelist": {d.whitelisted, d.unwhitelist},
+
+		"exportwhitelist": {run: d.exportWhitelist},
 	}
 	d.tree = fs.New(fs.Config{
 		Control:    control{d},
-		Whitelist:  whitelistFile{d.grey.Whitelist()},
+		Whitelist:  whitelistFile{d.grey},
 		Blocked:    blockedFile{d.blocked},
 		Queue:      queueFile{d.queue},
 		Stats:      d,
 		Version:    version,
 		Log:        d.hub,
-		Logger:     d.logs.Logger("9p"),
+		Logger:     redacting(d.logs.Logger("9p")),
 		MaxMessage: cfg.MaxSize,
 	})
 	return d, nil
@@ -107,7 +110,7 @@ func (d *daemon) openEngines(cfg *conf.Config) error {
 	if d.blocked, err = setup.OpenBlocked(d.root, d.log); err != nil {
 		return err
 	}
-	if d.grey, err = grey.Open(d.root, d.log); err != nil {
+	if err := d.openStores(); err != nil {
 		return err
 	}
 	if err := d.grey.SetSettings(setup.GreySettings(cfg)); err != nil {
@@ -132,7 +135,8 @@ func (d *daemon) openEngines(cfg *conf.Config) error {
 		Resolver:   &setup.Resolver{Config: d.Config},
 		Maildir:    maildir,
 	}
-	d.srv.AuthLimiter = setup.AuthLimiter(d.root) // shared with smtpd on the root
+	d.srv.AuthLimiter = &d.stores.auth // the store's of the moment
+	d.useStore(cfg)
 	return nil
 }
 
@@ -337,9 +341,9 @@ func (d *daemon) Reload() error {
 		d.log.Printf("reload: %v; keeping the old configuration", err)
 		return err
 	}
-	if err := setup.CheckRegular(d.grey.Whitelist().Path()); err != nil {
-		d.log.Printf("reload: whitelist: %v", err)
-	} else if err := d.grey.Whitelist().Reload(); err != nil {
+	// The file store opens the whitelist as a regular file only (a FIFO
+	// there is refused, not waited on); a shared store has no file.
+	if err := d.grey.Whitelist().Reload(); err != nil {
 		d.log.Printf("reload: whitelist: %v", err)
 	}
 	d.logs.Reopen()
@@ -361,6 +365,7 @@ func (d *daemon) changed(cfg *conf.Config) {
 	if err := d.grey.SetSettings(setup.GreySettings(cfg)); err != nil {
 		d.log.Printf("greylist settings: %v", err)
 	}
+	d.useStore(cfg)
 	d.queue.SetSettings(setup.QueueSettings(cfg))
 	d.client.Store(setup.NewClient(cfg, d.logs))
 	d.tree.SetMaxMessage(cfg.MaxSize)
@@ -386,12 +391,13 @@ func (d *daemon) Stats() []fs.Stat {
 	} {
 		st = append(st, fs.Stat{Name: s.name, Value: s.v})
 	}
-	return st
+	return append(st, d.storeStats()...)
 }
 
 // close closes what newDaemon opened, after run has returned.
 func (d *daemon) close() {
 	d.tree.Close()
+	d.closeStores()
 	if err := d.queue.Close(); err != nil {
 		d.log.Printf("closing the queue: %v", err)
 	}

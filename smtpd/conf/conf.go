@@ -71,6 +71,8 @@ type Config struct {
 	GreyTriplets             int           // greytriplets: greylist triplets in all
 	GreyPerClient            int           // greyperclient: triplets of one client (pool, IPv6 /64)
 	GreyPerMsg               int           // greypermsg: triplets one message registers
+	GreyStore                string        // greystore: "file", or a redis:// or rediss:// URL (the state shared by MX hosts)
+	GreyFailClosed           bool          // greyfail: closed refuses (451) what the store could not check; open lets it through
 	TarpitShort, TarpitLong  time.Duration // tarpitdelay: normal, spammy class A
 
 	Backoff    []time.Duration // backoff: retry delays; the last repeats
@@ -118,6 +120,7 @@ func Default() *Config {
 		GreyTriplets:  1_000_000,
 		GreyPerClient: 100,
 		GreyPerMsg:    5,
+		GreyStore:     "file",
 		TarpitShort:   15 * time.Second,
 		TarpitLong:    60 * time.Second,
 		Backoff: []time.Duration{5 * time.Minute, 15 * time.Minute, 30 * time.Minute,
@@ -147,7 +150,7 @@ func (c *Config) Clone() *Config {
 }
 
 // An Action is a runtime verb (reload, kick, retry, delete, hold, release,
-// unwhitelist): something to do rather than a setting. Apply returns the
+// unwhitelist, exportwhitelist): something to do rather than a setting. Apply returns the
 // actions of a ctl write, in order, for the daemon to carry out.
 type Action struct {
 	Verb string
@@ -181,7 +184,7 @@ func Apply(c *Config, source, text string) (*Config, []Action, error) {
 	for i, line := range strings.Split(text, "\n") {
 		act, err := n.applyLine(line, source == "ctl")
 		if err != nil {
-			return c, nil, &LineError{Source: source, Line: i + 1, Text: strings.TrimRight(line, "\r"), Err: err}
+			return c, nil, &LineError{Source: source, Line: i + 1, Text: Redact(strings.TrimRight(line, "\r")), Err: err}
 		}
 		if act != nil {
 			act.Line, act.Text = i+1, strings.TrimRight(line, "\r")

@@ -100,6 +100,13 @@ func init() {
 		count("greytriplets", 1, 1<<30, func(c *Config) *int { return &c.GreyTriplets }),
 		count("greyperclient", 1, 1<<30, func(c *Config) *int { return &c.GreyPerClient }),
 		count("greypermsg", 1, maxRcpts, func(c *Config) *int { return &c.GreyPerMsg }),
+		str("greystore", "file|redis://[user:password@]host[:port][/db]|rediss://...", func(c *Config) *string { return &c.GreyStore }, checkGreyStore),
+		{name: "greyfail", usage: "open|closed", min: 1, max: 1, set: setGreyFail, get: func(c *Config) []string {
+			if c.GreyFailClosed {
+				return []string{"closed"}
+			}
+			return []string{"open"}
+		}},
 		durations("tarpitdelay", "normal long", 2, func(c *Config) []*time.Duration { return []*time.Duration{&c.TarpitShort, &c.TarpitLong} }),
 		{name: "backoff", usage: "duration...", min: 1, max: 32, set: setBackoff,
 			get: func(c *Config) []string {
@@ -148,6 +155,7 @@ func init() {
 			}
 			return nil
 		}},
+		{name: "exportwhitelist", usage: "[file]", min: 0, max: 1, action: true, check: checkExportFile},
 	}
 }
 
