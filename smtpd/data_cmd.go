@@ -60,6 +60,11 @@ func (s *session) data(string) {
 		s.blocked(v, sp, h)
 		return
 	}
+	if r := s.checkSubmission(h); r != nil {
+		s.srv.Stats.Rejected.Add(1)
+		s.fail(r)
+		return
+	}
 	if h.received > maxReceived {
 		s.srv.Stats.Rejected.Add(1)
 		s.fail(errLoop)
@@ -230,6 +235,7 @@ func (s *session) deliver(sp *spool, h headerInfo) {
 		return
 	}
 	s.srv.Stats.Accepted.Add(1)
+	s.lstats().Accepted.Add(1)
 	s.srv.Stats.Bytes.Add(sp.Size())
 	q := ""
 	if qid != "" {
@@ -314,7 +320,7 @@ func (s *session) added(h headerInfo, id string) []byte {
 			with += "A"
 		}
 	}
-	fmt.Fprintf(&b, "Received: from %s ([%s]) by %s with %s id %s", s.helo, s.remote, s.cfg.Hostname, with, id)
+	fmt.Fprintf(&b, "Received: from %s by %s with %s id %s", s.receivedFrom(), s.cfg.Hostname, with, id)
 	if len(s.rcpts) == 1 {
 		fmt.Fprintf(&b, " for <%s>", s.rcpts[0].addr)
 	}
@@ -334,6 +340,7 @@ func (s *session) added(h headerInfo, id string) []byte {
 	if !h.destination {
 		b.WriteString("To: " + strings.Join(s.rcptAddrs(), ",\r\n\t") + "\r\n")
 	}
+	b.Write(s.submitHeaders(h, id))
 	return b.Bytes()
 }
 

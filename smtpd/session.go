@@ -57,8 +57,10 @@ type session struct {
 	out    *deadlineWriter
 	w      *bufio.Writer
 	tr     *transcript // nil unless debug
-	line   []byte      // the command line buffer
-	cur    string      // the command being served, for logs (AUTH masked)
+	lis    *Listener   // the listener's policy and counters; nil: an smtp one
+	role   conf.Role
+	line   []byte // the command line buffer
+	cur    string // the command being served, for logs (AUTH masked)
 
 	state     state
 	helo      string // the HELO/EHLO argument: upas's "him"
@@ -145,6 +147,9 @@ func (s *session) serve() {
 		s.tr = openTranscript(s)
 	}
 	defer s.tr.close()
+	if s.role == conf.RoleSubmissions && !s.implicitTLS() {
+		return
+	}
 	s.reply(smtp.Replyf(220, "", "%s ESMTP", s.cfg.DefaultDomain))
 	for !s.quit {
 		line, err := s.readCommand()

@@ -27,6 +27,9 @@ type verb struct {
 	get      func(c *Config) []string // nil result: not rendered
 	reset    func(c *Config)          // for clear; nil: reset from Default
 	check    func(args []string) error
+
+	// lines, instead of get: a setting of many lines (listen, sendas).
+	lines func(c *Config) [][]string
 }
 
 // verbs is the table, in the order Dump renders settings. It is filled in
@@ -124,6 +127,11 @@ func init() {
 			return []string{FormatDuration(c.DelayWarn)}
 		}},
 		count("deliveries", 1, 1<<30, func(c *Config) *int { return &c.Deliveries }),
+		{name: "listen", usage: "dialstring [smtp|submission|submissions]", min: 1, max: 2, set: setListen,
+			lines: getListen, reset: func(c *Config) { c.Listen = nil }},
+		{name: "sendas", usage: "user address...", min: 2, max: -1, set: setSendAs,
+			lines: getSendAs, reset: func(c *Config) { c.SendAs = nil }},
+		onoff("submitterip", func(c *Config) *bool { return &c.SubmitterIP }),
 		{name: "clear", usage: "verb", min: 1, max: 1, set: clearVerb},
 
 		{name: "reload", usage: "", action: true},
@@ -271,7 +279,7 @@ func nets(name string, f func(*Config) *[]netip.Prefix) *verb {
 
 func clearVerb(c *Config, a []string) error {
 	v := lookup(strings.ToLower(a[0]))
-	if v == nil || v.action || v.get == nil {
+	if v == nil || v.action || v.get == nil && v.lines == nil {
 		return fmt.Errorf("clear: %s is not a setting", quote(a[0]))
 	}
 	if v.reset != nil {
