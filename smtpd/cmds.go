@@ -51,6 +51,7 @@ func init() {
 		"QUIT":     {stAny, argNone, (*session).quitCmd, false},
 		"STARTTLS": {stInit | stHelo, argNone, (*session).starttls, false},
 		"AUTH":     {stHelo, argReq, (*session).auth, false},
+		"BDAT":     {stAny, argReq, (*session).bdat, false}, // dispatched before the state check (bdat.go)
 	}
 }
 
@@ -117,7 +118,7 @@ func (s *session) hello(name string, esmtp bool) {
 		s.reply(smtp.Replyf(250, "", "%s", greet))
 		return
 	}
-	lines := []string{greet, "PIPELINING", fmt.Sprintf("SIZE %d", s.cfg.MaxSize), "8BITMIME", "ENHANCEDSTATUSCODES"}
+	lines := []string{greet, "PIPELINING", fmt.Sprintf("SIZE %d", s.cfg.MaxSize), "8BITMIME", "CHUNKING", "ENHANCEDSTATUSCODES"}
 	if s.cfg.TLSCert != nil && !s.tls {
 		lines = append(lines, "STARTTLS")
 	}

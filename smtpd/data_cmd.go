@@ -26,6 +26,10 @@ var (
 // 354, the message, then the reply, which is 250 only once the message is
 // safe. The transaction ends whatever the outcome.
 func (s *session) data(string) {
+	if s.chunks != nil { // RFC 3030 §3: not in a BDAT transaction
+		s.fail(errSequence)
+		return
+	}
 	defer s.resetTxn()
 	v := Accept
 	if !s.trusted {
@@ -44,6 +48,13 @@ func (s *session) data(string) {
 	_, err := readData(s.r, sp, s.cfg.MaxSize, 2*s.cfg.MaxSize+1<<20)
 	s.in.perRead = 0
 	s.conn.SetReadDeadline(time.Time{})
+	s.received(sp, v, err)
+}
+
+// received finishes a message read by DATA or BDAT, whose reading ended
+// in err, with the verdict v of screen: the checks of the message, then
+// the delivery and its reply.
+func (s *session) received(sp *spool, v Verdict, err error) {
 	if err == nil {
 		err = sp.finish()
 	}

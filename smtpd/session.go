@@ -78,6 +78,11 @@ type session struct {
 	from  mailPath // the transaction
 	rcpts []rcpt
 	body8 bool
+	// A BDAT transaction (bdat.go): its chunks so far, whether one failed,
+	// and the octets of BDAT read in the session, for its hard bound.
+	chunks      *chunkWriter
+	chunkFailed bool
+	chunkRead   int64
 	// Of the transaction's recipients, kept as they are accepted so that
 	// a RCPT costs the same however many came before (maxrcpts):
 	rcptSeen  map[string]bool // addresses, lower case
@@ -170,6 +175,7 @@ func (s *session) serve() {
 		}
 	}
 	s.giveBoxes() // of a transaction left open; before the last reply goes
+	s.dropChunks()
 	s.flush()
 }
 
@@ -185,6 +191,8 @@ func (s *session) command(line []byte) {
 	switch {
 	case err != nil:
 		s.fail(err)
+	case c.verb == "BDAT": // its octets are read in every state
+		s.bdat(c.arg)
 	case httpVerbs[c.verb] && c.arg != "":
 		s.logf("non-SMTP command from %s: %q; hanging up", s.remote, s.cur)
 		s.quit = true
@@ -391,6 +399,7 @@ func (s *session) delay(d time.Duration) {
 // did not make.
 func (s *session) resetTxn() {
 	s.giveBoxes()
+	s.dropChunks()
 	s.from, s.rcpts, s.body8 = mailPath{}, nil, false
 	s.rcptSeen, s.rcptBoxes, s.newBoxes = nil, nil, 0
 	if s.state&(stMail|stRcpt) != 0 {
