@@ -118,7 +118,7 @@ func (s *session) hello(name string, esmtp bool) {
 		s.reply(smtp.Replyf(250, "", "%s", greet))
 		return
 	}
-	lines := []string{greet, "PIPELINING", fmt.Sprintf("SIZE %d", s.cfg.MaxSize), "8BITMIME", "CHUNKING", "ENHANCEDSTATUSCODES"}
+	lines := []string{greet, "PIPELINING", fmt.Sprintf("SIZE %d", s.cfg.MaxSize), "8BITMIME", "CHUNKING", s.limitsKeyword(), "ENHANCEDSTATUSCODES"}
 	if s.cfg.TLSCert != nil && !s.tls {
 		lines = append(lines, "STARTTLS")
 	}
@@ -222,6 +222,9 @@ func (s *session) mail(arg string) {
 	s.cfg = s.srv.Config() // ctl changes take effect at the next transaction
 	s.out.timeout = s.cfg.CmdTimeout
 	s.trusted = s.authUser != "" || s.cfg.Trusted(s.remote)
+	if !s.countMail() {
+		return
+	}
 	if (s.cfg.RequireAuth || s.submit()) && s.authUser == "" {
 		s.lstats().NoAuth.Add(1)
 		s.fail(errNeedAuth)

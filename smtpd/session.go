@@ -83,6 +83,7 @@ type session struct {
 	chunks      *chunkWriter
 	chunkFailed bool
 	chunkRead   int64
+	mails       int // MAIL commands of the session (maxmails, limits.go)
 	// Of the transaction's recipients, kept as they are accepted so that
 	// a RCPT costs the same however many came before (maxrcpts):
 	rcptSeen  map[string]bool // addresses, lower case

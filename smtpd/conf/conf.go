@@ -77,6 +77,7 @@ type Config struct {
 	Listen      []Listen            // listen: SMTP listeners and their roles (smtpfs; -l adds smtp ones)
 	SendAs      map[string][]string // sendas: the addresses a submission user may send as
 	SubmitterIP bool                // submitterip: a submission's Received: names the client's address
+	MaxMails    int                 // maxmails: transactions of one session (LIMITS MAILMAX)
 }
 
 // Default returns the built-in configuration.
@@ -114,6 +115,7 @@ func Default() *Config {
 		Lifetime:   5 * 24 * time.Hour,
 		DelayWarn:  4 * time.Hour,
 		Deliveries: 20,
+		MaxMails:   1000,
 	}
 }
 

@@ -132,6 +132,7 @@ func init() {
 		{name: "sendas", usage: "user address...", min: 2, max: -1, set: setSendAs,
 			lines: getSendAs, reset: func(c *Config) { c.SendAs = nil }},
 		onoff("submitterip", func(c *Config) *bool { return &c.SubmitterIP }),
+		count("maxmails", 1, 1<<30, func(c *Config) *int { return &c.MaxMails }), // RFC 9422 MAILMAX
 		{name: "clear", usage: "verb", min: 1, max: 1, set: clearVerb},
 
 		{name: "reload", usage: "", action: true},
