@@ -7,7 +7,8 @@
 // RFCs: 5321 (SMTP), 1870 (SIZE), 2920 (PIPELINING), 6152 (8BITMIME),
 // 2034 and 3463 (enhanced status codes), 3207 (STARTTLS), 4954 (AUTH),
 // 4616 (PLAIN), 2195 (CRAM-MD5), 3848 (ESMTPS/ESMTPA in Received:),
-// 5322 (the header fields we add).
+// 5322 (the header fields we add), 3030 (CHUNKING: bdat.go), 6409 and
+// 8314 (submission, on listeners of that role: submit.go).
 //
 // # Policy
 //

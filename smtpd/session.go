@@ -58,8 +58,10 @@ type session struct {
 	out    *deadlineWriter
 	w      *bufio.Writer
 	tr     *transcript // nil unless debug
-	line   []byte      // the command line buffer
-	cur    string      // the command being served, for logs (AUTH masked)
+	lis    *Listener   // the listener's policy and counters; nil: an smtp one
+	role   conf.Role
+	line   []byte // the command line buffer
+	cur    string // the command being served, for logs (AUTH masked)
 
 	state     state
 	helo      string // the HELO/EHLO argument: upas's "him"
@@ -77,6 +79,12 @@ type session struct {
 	from  mailPath // the transaction
 	rcpts []rcpt
 	body8 bool
+	// A BDAT transaction (bdat.go): its chunks so far, whether one failed,
+	// and the octets of BDAT read in the session, for its hard bound.
+	chunks      *chunkWriter
+	chunkFailed bool
+	chunkRead   int64
+	mails       int // MAIL commands of the session (maxmails, limits.go)
 	// Of the transaction's recipients, kept as they are accepted so that
 	// a RCPT costs the same however many came before (maxrcpts):
 	rcptSeen  map[string]bool // addresses, lower case
@@ -147,6 +155,9 @@ func (s *session) serve() {
 		s.tr = openTranscript(s)
 	}
 	defer s.tr.close()
+	if s.role == conf.RoleSubmissions && !s.implicitTLS() {
+		return
+	}
 	s.reply(smtp.Replyf(220, "", "%s ESMTP", s.cfg.DefaultDomain))
 	for !s.quit {
 		line, err := s.readCommand()
@@ -167,6 +178,7 @@ func (s *session) serve() {
 		}
 	}
 	s.giveBoxes() // of a transaction left open; before the last reply goes
+	s.dropChunks()
 	s.flush()
 }
 
@@ -182,6 +194,8 @@ func (s *session) command(line []byte) {
 	switch {
 	case err != nil:
 		s.fail(err)
+	case c.verb == "BDAT": // its octets are read in every state
+		s.bdat(c.arg)
 	case httpVerbs[c.verb] && c.arg != "":
 		s.logf("non-SMTP command from %s: %q; hanging up", s.remote, s.cur)
 		s.quit = true
@@ -388,6 +402,7 @@ func (s *session) delay(d time.Duration) {
 // did not make.
 func (s *session) resetTxn() {
 	s.giveBoxes()
+	s.dropChunks()
 	s.from, s.rcpts, s.body8 = mailPath{}, nil, false
 	s.rcptSeen, s.rcptBoxes, s.newBoxes = nil, nil, 0
 	s.loopRcpts = 0

@@ -46,7 +46,8 @@ type daemon struct {
 	// actions are the runtime ctl verbs, by verb.
 	actions map[string]action
 
-	debug atomic.Bool // cfg.Debug, for the log tee, which may not take mu
+	debug   atomic.Bool // cfg.Debug, for the log tee, which may not take mu
+	started atomic.Bool // the listeners were opened: changes of listen open and close them
 
 	beforeChange func() // test hook: called as changed starts
 
@@ -60,6 +61,9 @@ type daemon struct {
 	mu      sync.Mutex
 	cfg     *conf.Config
 	secrets *smtpd.Secrets
+
+	lmu       sync.Mutex      // guards listeners
+	listeners []*smtpListener // the open SMTP listeners, in the order opened
 }
 
 // newDaemon loads the configuration, secrets, whitelist, lib/blocked and
@@ -71,6 +75,7 @@ func newDaemon(root, confFile string, verbs []string, stderr io.Writer) (*daemon
 	if err != nil {
 		return nil, err
 	}
+	cfg = withListen(cfg)
 	d := &daemon{root: root, confFile: confFile, verbs: verbs, cfg: cfg, secrets: sec, hub: fs.NewLog(0)}
 	d.debug.Store(cfg.Debug)
 	d.logs = mlog.New(filepath.Join(root, "log"), io.MultiWriter(d.hub, &debugTee{d: d, w: stderr}))
@@ -220,7 +225,10 @@ func (d *daemon) ctlSettings(text string) ([]conf.Action, error) {
 	old := d.Config()
 	cfg, acts, err := conf.Apply(old, "ctl", text)
 	if err == nil {
-		err = d.checkActions(acts)
+		err = cfg.CheckListen()
+	}
+	if err == nil {
+		cfg, err = withListen(cfg), d.checkActions(acts)
 	}
 	if err != nil {
 		return nil, err
@@ -332,6 +340,7 @@ func (d *daemon) Reload() error {
 	defer d.cmu.Unlock()
 	cfg, sec, err := setup.Load(d.root, d.confFile, d.verbs)
 	if err == nil {
+		cfg = withListen(cfg)
 		err = setup.CheckRegular(d.blocked.Path())
 	}
 	if err == nil {
@@ -369,6 +378,11 @@ func (d *daemon) changed(cfg *conf.Config) {
 	d.queue.SetSettings(setup.QueueSettings(cfg))
 	d.client.Store(setup.NewClient(cfg, d.logs))
 	d.tree.SetMaxMessage(cfg.MaxSize)
+	if d.started.Load() {
+		if _, err := d.syncListeners(cfg); err != nil {
+			d.log.Printf("%v", err)
+		}
+	}
 }
 
 // Stats returns the counters of the server and the queue, for the 9P
@@ -378,6 +392,7 @@ func (d *daemon) Stats() []fs.Stat {
 	for _, s := range d.srv.Stats.Values() {
 		st = append(st, fs.Stat{Name: s.Name, Value: s.Value})
 	}
+	st = append(st, d.listenerStats()...)
 	q := d.queue.Stats()
 	for _, s := range []struct {
 		name string

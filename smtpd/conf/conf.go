@@ -90,6 +90,10 @@ type Config struct {
 	LoopbackRateMsgs   int
 	LoopbackRateRcpts  int
 	LoopbackRateWindow time.Duration
+	Listen             []Listen            // listen: SMTP listeners and their roles (smtpfs; -l adds smtp ones)
+	SendAs             map[string][]string // sendas: the addresses a submission user may send as
+	SubmitterIP        bool                // submitterip: a submission's Received: names the client's address
+	MaxMails           int                 // maxmails: transactions of one session (LIMITS MAILMAX)
 }
 
 // Default returns the built-in configuration.
@@ -135,6 +139,7 @@ func Default() *Config {
 		LoopbackRateMsgs:   20,
 		LoopbackRateRcpts:  100,
 		LoopbackRateWindow: time.Hour,
+		MaxMails:           1000,
 	}
 }
 
@@ -146,6 +151,13 @@ func (c *Config) Clone() *Config {
 	n.Evil = append([]netip.Prefix(nil), c.Evil...)
 	n.Mailer = append([]string(nil), c.Mailer...)
 	n.Backoff = append([]time.Duration(nil), c.Backoff...)
+	n.Listen = append([]Listen(nil), c.Listen...)
+	if c.SendAs != nil {
+		n.SendAs = map[string][]string{}
+		for u, l := range c.SendAs {
+			n.SendAs[u] = append([]string(nil), l...)
+		}
+	}
 	return &n
 }
 
@@ -226,19 +238,23 @@ func (c *Config) applyLine(line string, ctl bool) (*Action, error) {
 func (c *Config) Dump() string {
 	var b strings.Builder
 	for _, v := range verbs {
-		if v.get == nil {
-			continue
+		var lines [][]string
+		switch {
+		case v.lines != nil:
+			lines = v.lines(c)
+		case v.get != nil:
+			if args := v.get(c); args != nil {
+				lines = [][]string{args}
+			}
 		}
-		args := v.get(c)
-		if args == nil {
-			continue
+		for _, args := range lines {
+			b.WriteString(v.name)
+			for _, a := range args {
+				b.WriteByte(' ')
+				b.WriteString(Quote(a))
+			}
+			b.WriteByte('\n')
 		}
-		b.WriteString(v.name)
-		for _, a := range args {
-			b.WriteByte(' ')
-			b.WriteString(Quote(a))
-		}
-		b.WriteByte('\n')
 	}
 	return b.String()
 }

@@ -28,6 +28,9 @@ type verb struct {
 	get      func(c *Config) []string // nil result: not rendered
 	reset    func(c *Config)          // for clear; nil: reset from Default
 	check    func(args []string) error
+
+	// lines, instead of get: a setting of many lines (listen, sendas).
+	lines func(c *Config) [][]string
 }
 
 // verbs is the table, in the order Dump renders settings. It is filled in
@@ -139,6 +142,12 @@ func init() {
 			get: func(c *Config) []string {
 				return []string{strconv.Itoa(c.LoopbackRateMsgs), strconv.Itoa(c.LoopbackRateRcpts), FormatDuration(c.LoopbackRateWindow)}
 			}},
+		{name: "listen", usage: "dialstring [smtp|submission|submissions]", min: 1, max: 2, set: setListen,
+			lines: getListen, reset: func(c *Config) { c.Listen = nil }},
+		{name: "sendas", usage: "user address...", min: 2, max: -1, set: setSendAs,
+			lines: getSendAs, reset: func(c *Config) { c.SendAs = nil }},
+		onoff("submitterip", func(c *Config) *bool { return &c.SubmitterIP }),
+		count("maxmails", 1, 1<<30, func(c *Config) *int { return &c.MaxMails }), // RFC 9422 MAILMAX
 		{name: "clear", usage: "verb", min: 1, max: 1, set: clearVerb},
 
 		{name: "reload", usage: "", action: true},
@@ -287,7 +296,7 @@ func nets(name string, f func(*Config) *[]netip.Prefix) *verb {
 
 func clearVerb(c *Config, a []string) error {
 	v := lookup(strings.ToLower(a[0]))
-	if v == nil || v.action || v.get == nil {
+	if v == nil || v.action || v.get == nil && v.lines == nil {
 		return fmt.Errorf("clear: %s is not a setting", quote(a[0]))
 	}
 	if v.reset != nil {

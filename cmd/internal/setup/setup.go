@@ -132,6 +132,9 @@ func MakeRoot(root string) error {
 // Load reads the configuration (the file, then verbs) and lib/secrets.
 func Load(root, file string, verbs []string) (*conf.Config, *smtpd.Secrets, error) {
 	cfg, err := conf.Load(file, verbs)
+	if err == nil {
+		err = cfg.CheckListen()
+	}
 	if err != nil {
 		return nil, nil, err
 	}
