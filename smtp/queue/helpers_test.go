@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"smtpfs/smtp"
 )
 
 // A fakeClock is a clock that moves only when told.
@@ -87,7 +89,8 @@ type fakeDeliverer struct {
 	result func(ctx context.Context, c call) ([]error, error)
 }
 
-func (d *fakeDeliverer) Deliver(ctx context.Context, dest, from string, rcpts []string, msg io.Reader) ([]error, error) {
+func (d *fakeDeliverer) Send(ctx context.Context, dest string, m smtp.Mail, msg io.Reader) ([]error, error) {
+	from, rcpts := m.From, m.Rcpts
 	b, err := io.ReadAll(msg)
 	if err != nil {
 		return nil, err

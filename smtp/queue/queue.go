@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"smtpfs/smtp"
 )
 
 // A Deliverer sends a message to recipients at one destination: the SMTP
@@ -23,10 +25,10 @@ import (
 // rcptErrs: the others were accepted). Errors say whether they are
 // temporary as smtp.IsTemporary reads them; an error that names the
 // server that answered with a method RemoteMTA() string gets that name in
-// the DSN. Deliver must be safe for concurrent use, and return soon after
+// the DSN. Send must be safe for concurrent use, and return soon after
 // ctx is done.
 type Deliverer interface {
-	Deliver(ctx context.Context, dest, from string, rcpts []string, msg io.Reader) (rcptErrs []error, err error)
+	Send(ctx context.Context, dest string, m smtp.Mail, msg io.Reader) (rcptErrs []error, err error)
 }
 
 // Local delivers to local users (the server engine's Maildir delivery):

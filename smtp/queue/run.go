@@ -440,7 +440,7 @@ func (q *Queue) session(d *dest, j *job, limit time.Duration) {
 		switch {
 		case j.dest != "":
 			ctx, stop := q.bound(j.a.ctx, limit)
-			errs, err = q.deliver.Deliver(ctx, j.dest, j.a.e.from, addrs, f)
+			errs, err = q.deliver.Send(ctx, j.dest, smtp.Mail{From: j.a.e.from, Rcpts: addrs}, f)
 			err = q.cut(ctx, j, err)
 			stop()
 		case q.local == nil:
