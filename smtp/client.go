@@ -241,12 +241,13 @@ type Mail struct {
 }
 
 // Params are what a message asks of the next hop besides its addresses:
-// the DSN parameters (RFC 3461) and REQUIRETLS (RFC 8689). The zero value
-// asks nothing.
+// the DSN parameters (RFC 3461), REQUIRETLS (RFC 8689) and SMTPUTF8 (RFC
+// 6531). The zero value asks nothing.
 type Params struct {
 	Ret        string       // RET: "FULL", "HDRS" or "" if not given (RFC 3461 §4.3)
 	EnvID      string       // ENVID, decoded from its xtext (RFC 3461 §4.4)
 	RequireTLS bool         // REQUIRETLS (RFC 8689 §4)
+	SMTPUTF8   bool         // the message needs SMTPUTF8 (RFC 6531 §3.4): UTF-8 in its header or addresses
 	Rcpt       []RcptParams // per recipient, in the order of Mail.Rcpts; nil or shorter: none
 }
 
