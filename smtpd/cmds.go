@@ -118,7 +118,7 @@ func (s *session) hello(name string, esmtp bool) {
 		s.reply(smtp.Replyf(250, "", "%s", greet))
 		return
 	}
-	lines := []string{greet, "PIPELINING", fmt.Sprintf("SIZE %d", s.cfg.MaxSize), "8BITMIME", "CHUNKING", s.limitsKeyword(), "ENHANCEDSTATUSCODES"}
+	lines := []string{greet, "PIPELINING", fmt.Sprintf("SIZE %d", s.cfg.MaxSize), "8BITMIME", "SMTPUTF8", "CHUNKING", s.limitsKeyword(), "ENHANCEDSTATUSCODES"}
 	if s.cfg.TLSCert != nil && !s.tls {
 		lines = append(lines, "STARTTLS")
 	}
@@ -237,6 +237,7 @@ func (s *session) mail(arg string) {
 	}
 	seen := map[string]bool{}
 	var size int64
+	s.utf8 = false // an earlier MAIL that failed said nothing
 	for _, pm := range params {
 		if seen[pm.key] {
 			s.fail(errArgs)
@@ -247,6 +248,10 @@ func (s *session) mail(arg string) {
 			s.fail(r)
 			return
 		}
+	}
+	if r := s.checkUTF8(p, params); r != nil {
+		s.fail(r)
+		return
 	}
 	if r := s.srv.roomFor(s.cfg.MinFree, size); r != nil {
 		if !s.junk() { // our trouble, not an error of the client's
@@ -286,6 +291,8 @@ func (s *session) mailParam(pm param, size *int64) *smtp.Reply {
 			return errArgs
 		}
 	case "AUTH": // the submitter's identity, which we do not use (RFC 4954 §5 lets us ignore it)
+	case "SMTPUTF8":
+		return s.utf8Param(pm)
 	default:
 		return errParam
 	}
@@ -318,6 +325,9 @@ func (s *session) rcpt(arg string) {
 	}
 	if err == nil && p.Null {
 		err = errPathSyntax
+	}
+	if err == nil {
+		err = s.checkUTF8(p, params)
 	}
 	if err != nil {
 		s.fail(err)

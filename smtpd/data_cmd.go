@@ -294,7 +294,8 @@ func (s *session) store(sp *spool, h headerInfo, id string) (string, error) {
 	if !s.trusted {
 		from = ""
 	}
-	qid, err := s.srv.Queue.Put(ctx, from, remote, s.message(sp, h, id))
+	// RFC 6531 §3.4: a message that came with SMTPUTF8 leaves with it.
+	qid, err := s.srv.Queue.PutMail(ctx, smtp.Mail{From: from, Rcpts: remote, Params: smtp.Params{SMTPUTF8: s.utf8}}, s.message(sp, h, id))
 	if err != nil {
 		return "", err
 	}
@@ -331,6 +332,9 @@ func (s *session) added(h headerInfo, id string) []byte {
 		if s.authUser != "" {
 			with += "A"
 		}
+	}
+	if s.utf8 { // RFC 6531 §3.7.3: UTF8SMTP, UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA
+		with = "UTF8" + strings.TrimPrefix(with, "E")
 	}
 	fmt.Fprintf(&b, "Received: from %s by %s with %s id %s", s.receivedFrom(), s.cfg.Hostname, with, id)
 	if len(s.rcpts) == 1 {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"smtpfs/smtp"
 	"smtpfs/smtpd/conf"
 )
 
@@ -274,12 +275,13 @@ type fakeQueue struct {
 }
 
 type queued struct {
-	from  string
-	rcpts []string
-	data  string
+	from   string
+	rcpts  []string
+	data   string
+	params smtp.Params
 }
 
-func (q *fakeQueue) Put(ctx context.Context, from string, rcpts []string, msg io.Reader) (string, error) {
+func (q *fakeQueue) PutMail(ctx context.Context, m smtp.Mail, msg io.Reader) (string, error) {
 	b, err := io.ReadAll(msg)
 	if err != nil {
 		return "", err
@@ -289,7 +291,7 @@ func (q *fakeQueue) Put(ctx context.Context, from string, rcpts []string, msg io
 	if q.err != nil {
 		return "", q.err
 	}
-	q.msgs = append(q.msgs, queued{from, rcpts, string(b)})
+	q.msgs = append(q.msgs, queued{m.From, m.Rcpts, string(b), m.Params})
 	return "q1", nil
 }
 

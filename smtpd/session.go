@@ -79,6 +79,7 @@ type session struct {
 	from  mailPath // the transaction
 	rcpts []rcpt
 	body8 bool
+	utf8  bool // MAIL said SMTPUTF8 (utf8.go)
 	// A BDAT transaction (bdat.go): its chunks so far, whether one failed,
 	// and the octets of BDAT read in the session, for its hard bound.
 	chunks      *chunkWriter
@@ -404,6 +405,7 @@ func (s *session) resetTxn() {
 	s.giveBoxes()
 	s.dropChunks()
 	s.from, s.rcpts, s.body8 = mailPath{}, nil, false
+	s.utf8 = false
 	s.rcptSeen, s.rcptBoxes, s.newBoxes = nil, nil, 0
 	s.loopRcpts = 0
 	if s.state&(stMail|stRcpt) != 0 {
