@@ -116,8 +116,9 @@ func parseUDomain(s string) (alabel, written string, err *smtp.Reply) {
 //     ligatures, superscripts, U+2126 OHM SIGN after NFC is Ω and fine)
 //     is refused: it looks like another name, and would make a second
 //     box for it;
-//   - the box does not start with '.', '-' or a combining mark; its dots
-//     separate non-empty atoms (a dot-string), so it is never "." or "..".
+//   - the box does not start with '.', '-' or a combining mark, nor end
+//     with '.' ("jörg.+x"); its dots separate non-empty atoms (a
+//     dot-string), so it is never "." or "..".
 //
 // A box name is the UTF-8 of those characters, so two local parts share
 // a box only if they are the same after NFC and lower case. An ASCII
@@ -133,7 +134,8 @@ func utf8BoxName(local string) (string, error) {
 	}
 	box, tag, _ := strings.Cut(n, "+")
 	box = norm.NFC.String(strings.ToLower(box))
-	if box == "" || len(box) > maxLocal || box[0] == '.' || box[0] == '-' || !boxRunes(box, "._-") || !boxRunes(tag, "._-+=") {
+	if box == "" || len(box) > maxLocal || box[0] == '.' || box[0] == '-' || box[len(box)-1] == '.' ||
+		!boxRunes(box, "._-") || !boxRunes(tag, "._-+=") {
 		return "", bad
 	}
 	if r, _ := utf8.DecodeRuneInString(box); unicode.IsMark(r) {
