@@ -239,7 +239,7 @@ func (s *session) mail(arg string) {
 	var size int64
 	s.utf8 = false // an earlier MAIL that failed said nothing
 	for _, pm := range params {
-		if seen[pm.key] {
+		if seen[pm.key] && pm.key != "SMTPUTF8" { // a flag: Python's send_message says it twice
 			s.fail(errArgs)
 			return
 		}

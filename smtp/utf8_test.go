@@ -32,3 +32,25 @@ func TestALabel(t *testing.T) {
 		}
 	}
 }
+
+func TestNeedsSMTPUTF8(t *testing.T) {
+	for _, tt := range []struct {
+		head  string
+		addrs []string
+		want  bool
+	}{
+		{"Subject: hi\r\n\r\nbody", []string{"a@b.example"}, false},
+		{"Subject: Grüße\r\n\r\nbody", []string{"a@b.example"}, true},
+		{"Subject: Grüße\n\nbody", nil, true},
+		{"Subject: hi\r\n\r\nGrüße in the body", nil, false},
+		{"Subject: hi\n\nGrüße in the body", nil, false},
+		{"\r\nGrüße, no header", nil, false},
+		{"Subject: caf\xe9\r\n\r\n", nil, false}, // Latin-1: 8-bit data, not RFC 6532
+		{"Subject: hi\r\n\r\n", []string{"a@b.example", "jörg@bücher.example"}, true},
+		{"Subject: unfinished Grüße", nil, true},
+	} {
+		if got := smtp.NeedsSMTPUTF8([]byte(tt.head), tt.addrs...); got != tt.want {
+			t.Errorf("NeedsSMTPUTF8(%q, %q) = %v, want %v", tt.head, tt.addrs, got, tt.want)
+		}
+	}
+}

@@ -1,9 +1,11 @@
 package smtp
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 	"golang.org/x/text/unicode/norm"
@@ -51,4 +53,30 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// NeedsSMTPUTF8 reports whether a message needs SMTPUTF8 (RFC 6531 §3.4):
+// an address is not ASCII, or its header has UTF-8 in it (RFC 6532).
+// head is the message, or its start: the header is what comes before the
+// first empty line (LF or CRLF line ends). A header whose 8-bit bytes are
+// not UTF-8 is old 8-bit data, sent as it always was.
+func NeedsSMTPUTF8(head []byte, addrs ...string) bool {
+	for _, a := range addrs {
+		if !isASCII(a) {
+			return true
+		}
+	}
+	h := head
+	switch {
+	case bytes.HasPrefix(head, []byte("\n")), bytes.HasPrefix(head, []byte("\r\n")):
+		h = nil
+	default:
+		if i := bytes.Index(head, []byte("\n\n")); i >= 0 {
+			h = head[:i]
+		}
+		if i := bytes.Index(h, []byte("\n\r\n")); i >= 0 {
+			h = h[:i]
+		}
+	}
+	return !isASCII(string(h)) && utf8.Valid(h)
 }
