@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -311,7 +310,7 @@ func (s *session) needUTF8(env envelope) error {
 	if env.params.SMTPUTF8 {
 		what = "message needs SMTPUTF8"
 	}
-	return s.fail("mailfrom", permanent(errors.New("5.6.7 "+what+" and the server does not offer SMTPUTF8")))
+	return s.fail("mailfrom", permanent(&StatusError{Enh: "5.6.7", Msg: what + " and the server does not offer SMTPUTF8"}))
 }
 
 // utf8 reports whether the envelope needs SMTPUTF8: the message says so,

@@ -80,3 +80,15 @@ func NeedsSMTPUTF8(head []byte, addrs ...string) bool {
 	}
 	return !isASCII(string(h)) && utf8.Valid(h)
 }
+
+// A StatusError is a failure of our own, not a server's reply, that has
+// an enhanced status code (RFC 3463) for the DSN that reports it.
+type StatusError struct {
+	Enh string // "5.6.7"
+	Msg string
+}
+
+func (e *StatusError) Error() string { return e.Enh + " " + e.Msg }
+
+// EnhancedStatus returns the enhanced status code.
+func (e *StatusError) EnhancedStatus() string { return e.Enh }
