@@ -457,7 +457,7 @@ func fill(args []string) error {
 	for i := range *n {
 		t := base.Add(time.Duration(i) * time.Millisecond)
 		id := queueID(t)
-		env := fmt.Sprintf("# smtpfs queue envelope; the format is in README.md, The queue\n"+
+		env := fmt.Sprintf("# smtpfs queue envelope; the format is in smtpfs(8), The queue\n"+
 			"from perf@bench.example\narrived %s\nsize %d\nheld\nrcpt %s 0 %s ''\n",
 			t.UTC().Format(time.RFC3339Nano), len(msg), *to, t.UTC().Format(time.RFC3339Nano))
 		if err := os.WriteFile(filepath.Join(*dir, id+".msg"), msg, 0600); err != nil {
