@@ -253,6 +253,7 @@ func (s *session) mail(arg string) {
 		p.Domain = heloDomain(s.helo) // upas: a domainless sender is him!sender
 	}
 	s.from, s.state = p, stMail
+	s.checkSPF()
 	s.reply(smtp.Replyf(250, "2.0.0", "sender is %s", p.Bang()))
 }
 
@@ -312,6 +313,10 @@ func (s *session) rcpt(arg string) {
 	}
 	if err != nil {
 		s.fail(err)
+		return
+	}
+	if r := s.spfRefusal(); r != nil {
+		s.fail(r)
 		return
 	}
 	r, ok := s.route(p)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"smtpfs/smtp"
+	"smtpfs/smtp/mailauth"
 	"smtpfs/smtpd/authfail"
 	"smtpfs/smtpd/conf"
 )
@@ -86,8 +87,17 @@ type Server struct {
 	// together.
 	Maildir *Maildir
 
-	// Stats counts what the server did, for the 9P stats file.
-	Stats Stats
+	// MailAuth checks SPF, DKIM and DMARC of mail from outside (the spf and
+	// dmarc verbs); nil: nothing is checked and no Authentication-Results
+	// field is added. Signer signs what trusted clients queue (DKIM); nil:
+	// nothing is signed. See mailauth.go.
+	MailAuth MailAuth
+	Signer   Signer
+
+	// Stats counts what the server did, for the 9P stats file; AuthStats
+	// the verdicts of MailAuth.
+	Stats     Stats
+	AuthStats mailauth.Counters
 
 	// sleep waits for d unless ctx is done first; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error
