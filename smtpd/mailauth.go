@@ -1,12 +1,14 @@
 package smtpd
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/netip"
 	"strings"
+	"sync"
 
 	"smtpfs/smtp"
 	"smtpfs/smtp/mailauth"
@@ -104,6 +106,13 @@ func (s *session) spfRefusal() *smtp.Reply {
 	return nil
 }
 
+// dkimReaders are the buffered readers a message is verified through.
+// smtp/mailauth reads it through a bufio.Reader of 64 KiB, which
+// bufio.NewReaderSize does not make anew when it is handed one at least
+// as big: a pool of them spares allocating and clearing 64 KiB a message
+// (a fifth of what the checks cost, measured with BenchmarkMailAuthAccept).
+var dkimReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
 // checkMessage runs the checks after DATA for a message from outside:
 // DKIM and DMARC with dmarc tag or enforce. It renders the
 // Authentication-Results field and, under enforce, the quarantine field
@@ -116,7 +125,11 @@ func (s *session) checkMessage(sp *spool, h headerInfo) *smtp.Reply {
 	v := mailauth.Verdict{SPF: s.spf}
 	if s.cfg.DMARC != conf.PolicyOff {
 		ctx := s.srv.killCtx
-		v.DKIM = s.srv.MailAuth.VerifyDKIM(ctx, sp.Reader(0))
+		br := dkimReaders.Get().(*bufio.Reader)
+		br.Reset(sp.Reader(0))
+		v.DKIM = s.srv.MailAuth.VerifyDKIM(ctx, br)
+		br.Reset(nil)
+		dkimReaders.Put(br)
 		var spf mailauth.SPFResult
 		if s.spf != nil {
 			spf = *s.spf
