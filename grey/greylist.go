@@ -164,6 +164,11 @@ const (
 // registered within the bounds of the settings (tally), and those left
 // out are logged once for each bound.
 func (g *Greylist) Check(local, remote netip.Addr, from string, rcpts []string) (pass bool) {
+	return g.check(local, remote, "", rcpts)
+}
+
+// check is Check, keyed by the sender domain when it is not "" (sender.go).
+func (g *Greylist) check(local, remote netip.Addr, domain string, rcpts []string) (pass bool) {
 	remote = canon(remote)
 	if !remote.IsValid() {
 		g.log.Printf("greylist: no remote address; not greylisting")
@@ -178,6 +183,10 @@ func (g *Greylist) Check(local, remote netip.Addr, from string, rcpts []string) 
 	pool := poolOf(remote, s)
 	tr := tripletRun{dir: filepath.Join(g.tmp, dirName(local), pool.Addr().String()), now: now, s: s,
 		client: clientOf(remote, s)}
+	if domain != "" {
+		tr.dir, tr.sender = filepath.Join(g.tmp, senderDir(local, domain)), domain
+		g.log.Printf("%s passed SPF for %s: greylisting its domain's triplets", domain, remote)
+	}
 	var left [enough + 1]unregistered // by outcome: full, clientFull, enough
 	for _, rcpt := range rcpts {
 		name := fileName(rcpt)
@@ -266,7 +275,7 @@ func (tr *tripletRun) why(o outcome) string {
 	case full:
 		return fmt.Sprintf("greylist full (%d triplets)", tr.s.MaxTriplets)
 	case clientFull:
-		return fmt.Sprintf("%s has %d triplets, greyperclient's limit", formatPrefix(tr.client), tr.s.PerClient)
+		return fmt.Sprintf("%s has %d triplets, greyperclient's limit", tr.clientName(), tr.s.PerClient)
 	}
 	return fmt.Sprintf("%d new recipients of the message registered, greypermsg's limit", tr.s.PerMessage)
 }
@@ -279,6 +288,7 @@ type tripletRun struct {
 	now    time.Time
 	s      Settings
 	client netip.Prefix
+	sender string // the sender domain whose triplets these are (sender.go), or ""
 	made   int
 }
 
@@ -310,7 +320,7 @@ func (g *Greylist) triplet(tr *tripletRun, name string) (outcome, time.Duration,
 		if tr.made >= s.PerMessage {
 			return enough, 0, nil
 		}
-		key := keyOf(tr.client)
+		key := tr.key()
 		if o := g.tally.reserve(key, s, func() int { return countDir(tr.dir, s.PerClient) }); o != registered {
 			return o, 0, nil
 		}

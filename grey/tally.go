@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -167,6 +168,9 @@ func (w *walkCounter) add(path string) {
 		w.good = err == nil && canon(a) == a
 		if w.good {
 			w.key = keyOf(clientOf(a, w.s))
+		}
+		if base := filepath.Base(dir); strings.HasPrefix(base, "@") { // a sender domain's (sender.go)
+			w.good, w.key = true, senderKey(base)
 		}
 	}
 	if w.good {

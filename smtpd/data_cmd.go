@@ -157,7 +157,7 @@ func (s *session) screen() (Verdict, bool) {
 		return v, false
 	}
 	if s.cfg.Greylist && s.srv.Greylister != nil {
-		if !s.srv.Greylister.Check(s.local, s.remote, s.from.Addr(), s.rcptAddrs()) {
+		if !s.greyCheck() {
 			s.srv.Stats.Greylisted.Add(1)
 			s.reply(errGreylisted)
 			s.quit = true

@@ -155,6 +155,20 @@ func (s *session) checkMessage(sp *spool, h headerInfo) *smtp.Reply {
 	return nil
 }
 
+// greyCheck asks the greylist about the transaction: by the sender's
+// domain when SPF says the client may send its mail, so that a sender's
+// farm of servers retrying from another address passes, else by the
+// client's address. A pass through "all" (+all: anyone may send) says
+// nothing of the client, and does not count.
+func (s *session) greyCheck() bool {
+	if r := s.spf; r != nil && r.Result == mailauth.Pass && r.Identity == "mailfrom" && strings.TrimPrefix(r.Mechanism, "+") != "all" {
+		if g, ok := s.srv.Greylister.(SenderGreylister); ok {
+			return g.CheckSender(s.local, s.remote, r.Domain, s.from.Addr(), s.rcptAddrs())
+		}
+	}
+	return s.srv.Greylister.Check(s.local, s.remote, s.from.Addr(), s.rcptAddrs())
+}
+
 // stripAuthResults removes the Authentication-Results fields that claim
 // our host name from the header of the message, h.end bytes of sp (RFC
 // 8601 §5); message then gives the header without them.

@@ -36,6 +36,13 @@ type Greylister interface {
 	Check(local, remote netip.Addr, from string, rcpts []string) (pass bool)
 }
 
+// SenderGreylister is what a Greylister may also implement: CheckSender
+// greylists the pair (sender domain, recipient) instead of (client
+// address, recipient), for a sender whose domain passed SPF (mailauth.go).
+type SenderGreylister interface {
+	CheckSender(local, remote netip.Addr, domain, from string, rcpts []string) (pass bool)
+}
+
 // Classifier gives the lib/blocked verdict (upas ratfs semantics) for the
 // client address and the sender as a lower-case upas bang path
 // ("example.com!bob"; "" for the null sender).

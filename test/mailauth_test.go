@@ -279,3 +279,40 @@ func TestMailAuthOutbound(t *testing.T) {
 	}
 	waitLog(t, d, "dkim: signed d=example.org s=ed1 a=ed25519-sha256, d=example.org s=rsa1 a=rsa-sha256")
 }
+
+// TestMailAuthGreylist: with SPF on, a sender whose domain passes SPF is
+// greylisted by (domain, recipient): farm.example's retry from another of
+// its servers passes, and that server is whitelisted. A sender without
+// SPF, and one whose record lets anyone send (+all), are greylisted by
+// address as before.
+func TestMailAuthGreylist(t *testing.T) {
+	dns := testlib.NewDNS(t, `farm.example. 300 IN TXT "v=spf1 ip4:127.0.0.5 ip4:127.0.0.6 -all"
+open.example. 300 IN TXT "v=spf1 +all"`)
+	t.Setenv("SMTPFS_RESOLVER", dns.Addr)
+	d := startMail(t, "defaultdomain example.org\ngreylist on\n")
+	if got := greyTry(t, d, "127.0.0.5", "alice@farm.example", "bob@example.org"); got != greyRefusal {
+		t.Fatalf("first attempt: %q", got)
+	}
+	tr := filepath.Join(d.Root, "grey", "tmp", "127.0.0.1", "@farm.example", "bob@example.org")
+	backdate(t, tr, 6*time.Minute)
+	if got := greyTry(t, d, "127.0.0.6", "alice@farm.example", "bob@example.org"); got != greySent {
+		t.Errorf("retry from the farm's other server: %q", got)
+	}
+	if got := whitelistText(t, d); got != "127.0.0.6\n" {
+		t.Errorf("whitelist %q", got)
+	}
+	// Keyed by address: a sender without SPF, and one of +all.
+	for _, from := range []string{"carol@nospf.example", "dave@open.example"} {
+		if got := greyTry(t, d, "127.0.0.7", from, "bob@example.org"); got != greyRefusal {
+			t.Errorf("%s, first attempt: %q", from, got)
+		}
+	}
+	if _, err := os.Stat(triplet(d, "127.0.0.7", "bob@example.org")); err != nil {
+		t.Errorf("the address's triplet: %v", err)
+	}
+	logHas(t, logText(t, d), "farm.example passed SPF for 127.0.0.5: greylisting its domain's triplets",
+		"127.0.0.6/bob@example.org was grey; adding IP to white", "no call registered for 127.0.0.7/bob@example.org; registering")
+	if strings.Contains(logText(t, d), "open.example passed SPF") {
+		t.Errorf("a pass through +all keyed the greylist by domain:\n%s", logText(t, d))
+	}
+}
