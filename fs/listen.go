@@ -236,6 +236,10 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// Namespace returns the plan9port name space directory, where Post posts:
+// for clients, such as `smtpfs mount`, to find the service.
+func Namespace() string { return namespace() }
+
 // namespace returns the plan9port name space directory, as plan9port's
 // getns and 9fans.net/go/plan9/client do: $NAMESPACE, else
 // /tmp/ns.$USER.$DISPLAY with $DISPLAY's ".0" dropped, :0 without one.

@@ -57,7 +57,17 @@
 // reasons and the counting. When the triplet files cannot be
 // written (disk full, permissions) the greylist fails open: it logs the
 // error and lets the message through, because greylisting only delays
-// spam, and a broken disk must not turn away all mail for days.
+// spam, and a broken disk must not turn away all mail for days
+// (Settings.FailClosed, greyfail closed, refuses such messages instead).
+//
+// # Stores
+//
+// The triplets and the whitelist are kept by a Store: the files above
+// (FileStore) for one host, or Redis (package grey/redisstore) for the MX
+// hosts of a domain together, with the same algorithm, bounds and log;
+// the Greylist asks the store for all the triplets of a Check at once,
+// one round trip for a store across the network. A store that cannot
+// answer (Redis unreachable) is treated as a broken disk is.
 //
 // # The whitelist
 //

@@ -253,6 +253,49 @@ func TestGreylistStorageError(t *testing.T) {
 	}
 }
 
+// TestGreylistFailClosed: with greyfail closed, a Check the store cannot
+// answer refuses the message (and the whitelist is left alone); each
+// such decision is counted, either way.
+func TestGreylistFailClosed(t *testing.T) {
+	gt := newGreyTest(t, "")
+	writeFile(t, filepath.Join(gt.root, "grey", "tmp"), "not a directory")
+	s := gt.g.Settings()
+	s.FailClosed = true
+	gt.g.SetSettings(s)
+	gt.check(client, []string{"bob"}, false, "greyfail closed: rejecting 192.0.2.7 with temporary failure")
+	s.FailClosed = false
+	gt.g.SetSettings(s)
+	gt.check(client, []string{"bob"}, true, "letting 192.0.2.7 through")
+	if n := gt.g.Unchecked(); n != 2 {
+		t.Errorf("Unchecked = %d, want 2", n)
+	}
+	if got := gt.whitelist(); got != "" {
+		t.Errorf("whitelist = %q", got)
+	}
+}
+
+// TestGreylistSetStore: a greylist moved to another store asks it from
+// the next Check on, whitelist included, and hands back the old one.
+func TestGreylistSetStore(t *testing.T) {
+	gt := newGreyTest(t, "192.0.2.7\n")
+	root := t.TempDir()
+	w, err := OpenWhitelist(filepath.Join(root, "grey", "whitelist"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := gt.g.SetStore(NewFileStore(root, w))
+	if old.Whitelist() == nil || !old.Whitelist().Contains(client) {
+		t.Errorf("SetStore did not hand back the old store")
+	}
+	gt.check(client, []string{"bob"}, false, "no call registered")
+	if _, err := os.Stat(filepath.Join(root, "grey", "tmp", "198.51.100.1", "192.0.2.7", "bob")); err != nil {
+		t.Errorf("the new store has no triplet: %v", err)
+	}
+	if gt.g.Whitelist() != WhitelistStore(w) {
+		t.Errorf("Whitelist is not the new store's")
+	}
+}
+
 func TestGreylistNoRecipients(t *testing.T) {
 	gt := newGreyTest(t, "")
 	gt.check(client, []string{"", ""}, false, "no recent call")
@@ -290,7 +333,7 @@ func TestGreylistHostileRecipients(t *testing.T) {
 	})
 	gt.clk.Add(time.Hour)
 	for _, r := range rcpts {
-		gt.g.white.Remove(netip.PrefixFrom(client, 32))
+		gt.g.Whitelist().Remove(netip.PrefixFrom(client, 32))
 		gt.check(client, []string{r}, true, "was grey")
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 )
 
@@ -39,7 +38,8 @@ import (
 // never walks it; smtpfs does at start), a client the tally has not seen
 // is counted once from its directory, so that its cap holds from its first
 // message: that counts the pool's own directory under our address, not
-// the other addresses of an IPv6 /64. Triplets removed by hand are counted
+// the other addresses of an IPv6 /64 nor the triplets it registered for
+// sender domains (sender.go), which only a walk attributes. Triplets removed by hand are counted
 // until the next Expire. Registrations made while Expire walks are added
 // to what it found, and those it also saw are counted twice until the next
 // Expire: a bounded error, and on the side of refusing.
@@ -71,11 +71,11 @@ func clientOf(remote netip.Addr, s Settings) netip.Prefix {
 
 func keyOf(p netip.Prefix) clientKey { return p.Addr().As16() }
 
-// reserve counts one more triplet for client and returns registered,
-// unless that would pass MaxTriplets (full) or PerClient (clientFull),
+// reserve counts one more triplet for client and returns Registered,
+// unless that would pass MaxTriplets (Full) or PerClient (ClientFull),
 // and then counts nothing. seed counts the client's triplets on disk,
 // for a client the tally does not know; it is called without the lock.
-func (t *tally) reserve(c clientKey, s Settings, seed func() int) outcome {
+func (t *tally) reserve(c clientKey, s Settings, seed func() int) Outcome {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n, ok := t.per[c]
@@ -89,9 +89,9 @@ func (t *tally) reserve(c clientKey, s Settings, seed func() int) outcome {
 	}
 	switch {
 	case t.total >= s.MaxTriplets:
-		return full
+		return Full
 	case int(n) >= s.PerClient:
-		return clientFull
+		return ClientFull
 	}
 	if t.per == nil {
 		t.per = map[clientKey]int32{}
@@ -102,7 +102,7 @@ func (t *tally) reserve(c clientKey, s Settings, seed func() int) outcome {
 		t.during[c]++
 		t.duringN++
 	}
-	return registered
+	return Registered
 }
 
 // release takes back a reservation whose file was not made.
@@ -169,12 +169,13 @@ func (w *walkCounter) add(path string) {
 		if w.good {
 			w.key = keyOf(clientOf(a, w.s))
 		}
-		if base := filepath.Base(dir); strings.HasPrefix(base, "@") { // a sender domain's (sender.go)
-			w.good, w.key = true, senderKey(base)
-		}
 	}
 	if w.good {
 		w.per[w.key]++
+	} else if isSenderDir(w.dir) { // a sender domain's: the client that made it (sender.go)
+		if a, ok := clientInFile(path); ok {
+			w.per[keyOf(clientOf(a, w.s))]++
+		}
 	}
 }
 

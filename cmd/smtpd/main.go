@@ -100,19 +100,20 @@ func run(f *setup.Flags, netdir string) error {
 	if err != nil {
 		return err
 	}
+	rs := setup.SessionRedis(cfg, logger) // greystore redis://...: shared by every host; nil: the files
 	srv := &smtpd.Server{
 		Root:       root,
 		Config:     config,
 		Secrets:    func() *smtpd.Secrets { return secrets },
 		Log:        logger,
 		Queue:      q,
-		Greylister: &setup.LazyGreylist{Root: root, Config: config, Log: logger},
+		Greylister: &setup.LazyGreylist{Root: root, Config: config, Log: logger, Redis: rs},
 		Classifier: setup.Classifier{Blocked: blocked},
 		Resolver:   &setup.Resolver{Config: config},
 		MailAuth:   &setup.AuthChecker{Config: config},
 		Signer:     &setup.Signer{Keys: keys, Config: config, Log: logger},
 	}
-	srv.AuthLimiter = setup.AuthLimiter(root) // shared with smtpfs and the other sessions
+	srv.AuthLimiter = setup.AuthLimiter(root, rs) // shared with smtpfs and the other sessions
 	srv.ServeConn(conn)
 	if cfg.Greylist {
 		setup.SweepIfDue(root, cfg, logger)

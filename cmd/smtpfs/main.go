@@ -14,6 +14,9 @@
 // where every host that reaches it is trusted: a client from another
 // machine cannot be checked and controls the server (fs.Server.ListenNetwork).
 //
+// `smtpfs mount [-9 dialstring] dir` mounts the tree of a running smtpfs
+// on dir through FUSE (mountMain).
+//
 // It says on standard error where it listens, one line per listener
 // ("smtpfs: smtp listening on tcp!127.0.0.1!2525"), then "smtpfs: ready".
 // SIGHUP re-reads the configuration, lib/secrets and the log files.
@@ -36,7 +39,7 @@ import (
 
 	"smtpfs/cmd/internal/arg"
 	"smtpfs/cmd/internal/setup"
-	"smtpfs/smtp"
+	"smtpfs/smtpd/conf"
 )
 
 // grace is how long sessions may go on finishing their transactions after
@@ -44,6 +47,10 @@ import (
 const grace = 10 * time.Second
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "mount" {
+		mountMain(os.Args[2:])
+		return
+	}
 	var f setup.Flags
 	var l listeners
 	set := argSet(&f, &l)
@@ -65,9 +72,6 @@ func run(f *setup.Flags, listen, ninep, open []string) error {
 	// and the handler would kill the daemon.
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	if len(listen) == 0 {
-		listen = []string{"tcp!127.0.0.1!2525"}
-	}
 	endProfile, err := profile()
 	if err != nil {
 		return err
@@ -80,18 +84,19 @@ func run(f *setup.Flags, listen, ninep, open []string) error {
 	if err := setup.MakeRoot(root); err != nil {
 		return err
 	}
-	d, err := newDaemon(root, f.ConfFile(root), f.Verbs(), os.Stderr)
+	verbs := f.Verbs()
+	for _, s := range listen { // -l: an smtp listener, after the file's
+		verbs = append(verbs, "listen "+conf.Quote(s)+" smtp")
+	}
+	d, err := newDaemon(root, f.ConfFile(root), verbs, os.Stderr)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	var ls []net.Listener
-	for _, s := range listen {
-		l, err := listenSMTP(s)
-		if err != nil {
-			return err
-		}
-		ls = append(ls, l)
+	d.started.Store(true)
+	ls, err := d.syncListeners(d.Config())
+	if err != nil {
+		return err
 	}
 	posted, err := d.tree.Post("smtpfs")
 	if err != nil {
@@ -117,8 +122,7 @@ func run(f *setup.Flags, listen, ninep, open []string) error {
 	engines := make(chan struct{})
 	go func() { d.run(ctx); close(engines) }()
 	for _, l := range ls {
-		fmt.Fprintf(os.Stderr, "smtpfs: smtp listening on %s\n", dialString(l.Addr()))
-		go d.srv.Serve(l)
+		fmt.Fprintf(os.Stderr, "smtpfs: %s listening on %s\n", l.pol.Role(), dialString(l.l.Addr()))
 	}
 	fmt.Fprintf(os.Stderr, "smtpfs: 9p posted on %s\n", posted)
 	for _, ds := range ninepAt {
@@ -150,18 +154,6 @@ func argSet(f *setup.Flags, l *listeners) *arg.Set {
 	s.List('9', &l.ninep)
 	s.List('N', &l.open)
 	return s
-}
-
-// listenSMTP listens on a dial string; without a port, on 25.
-func listenSMTP(s string) (net.Listener, error) {
-	ds, err := smtp.ParseDialString(s)
-	if err != nil {
-		return nil, err
-	}
-	if ds.Net != "tcp" {
-		return nil, fmt.Errorf("listen %s: smtp listens on tcp only", s)
-	}
-	return net.Listen("tcp", ds.Address("25"))
 }
 
 // dialString writes a listener's address as tcp!host!port.

@@ -14,6 +14,17 @@ import (
 // Submission: a whole RFC 5322 message written to the 9P queue file
 // (SPEC §3), its envelope taken from its header as sendmail -t and upas
 // mail do.
+//
+// Line ends. The header's lines may end in LF or CRLF; a CR anywhere else
+// in the header is refused (RFC 5322 §2.2: CR and LF only together, as a
+// line end). The reason is what happens next: the message goes out with
+// every lone CR made a line end (smtp's dataWriter, the client's half of
+// the defence against SMTP smuggling), so "Subject: hi\rBcc: x" would be
+// one field here, where Bcc: is removed and recipients are read, and two
+// at the far end. In the body, a lone CR, like a lone LF, is a line end,
+// made CRLF here: the header is over, so it can start no field, and every
+// line that starts with "." is dot-stuffed when sent, so "\r.\r" is a
+// line holding a dot, never the end of the data.
 
 // Bounds on a submitted header.
 const (
@@ -104,6 +115,9 @@ func splitHeader(h []byte) (fromLine string, fields []field, err error) {
 		}
 		if len(l) > maxLine {
 			return "", nil, fmt.Errorf("invalid header line %d: longer than %d characters", n+1, maxLine)
+		}
+		if strings.IndexByte(l, '\r') >= 0 {
+			return "", nil, fmt.Errorf("invalid header line %d: a CR not followed by LF: %q", n+1, clip(l))
 		}
 		switch {
 		case n == 0 && strings.HasPrefix(l, "From "):

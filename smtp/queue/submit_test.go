@@ -62,6 +62,12 @@ func TestParseEnvelopeErrors(t *testing.T) {
 		{"long line", "From: alice@example.org\nSubject: " + strings.Repeat("x", 1000) + "\n", "longer than 998"},
 		{"too long", "From: alice@example.org\n" + strings.Repeat("X: y\n", MaxHeader/5+1), "too long"},
 		{"control", "From: alice@example.org\nTo: \"b\x01\"@example.com\n", "invalid address"},
+		// A lone CR would end the line when sent: refused in the header.
+		{"bare CR in a field", "From: alice@example.org\nSubject: hi\rBcc: eve@example.net\nTo: bob@example.com\n",
+			"invalid header line 2: a CR not followed by LF"},
+		{"CR CR LF", "From: alice@example.org\r\nTo: bob@example.com\r\r\n", "invalid header line 2: a CR not followed by LF"},
+		{"bare CR in a continuation", "From: alice@example.org\nTo: bob@example.com,\n carol@example.net\r\rBcc: eve@example.net\r\n", "invalid header line 3"},
+		{"bare CR in the From line", "From alice@example.org\rTo: eve@example.net\nTo: bob@example.com\n", "invalid header line 1"},
 	}
 	for _, tt := range tests {
 		_, _, err := ParseEnvelope([]byte(tt.header))
@@ -160,6 +166,37 @@ func TestSubmit(t *testing.T) {
 
 	if _, err := h.q.Submit(context.Background(), []byte("Subject: no envelope\n\nx\n")); err == nil || !strings.HasPrefix(err.Error(), "invalid") {
 		t.Errorf("Submit without envelope: %v, want an invalid error", err)
+	}
+}
+
+// TestSubmitLineEnds: header lines may end in LF or CRLF, mixed; a lone
+// CR in the body ends a line, as a lone LF does, so that it can start no
+// header field and no end of data: the stored message has CRLF line ends
+// only, and the runner's writer dot-stuffs its lines that start with ".".
+func TestSubmitLineEnds(t *testing.T) {
+	h := newHarness(t, testSettings())
+	msg := "From: a@example.org\r\nTo: b@example.com\nSubject: mixed\r\n\r\none\r.\rTo: eve@example.net\r\n.\r\nQUIT\rtwo\n"
+	id, err := h.q.Submit(context.Background(), []byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it, _ := h.item(id); !reflect.DeepEqual(it.Rcpts, []string{"b@example.com"}) {
+		t.Errorf("recipients %q, want b@example.com alone", it.Rcpts)
+	}
+	b, err := os.ReadFile(h.q.st.path(id, ".msg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, body, _ := strings.Cut(string(b), "\r\n\r\n")
+	if !strings.HasPrefix(head, "From: a@example.org\r\nTo: b@example.com\r\nSubject: mixed\r\n") || strings.Contains(head, "eve") {
+		t.Errorf("header %q", head)
+	}
+	if want := "one\r\n.\r\nTo: eve@example.net\r\n.\r\nQUIT\r\ntwo\r\n"; body != want {
+		t.Errorf("body %q, want %q", body, want)
+	}
+	if _, err := h.q.Submit(context.Background(), []byte("From: a@example.org\nTo: b@example.com\nSubject: x\rBcc: eve@example.net\n\nx\n")); err == nil ||
+		!strings.Contains(err.Error(), "a CR not followed by LF") {
+		t.Errorf("Submit of a header with a lone CR: %v", err)
 	}
 }
 

@@ -5,11 +5,13 @@
 package setup
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"smtpfs/cmd/internal/arg"
+	"smtpfs/internal/regfile"
 	"smtpfs/smtpd"
 	"smtpfs/smtpd/conf"
 )
@@ -130,14 +132,37 @@ func MakeRoot(root string) error {
 // Load reads the configuration (the file, then verbs) and lib/secrets.
 func Load(root, file string, verbs []string) (*conf.Config, *smtpd.Secrets, error) {
 	cfg, err := conf.Load(file, verbs)
+	if err == nil {
+		err = cfg.CheckListen()
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	sec, err := smtpd.LoadSecrets(filepath.Join(root, "lib", "secrets"))
+	secrets := filepath.Join(root, "lib", "secrets")
+	if err := CheckRegular(secrets); err != nil {
+		return nil, nil, err
+	}
+	sec, err := smtpd.LoadSecrets(secrets)
 	if err != nil {
 		return nil, nil, err
 	}
 	return cfg, sec, nil
+}
+
+// CheckRegular refuses, at once, a file of the mail root that is there but
+// is not a regular file: a FIFO, a device, a directory (regfile.Open). It
+// is asked before the loaders of lib/secrets and lib/blocked, which open
+// their files themselves, and would wait for ever on a FIFO. A missing or
+// unreadable file is left to them to judge.
+func CheckRegular(name string) error {
+	f, _, err := regfile.Open(name)
+	switch {
+	case err == nil:
+		f.Close()
+	case errors.Is(err, regfile.ErrNotRegular):
+		return fmt.Errorf("invalid %s: %v", name, err)
+	}
+	return nil
 }
 
 // Usage prints the usage line and exits 1.
