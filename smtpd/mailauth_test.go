@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"smtpfs/smtp/mailauth"
+	"smtpfs/smtpd/conf"
 )
 
 // txtDNS is a mailauth.Resolver answering TXT questions from a map; other
@@ -423,5 +424,100 @@ func TestSignFails(t *testing.T) {
 	}
 	if want := "example.org!alice: not DKIM-signed: dkim: no single From domain to sign for"; !strings.Contains(ts.logbuf.String(), want) {
 		t.Errorf("log lacks %q:\n%s", want, ts.logbuf)
+	}
+}
+
+// bdat sends msg in two BDAT chunks, the second LAST, and returns the
+// reply to the last.
+func (c *client) bdat(msg string) []string {
+	c.t.Helper()
+	half := len(msg) / 2
+	c.write(fmt.Sprintf("BDAT %d\r\n%sBDAT %d LAST\r\n%s", half, msg[:half], len(msg)-half, msg[half:]))
+	c.expect(fmt.Sprintf("250 2.0.0 %d octets received", half))
+	return c.reply()
+}
+
+// TestBdatMailAuth: a message sent with BDAT has DATA's checks after its
+// last chunk: under dmarc enforce, p=reject refused with 550 5.7.1 and
+// p=quarantine marked; forged Authentication-Results fields removed and
+// ours added, one; SPF refused at RCPT as ever.
+func TestBdatMailAuth(t *testing.T) {
+	w := newAuthWorld(t)
+	ts := w.server(t, "dmarc enforce\nspf enforce")
+	c := ts.ehloed("198.51.100.1")
+	c.begin("eve@elsewhere.example", "bob@example.org")
+	got := c.bdat("From: boss@sender.net\r\nTo: bob@example.org\r\nSubject: pay\r\n\r\nnow\r\n")
+	if want := "550 5.7.1 message refused: the DMARC policy of sender.net is reject ("; !strings.HasPrefix(got[0], want) {
+		t.Errorf("forged From in BDAT: %q, want %q", got, want)
+	}
+	c.begin("eve@elsewhere.example", "bob@example.org")
+	quar := "Authentication-Results: mx.example.org; dmarc=pass\r\nFrom: boss@quar.net\r\nTo: bob@example.org\r\n\r\nnow\r\n"
+	if got := c.bdat(quar); got[0] != "250 2.5.0 sent" {
+		t.Errorf("quarantined in BDAT: %q", got)
+	}
+	m := boxFiles(t, ts.Root, "bob")
+	if len(m) != 1 {
+		t.Fatalf("bob has %d messages", len(m))
+	}
+	if ar := authResults(m[0]); len(ar) != 1 || !strings.Contains(ar[0], "dmarc=fail (p=quarantine dis=quarantine)") ||
+		!strings.Contains(m[0], "\nX-Smtpfs-Quarantine: dmarc (quar.net p=quarantine)\n") {
+		t.Errorf("quarantined BDAT message, fields %q:\n%s", ar, m[0])
+	}
+	c.send("MAIL FROM:<alice@sender.net>")
+	c.expect("250 ")
+	c.check("RCPT TO:<bob@example.org>", "550-5.7.23 SPF fail")
+}
+
+// TestSubmissionMailAuth: an authenticated submission client is never
+// SPF or DMARC checked, even under enforce and from an address the
+// sender's SPF fails, its message carries no Authentication-Results field
+// of ours, and what it queues is DKIM-signed before it is queued, whether
+// sent with DATA or BDAT.
+func TestSubmissionMailAuth(t *testing.T) {
+	w := newAuthWorld(t)
+	q, sg := &fakeQueue{}, &fakeSigner{}
+	ts, _ := newSubmitServerWith(t, conf.RoleSubmission, "spf enforce\ndmarc enforce\nsendas glenda @sender.net", func(s *Server) {
+		s.MailAuth = &mailauth.Checker{Resolver: w.dns, Hostname: "mx.example.org"}
+		s.Queue, s.Signer = q, sg
+	})
+	c := ts.ehloed("198.51.100.1") // not 192.0.2.7, which sender.net's SPF lets send
+	c.starttls(t)
+	c.send("EHLO client.example.net")
+	c.reply()
+	c.send("AUTH PLAIN " + b64("\x00glenda\x00s3cret"))
+	c.expect("235 ")
+	msg := "From: boss@sender.net\r\nTo: bob@elsewhere.example\r\nSubject: pay\r\n\r\nnow\r\n"
+	if got := c.mail("boss@sender.net", []string{"bob@elsewhere.example"}, msg); got[0] != "250 2.5.0 sent" {
+		t.Fatalf("DATA: %q", got)
+	}
+	c.begin("boss@sender.net", "bob@elsewhere.example")
+	if got := c.bdat(msg); got[0] != "250 2.5.0 sent" {
+		t.Fatalf("BDAT: %q", got)
+	}
+	all := q.all()
+	if len(all) != 2 || len(sg.read) != 2 {
+		t.Fatalf("%d queued, %d signed", len(all), len(sg.read))
+	}
+	for i, m := range all {
+		sig := fmt.Sprintf("DKIM-Signature: v=1; n=%d\r\n", i+1)
+		if !strings.HasPrefix(m.data, sig) || m.data[len(sig):] != sg.read[i] {
+			t.Errorf("message %d as queued:\n%s\nas signed:\n%s", i, m.data, sg.read[i])
+		}
+		if strings.Contains(m.data, "Authentication-Results") || strings.Contains(m.data, "X-Smtpfs-Quarantine") {
+			t.Errorf("message %d has our checks' fields:\n%s", i, m.data)
+		}
+	}
+	if n := ts.AuthStats.Snapshot(); func() bool {
+		for _, c := range n {
+			if c.Value != 0 {
+				return true
+			}
+		}
+		return false
+	}() {
+		t.Errorf("counters %v: an authenticated client was checked", n)
+	}
+	if strings.Contains(ts.logbuf.String(), "spf=") || strings.Contains(ts.logbuf.String(), "dmarc=") {
+		t.Errorf("log has a verdict:\n%s", ts.logbuf)
 	}
 }
