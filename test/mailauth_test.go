@@ -316,3 +316,37 @@ open.example. 300 IN TXT "v=spf1 +all"`)
 		t.Errorf("a pass through +all keyed the greylist by domain:\n%s", logText(t, d))
 	}
 }
+
+// TestMailAuthGreylistRedis: SPF-aware greylisting on the Redis store,
+// across MX hosts: farm.example's first try from one of its servers at A
+// is refused; its retry from another server at B passes, and B's
+// whitelist has that server. The domain's triplet is in the domain's set
+// and, for greyperclient, in the set of the client that registered it.
+func TestMailAuthGreylistRedis(t *testing.T) {
+	dns := testlib.NewDNS(t, `farm.example. 300 IN TXT "v=spf1 ip4:127.0.0.5 ip4:127.0.0.6 -all"`)
+	t.Setenv("SMTPFS_RESOLVER", dns.Addr)
+	r := testlib.NewRedis(t)
+	rc := redisClient(t, r)
+	ctx := context.Background()
+	const conf = "defaultdomain example.org\ngreylist on\n"
+	a := startRedisHost(t, r, conf)
+	b := startRedisHost(t, r, conf, "-l", "tcp!127.0.0.2!0")
+	if got := greyTry(t, a, "127.0.0.5", "alice@farm.example", "bob@example.org"); got != greyRefusal {
+		t.Fatalf("first attempt at A: %q", got)
+	}
+	if _, err := rc.ZScore(ctx, "smtpfs:t:127.0.0.5", "@farm.example/bob@example.org").Result(); err != nil {
+		t.Errorf("the triplet in its client's set: %v", err)
+	}
+	// Six minutes pass for the domain's triplet.
+	if err := rc.ZIncrBy(ctx, "smtpfs:d:farm.example", -float64((6 * time.Minute).Milliseconds()), "bob@example.org").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := greyTry(t, b, "127.0.0.6", "alice@farm.example", "bob@example.org"); got != greySent {
+		t.Errorf("retry from the farm's other server at B: %q", got)
+	}
+	if got := ninepRead(t, b, "whitelist"); !strings.Contains(got, "127.0.0.6") {
+		t.Errorf("B's whitelist %q lacks the server that passed", got)
+	}
+	logHas(t, logText(t, a), "farm.example passed SPF for 127.0.0.5: greylisting its domain's triplets")
+	logHas(t, logText(t, b), "127.0.0.6/bob@example.org was grey; adding IP to white")
+}
