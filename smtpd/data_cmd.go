@@ -308,8 +308,7 @@ func (s *session) store(sp *spool, h headerInfo, id string) (string, error) {
 	if !s.trusted {
 		from = ""
 	}
-	// RFC 6531 §3.4: a message that came with SMTPUTF8 leaves with it.
-	qid, err := s.srv.Queue.PutMail(ctx, smtp.Mail{From: from, Rcpts: remote, Params: smtp.Params{SMTPUTF8: s.utf8}}, s.signed(sp, h, id))
+	qid, err := s.srv.Queue.PutMail(ctx, smtp.Mail{From: from, Rcpts: remote, Params: smtp.Params{SMTPUTF8: s.needsUTF8(sp, h)}}, s.signed(sp, h, id))
 	if err != nil {
 		return "", err
 	}

@@ -28,8 +28,13 @@ import (
 // wrote, in the queue and in the message.
 //
 // The message may have UTF-8 header fields (RFC 6532) when SMTPUTF8 was
-// given, and is then queued with Params.SMTPUTF8, so that it leaves only
-// to a server that offers SMTPUTF8 (else it bounces, 5.6.7). Without the
+// given. If it has, or an address is UTF-8, it is queued with
+// Params.SMTPUTF8, so that it leaves only to a server that offers
+// SMTPUTF8 (else it bounces, 5.6.7). One that said SMTPUTF8 and is ASCII
+// throughout is not marked: Go's net/smtp, for one, says SMTPUTF8 to
+// every server that offers it, and such mail must still reach a next hop
+// without SMTPUTF8 (RFC 6531 §3.4 asks clients not to say it needlessly;
+// Postfix relays it the same way). Without the
 // parameter, raw 8-bit bytes in the header are accepted as they always
 // were (8-bit data, as with 8BITMIME): refusing them now would lose the
 // legacy mail (Latin-1 subjects) that servers have accepted for decades,
@@ -72,6 +77,13 @@ func (s *session) checkUTF8(p mailPath, params []param) *smtp.Reply {
 		return errNeedUTF8(p.Addr())
 	}
 	return nil
+}
+
+// needsUTF8 reports whether the message of the transaction, with header
+// h, needs SMTPUTF8 at the next hop: MAIL said SMTPUTF8, and an address
+// or the header has UTF-8 in it.
+func (s *session) needsUTF8(sp *spool, h headerInfo) bool {
+	return s.utf8 && smtp.NeedsSMTPUTF8(sp.head(h.end), append([]string{s.from.Addr()}, s.rcptAddrs()...)...)
 }
 
 // utf8Param takes MAIL's SMTPUTF8 parameter (RFC 6531 §3.4: no value;

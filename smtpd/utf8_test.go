@@ -168,6 +168,27 @@ func TestSMTPUTF8Session(t *testing.T) {
 	if len(q.msgs) != 2 || q.msgs[1].params.SMTPUTF8 {
 		t.Errorf("queued %+v, want the second without SMTPUTF8", q.msgs)
 	}
+	// SMTPUTF8 said, ASCII throughout (Go's net/smtp says it to every
+	// server that offers it): not marked, so it reaches any next hop.
+	c.check("MAIL FROM:<bob@example.net> SMTPUTF8", "250 ")
+	c.check("RCPT TO:<carol@elsewhere.example>", "250 ")
+	c.send("DATA")
+	c.expect("354 ")
+	c.write("Subject: plain\r\n\r\nGrüße in the body only\r\n.\r\n")
+	c.expect("250 ")
+	if len(q.msgs) != 3 || q.msgs[2].params.SMTPUTF8 {
+		t.Errorf("queued %+v, want the third without SMTPUTF8", q.msgs)
+	}
+	// UTF-8 in the header alone is enough.
+	c.check("MAIL FROM:<bob@example.net> SMTPUTF8", "250 ")
+	c.check("RCPT TO:<carol@elsewhere.example>", "250 ")
+	c.send("DATA")
+	c.expect("354 ")
+	c.write("Subject: Grüße\r\n\r\nx\r\n.\r\n")
+	c.expect("250 ")
+	if len(q.msgs) != 4 || !q.msgs[3].params.SMTPUTF8 {
+		t.Errorf("queued %+v, want the fourth with SMTPUTF8", q.msgs)
+	}
 	// HELO: no SMTPUTF8 (RFC 6531 §3.1).
 	c.check("HELO client.example.net", "250 ")
 	c.check("MAIL FROM:<bob@example.net> SMTPUTF8", "555 ")
