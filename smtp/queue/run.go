@@ -572,13 +572,17 @@ func (q *Queue) carry(d *dest, cn *smtp.Conn) *job {
 	return nil
 }
 
-// mail is the envelope of j's message as it leaves.
+// mail is the envelope of j's message as it leaves: its recipients,
+// and the message's and their parameters.
 func (j *job) mail() smtp.Mail {
 	addrs := make([]string, len(j.rcpts))
+	mail := smtp.Mail{From: j.a.e.from, Params: j.a.e.params}
+	mail.Rcpt = make([]smtp.RcptParams, len(j.rcpts))
 	for i, r := range j.rcpts {
-		addrs[i] = r.addr
+		addrs[i], mail.Rcpt[i] = r.addr, r.dsn
 	}
-	return smtp.Mail{From: j.a.e.from, Rcpts: addrs}
+	mail.Rcpts = addrs
+	return mail
 }
 
 // deliverJob makes one delivery of j: to its remote destination over cn
