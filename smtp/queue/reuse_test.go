@@ -216,3 +216,52 @@ func TestReuseIdle(t *testing.T) {
 		t.Errorf("MAILs per connection %v, want [2 1]: a new session after the idle one closed", per)
 	}
 }
+
+// A parked session holds no delivery slot, but the connections open at
+// once stay within deliveries: a session to another destination, opened
+// while every slot is taken or parked, closes the oldest parked one.
+func TestReuseEvictsParked(t *testing.T) {
+	a := testlib.NewSink(t, testlib.SinkOptions{})
+	b := testlib.NewSink(t, testlib.SinkOptions{Listen: "127.0.0.2:" + a.Port()})
+	s := testSettings()
+	s.Deliveries = 1
+	h := newHarness(t, s)
+	fast := smtp.Timeouts{Connect: 5 * time.Second, Greeting: 10 * time.Second, Command: 10 * time.Second,
+		DataInit: 10 * time.Second, DataBlock: 10 * time.Second, DataDone: 10 * time.Second}
+	h.q.deliver = &smtp.Client{Hello: "mx.test", Port: a.Port(), Timeouts: fast}
+	h.run()
+	h.put("one@example.org", "bob@[127.0.0.1]")
+	h.wait(1)
+	if st := h.q.Stats(); st.Active != 0 || len(a.Sessions()) != 1 {
+		t.Fatalf("after the first message: %d active, %d connections to a; want 0 (parked), 1", st.Active, len(a.Sessions()))
+	}
+	h.put("two@example.org", "bob@[127.0.0.2]")
+	h.wait(1)
+	if len(b.Messages()) != 1 {
+		t.Fatalf("b got %d messages", len(b.Messages()))
+	}
+	testlib.WaitFor(t, 10*time.Second, "QUIT of the session parked at a", func() bool {
+		c := a.Sessions()[0]
+		return c[len(c)-1] == "QUIT"
+	})
+	if c := b.Sessions()[0]; c[len(c)-1] == "QUIT" {
+		t.Errorf("the session to b, parked last, was closed too: %q", c)
+	}
+}
+
+// A message that asks for REQUIRETLS is not carried by a parked session
+// without verified TLS: it gets a session of its own.
+func TestReuseRequireTLS(t *testing.T) {
+	s := testSettings()
+	h, sink, _ := newReuseHarness(t, s, testlib.SinkOptions{}, 1)
+	h.run()
+	h.wait(1)
+	m := smtp.Mail{From: "tls@example.org", Rcpts: []string{"bob@remote.example"}, Params: smtp.Params{RequireTLS: true}}
+	if _, err := h.q.PutMail(t.Context(), m, strings.NewReader(testMsg(m.From))); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(1)
+	if per := mails(sink); len(per) != 2 || per[0] != 1 {
+		t.Errorf("MAILs per connection %v: the REQUIRETLS message went on the plaintext session parked for the first", per)
+	}
+}
