@@ -270,6 +270,14 @@ func (c *Client) Ping(ctx context.Context, dest, from string, rcpts []string) (r
 }
 
 func (c *Client) deliver(ctx context.Context, dest string, m Mail, msg io.Reader) ([]error, error) {
+	return c.deliverVia(ctx, dest, m, msg, c.attempt)
+}
+
+// deliverVia checks and sends one message as deliver does, the
+// transaction run by via: on a session of its own (attempt) or on a
+// Conn's.
+func (c *Client) deliverVia(ctx context.Context, dest string, m Mail, msg io.Reader,
+	via func(context.Context, DialString, envelope) ([]error, error)) ([]error, error) {
 	from, rcpts := m.From, m.Rcpts
 	rcptErrs := make([]error, len(rcpts))
 	d, err := ParseDialString(dest)
@@ -310,7 +318,7 @@ func (c *Client) deliver(ctx context.Context, dest string, m Mail, msg io.Reader
 			env.params.Rcpt = append(env.params.Rcpt, RcptParams{})
 		}
 	}
-	sub, err := c.attempt(ctx, d, env)
+	sub, err := via(ctx, d, env)
 	for j, i := range good {
 		if sub != nil {
 			rcptErrs[i] = sub[j]
@@ -364,12 +372,23 @@ func (env envelope) what() string {
 	return "delivery"
 }
 
-// attempt tries the hosts of the route in turn, each address of each, until
-// a session gets past the greeting, EHLO and TLS: that session's result is
-// the answer. When no session does, the answer is the failure of the host
-// that got furthest; it is permanent only if every host failed for good (a
+// attempt runs one transaction on a session of its own (connect): that
+// session's result is the answer. When no session could be had, the
+// answer is the failure of the host that got furthest; it is permanent only if every host failed for good (a
 // host that could not be reached may take the message later).
 func (c *Client) attempt(ctx context.Context, d DialString, env envelope) ([]error, error) {
+	s, err := c.connect(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	s.bind(ctx)
+	defer s.close()
+	return s.transact(env)
+}
+
+// connect tries the hosts of the route in turn, each address of each,
+// until a session gets past the greeting, EHLO and TLS, and returns it.
+func (c *Client) connect(ctx context.Context, d DialString) (*session, error) {
 	hops, err := c.route(ctx, d)
 	if err != nil {
 		return nil, &Error{Phase: "dns", Host: d.Host, Err: err}
@@ -395,10 +414,10 @@ loop:
 				break loop
 			}
 			tried++
-			rcptErrs, err := c.session(ctx, h, a, env)
+			s, err := c.open(ctx, h, a)
 			var e *Error
 			if err == nil || !errors.As(err, &e) || !e.nextHost() {
-				return rcptErrs, err
+				return s, err
 			}
 			note(e)
 		}

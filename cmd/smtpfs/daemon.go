@@ -498,8 +498,17 @@ func (d *daemon) close() {
 // the old one.
 type deliverer struct{ p *atomic.Pointer[smtp.Client] }
 
+var _ queue.Opener = deliverer{}
+
 func (d deliverer) Send(ctx context.Context, dest string, m smtp.Mail, msg io.Reader) ([]error, error) {
 	return d.p.Load().Send(ctx, dest, m, msg)
+}
+
+// Open makes the deliverer a queue.Opener: the queue's sessions carry
+// several messages. A session opened before a reload keeps the client
+// it was opened with until it closes (sessionidle, sessionmsgs).
+func (d deliverer) Open(ctx context.Context, dest string) (*smtp.Conn, error) {
+	return d.p.Load().Open(ctx, dest)
 }
 
 // A debugTee copies log lines to w while debug is on.

@@ -82,7 +82,9 @@ type Config struct {
 	Deliveries int             // deliveries: outbound sessions at once
 
 	DestConcurrency int           // destconcurrency: outbound sessions at once per destination
-	DeliveryTimeout time.Duration // deliverytimeout: bound on one whole outbound session
+	DeliveryTimeout time.Duration // deliverytimeout: bound on one message's outbound delivery
+	SessionMsgs     int           // sessionmsgs: messages one outbound session carries at most
+	SessionIdle     time.Duration // sessionidle: an outbound session is kept open this long for the next message
 
 	// What a client neither trusted nor authenticated may send to its own
 	// address (upas's user@[]): loopbackrcpts per message, loopbackrate
@@ -169,6 +171,8 @@ func Default() *Config {
 
 		DestConcurrency:    10,               // smtp/queue.DefaultSettings says why
 		DeliveryTimeout:    15 * time.Minute, // the same
+		SessionMsgs:        100,              // the same
+		SessionIdle:        2 * time.Second,  // the same
 		LoopbackRcpts:      10,
 		LoopbackRateMsgs:   20,
 		LoopbackRateRcpts:  100,

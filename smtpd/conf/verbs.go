@@ -140,6 +140,8 @@ func init() {
 		count("deliveries", 1, 1<<30, func(c *Config) *int { return &c.Deliveries }),
 		count("destconcurrency", 1, 1<<30, func(c *Config) *int { return &c.DestConcurrency }),
 		durations("deliverytimeout", "duration", 1, func(c *Config) []*time.Duration { return []*time.Duration{&c.DeliveryTimeout} }),
+		count("sessionmsgs", 1, 10000, func(c *Config) *int { return &c.SessionMsgs }),
+		durations("sessionidle", "duration", 1, func(c *Config) []*time.Duration { return []*time.Duration{&c.SessionIdle} }),
 		count("loopbackrcpts", 0, maxRcpts, func(c *Config) *int { return &c.LoopbackRcpts }),
 		{name: "loopbackrate", usage: "messages recipients duration", min: 3, max: 3, set: setLoopbackRate,
 			get: func(c *Config) []string {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +37,8 @@ type SinkOptions struct {
 	Users    map[string]string // offer AUTH PLAIN LOGIN, checking these passwords
 	Listen   string            // host:port to listen on; "" means 127.0.0.1 and any port
 	Mute     bool              // greet only once the client has said something (for smtp -A)
+
+	NoPipelining bool // leave PIPELINING (RFC 2920) out of the EHLO reply; a command that came with the next one recorded with " (pipelined)"
 }
 
 // SetReply makes f decide the sink's answers from now on. Before each
@@ -188,6 +191,10 @@ func (s *Sink) session(c net.Conn) {
 		if verb == "AUTH" {
 			rec = "AUTH " + strings.Fields(arg + " x")[0]
 		}
+		if sc.s.NoPipelining && sc.r.Buffered() > 0 {
+			// The client did not wait for the reply (RFC 2920 §3.1).
+			rec += " (pipelined)"
+		}
 		sess.mu.Lock()
 		sess.Commands = append(sess.Commands, rec)
 		sess.mu.Unlock()
@@ -203,6 +210,9 @@ func (sc *sinkConn) command(verb, arg string) bool {
 	case "EHLO":
 		sc.msg.Helo = arg
 		lines := []string{"sink", "PIPELINING", "8BITMIME", "SIZE 100000000"}
+		if sc.s.NoPipelining {
+			lines = slices.DeleteFunc(lines, func(l string) bool { return l == "PIPELINING" })
+		}
 		if sc.s.TLS != nil && !sc.msg.TLS {
 			lines = append(lines, "STARTTLS")
 		}

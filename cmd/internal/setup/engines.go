@@ -220,6 +220,8 @@ func QueueSettings(c *conf.Config) queue.Settings {
 
 		DestConcurrency: c.DestConcurrency,
 		DeliveryTimeout: c.DeliveryTimeout,
+		SessionMsgs:     c.SessionMsgs,
+		SessionIdle:     c.SessionIdle,
 		IsLocal: func(addr string) (string, bool) {
 			at := strings.LastIndexByte(addr, '@')
 			if at < 0 {
