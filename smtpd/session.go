@@ -81,6 +81,8 @@ type session struct {
 	rcpts []rcpt
 	body8 bool
 	utf8  bool // MAIL said SMTPUTF8 (utf8.go)
+	// utf8Msg: the message needs SMTPUTF8 (needsUTF8), known once read
+	utf8Msg bool
 	// A BDAT transaction (bdat.go): its chunks so far, whether one failed,
 	// and the octets of BDAT read in the session, for its hard bound.
 	chunks      *chunkWriter
@@ -413,7 +415,7 @@ func (s *session) resetTxn() {
 	s.giveBoxes()
 	s.dropChunks()
 	s.from, s.rcpts, s.body8 = mailPath{}, nil, false
-	s.utf8 = false
+	s.utf8, s.utf8Msg = false, false
 	s.rcptSeen, s.rcptBoxes, s.newBoxes = nil, nil, 0
 	s.loopRcpts = 0
 	s.spf, s.stripped, s.authRes, s.quarantine = nil, nil, "", ""

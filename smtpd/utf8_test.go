@@ -176,8 +176,8 @@ func TestSMTPUTF8Session(t *testing.T) {
 	c.expect("354 ")
 	c.write("Subject: plain\r\n\r\nGrüße in the body only\r\n.\r\n")
 	c.expect("250 ")
-	if len(q.msgs) != 3 || q.msgs[2].params.SMTPUTF8 {
-		t.Errorf("queued %+v, want the third without SMTPUTF8", q.msgs)
+	if len(q.msgs) != 3 || q.msgs[2].params.SMTPUTF8 || !strings.Contains(q.msgs[2].data, " with ESMTP id ") {
+		t.Errorf("queued %+v, want the third without SMTPUTF8, received with ESMTP", q.msgs)
 	}
 	// UTF-8 in the header alone is enough.
 	c.check("MAIL FROM:<bob@example.net> SMTPUTF8", "250 ")
