@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -42,9 +43,10 @@ import (
 // came.
 
 // errNeedUTF8 refuses a non-ASCII address in a transaction without
-// SMTPUTF8 (RFC 6531 §3.7.4.1: 553 5.6.7).
+// SMTPUTF8 (RFC 6531 §3.7.4.1: 553 5.6.7). The address is shown in ASCII
+// (Go's \u escapes): the client did not say it takes UTF-8.
 func errNeedUTF8(addr string) *smtp.Reply {
-	return smtp.Replyf(553, "5.6.7", "<%s> ... non-ASCII address requires SMTPUTF8 on MAIL FROM", addr)
+	return smtp.Replyf(553, "5.6.7", "%s ... non-ASCII address requires SMTPUTF8 on MAIL FROM", strconv.QuoteToASCII(addr))
 }
 
 var errParamUTF8 = smtp.Replyf(501, "5.5.4", "non-ASCII MAIL or RCPT parameter value")
