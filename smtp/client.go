@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"smtpfs/internal/errquote"
+	"smtpfs/smtp/tlspolicy"
 )
 
 // A Client delivers messages over SMTP: upas smtp's engine, used by the
@@ -34,6 +35,9 @@ type Client struct {
 	Insecure    bool           // accept any certificate (-o)
 	Pins        *Pins          // certificates accepted by thumbprint, lib/tls/smtp
 	RootCAs     *x509.CertPool // CAs to verify against; nil means the system's
+
+	Policy      *tlspolicy.Engine // TLS policy of MX destinations, instead of the four above (policy.go); nil for none
+	PolicyStats *PolicyStats      // its decisions counted; nil for none
 
 	Auth           *Auth // credentials for AUTH, nil for none (-a)
 	AuthWithoutTLS bool  // send them over a plaintext connection too (-i)
@@ -373,6 +377,9 @@ func (c *Client) attempt(ctx context.Context, d DialString, env envelope) ([]err
 	hops, err := c.route(ctx, d)
 	if err != nil {
 		return nil, &Error{Phase: "dns", Host: d.Host, Err: err}
+	}
+	if hops, err = c.applyPolicy(ctx, d, hops, env); err != nil {
+		return nil, err
 	}
 	var best *Error
 	retry := false

@@ -36,6 +36,7 @@ type SinkOptions struct {
 	Users    map[string]string // offer AUTH PLAIN LOGIN, checking these passwords
 	Listen   string            // host:port to listen on; "" means 127.0.0.1 and any port
 	Mute     bool              // greet only once the client has said something (for smtp -A)
+	ReqTLS   bool              // with TLS: offer REQUIRETLS (RFC 8689) once TLS is on
 }
 
 // SetReply makes f decide the sink's answers from now on. Before each
@@ -81,6 +82,11 @@ func NewSink(t testing.TB, opt SinkOptions) *Sink {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveSink(t, l, opt)
+}
+
+// serveSink serves a sink on l for the life of the test.
+func serveSink(t testing.TB, l net.Listener, opt SinkOptions) *Sink {
 	s := &Sink{Addr: l.Addr().String(), l: l, SinkOptions: opt}
 	s.cond = sync.NewCond(&s.mu)
 	go s.serve()
@@ -208,6 +214,9 @@ func (sc *sinkConn) command(verb, arg string) bool {
 		}
 		if sc.s.Users != nil {
 			lines = append(lines, "AUTH PLAIN LOGIN")
+		}
+		if sc.s.ReqTLS && sc.msg.TLS {
+			lines = append(lines, "REQUIRETLS")
 		}
 		return sc.reply("EHLO", arg, &smtp.Reply{Code: 250, Lines: lines})
 	case "HELO":
