@@ -18,12 +18,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"strings"
 	"time"
 
 	"smtpfs/internal/regfile"
+	"smtpfs/smtp/tlspolicy"
 )
 
 // Config is the effective configuration of the server, the queue runner
@@ -94,6 +96,9 @@ type Config struct {
 	SendAs             map[string][]string // sendas: the addresses a submission user may send as
 	SubmitterIP        bool                // submitterip: a submission's Received: names the client's address
 	MaxMails           int                 // maxmails: transactions of one session (LIMITS MAILMAX)
+
+	TLSPolicy    map[string]tlspolicy.Level // tlspolicy: outbound TLS level by domain (lower case)
+	DANEResolver string                     // daneresolver: validating resolver ip:port for DANE, "" for no DANE
 }
 
 // Default returns the built-in configuration.
@@ -152,6 +157,7 @@ func (c *Config) Clone() *Config {
 	n.Mailer = append([]string(nil), c.Mailer...)
 	n.Backoff = append([]time.Duration(nil), c.Backoff...)
 	n.Listen = append([]Listen(nil), c.Listen...)
+	n.TLSPolicy = maps.Clone(c.TLSPolicy)
 	if c.SendAs != nil {
 		n.SendAs = map[string][]string{}
 		for u, l := range c.SendAs {
