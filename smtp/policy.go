@@ -272,3 +272,31 @@ func (s *session) requireTLSParam(env envelope) string {
 	s.c.count(func(p *PolicyStats) *atomic.Int64 { return &p.RequireTLS })
 	return " REQUIRETLS"
 }
+
+// DescribePolicy returns what the TLS policy says of dest, one line for
+// the destination and one per MX host in the order they would be tried,
+// without connecting (smtp -p reports it); nil for a destination the
+// policy does not apply to (no Policy, an address literal, a port).
+func (c *Client) DescribePolicy(ctx context.Context, dest string) ([]string, error) {
+	d, err := ParseDialString(dest)
+	if err != nil || c.Policy == nil || d.Port != "" || literal(d.Host).IsValid() {
+		return nil, err
+	}
+	hops, err := c.route(ctx, d)
+	if err != nil {
+		return nil, &Error{Phase: "dns", Host: d.Host, Err: err}
+	}
+	names := make([]string, len(hops))
+	for i, h := range hops {
+		names[i] = h.name
+	}
+	dec, err := c.Policy.Resolve(ctx, d.Host, names)
+	if dec == nil {
+		return nil, err
+	}
+	lines := []string{dec.Domain.String()}
+	for _, m := range dec.Hosts {
+		lines = append(lines, m.String())
+	}
+	return lines, nil
+}
