@@ -79,6 +79,7 @@ type call struct {
 	dest, from string
 	rcpts      []string
 	msg        []byte
+	params     smtp.Params
 }
 
 // A fakeDeliverer records calls and answers them with result (nil:
@@ -95,7 +96,7 @@ func (d *fakeDeliverer) Send(ctx context.Context, dest string, m smtp.Mail, msg 
 	if err != nil {
 		return nil, err
 	}
-	c := call{dest, from, append([]string(nil), rcpts...), b}
+	c := call{dest, from, append([]string(nil), rcpts...), b, m.Params}
 	d.mu.Lock()
 	d.calls = append(d.calls, c)
 	f := d.result
