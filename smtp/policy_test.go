@@ -78,7 +78,7 @@ func newPolicyWorld(t *testing.T) *policyWorld {
 		"encrypt-self.test": "selfsigned", "encrypt-plain.test": "plain", "none-good.test": "good", "may-self.test": "selfsigned",
 		"sts-good.test": "good", "sts-nomatch.test": "plain", "sts-strip.test": "plain", "sts-wrong.test": "wrongname",
 		"sts-testing.test": "wrongname",
-		"dane-self.test": "selfsigned", "dane-stripped.test": "stripped", "dane-reqtls.test": "reqtls",
+		"dane-self.test":   "selfsigned", "dane-stripped.test": "stripped", "dane-reqtls.test": "reqtls",
 		"default-none.test": "plain",
 	}
 	for d, h := range mx {
