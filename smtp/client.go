@@ -133,8 +133,9 @@ func (t Timeouts) orDefault() Timeouts {
 
 // An Error is a failed delivery attempt or a refused recipient: the phase
 // that failed ("dns", "dial", "tls", "greeting", "hello", "starttls", "auth",
-// "mailfrom", "rcptto", "data"), the host (an MX name; the destination for
-// "dns") and address dialled, and the cause: a *Reply when the server said
+// "mailfrom", "rcptto", "data"; "tls" is also the TLS policy refusing a
+// destination before anything is dialled, policy.go), the host (an MX name;
+// the destination for "dns" and such a refusal) and address dialled, and the cause: a *Reply when the server said
 // so. Temporary tells the queue whether to try again.
 type Error struct {
 	Phase string

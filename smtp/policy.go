@@ -46,7 +46,7 @@ type hostPolicy struct {
 // PolicyStats count the TLS policy's decisions, for the stats file. The
 // zero value is ready; a Client with a nil *PolicyStats counts nothing.
 type PolicyStats struct {
-	DANE, MTASTS, Verify, Encrypt, May, None atomic.Int64 // sessions under each level
+	DANE, MTASTS, Verify, Encrypt, May, None atomic.Int64 // connections tried under each level
 	Refused                                  atomic.Int64 // attempts the policy stopped: no host allowed, STARTTLS missing, certificate refused
 	RequireTLS                               atomic.Int64 // MAIL FROM with REQUIRETLS
 	RequireTLSFailed                         atomic.Int64 // REQUIRETLS messages refused (5.7.30)

@@ -117,6 +117,13 @@ func TestTLSPolicyQueue(t *testing.T) {
 	w := &queueWorld{t: t, sink: tw.sinks["good"]}
 	w.d = startMail(t, queueConf+conf)
 	w.fsys = fstest.Dial(t, w.d.NineP[0])
+	if err := w.ctl("tlspolicy verify-good.test strict"); err == nil || !strings.Contains(err.Error(), `invalid TLS policy level "strict"`) {
+		t.Errorf("ctl tlspolicy with a bad level: %v", err)
+	}
+	if ctl := fstest.Read(t, w.fsys, "ctl"); !strings.Contains(ctl, "\ntlspolicy encrypt-self.test encrypt\ntlspolicy none-good.test none\ntlspolicy verify-good.test verify\n") ||
+		!strings.Contains(ctl, "\ndaneresolver "+tw.dns.Addr+"\n") {
+		t.Errorf("cat ctl:\n%s", ctl)
+	}
 
 	tests := []struct {
 		dest string
