@@ -30,7 +30,8 @@ type session struct {
 	tw     *timeoutWriter
 	ext    map[string]string // EHLO keywords (upper case) and their parameters
 	tls    bool
-	broken bool // the connection failed; no QUIT
+	broken bool        // the connection failed; no QUIT
+	pol    *hostPolicy // the host's TLS policy, nil for none
 
 	stop     func() bool // ends bind's watch of the context
 	dirty    bool        // a transaction began (MAIL sent) and did not end with the reply to the dot
@@ -42,8 +43,9 @@ type session struct {
 // caller closes the session.
 func (c *Client) open(ctx context.Context, h hop, a netip.Addr) (*session, error) {
 	s := &session{c: c, ctx: ctx, t: c.Timeouts.orDefault(), host: h.name,
-		addr: net.JoinHostPort(a.String(), h.port)}
+		addr: net.JoinHostPort(a.String(), h.port), pol: h.pol}
 	s.note("connecting to %s (%s)", s.host, s.addr)
+	s.notePolicy()
 	d := net.Dialer{Timeout: s.t.Connect}
 	conn, err := d.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
@@ -282,6 +284,9 @@ func (s *session) envelope(env envelope) ([]error, int, error) {
 	if err := s.needUTF8(env); err != nil {
 		return nil, 0, err
 	}
+	if err := s.checkRequireTLS(env); err != nil {
+		return nil, 0, err
+	}
 	step := 1
 	if _, ok := s.ext["PIPELINING"]; ok {
 		step = 100
@@ -337,6 +342,7 @@ func (s *session) mailParams(env envelope) string {
 	if _, ok := s.ext["SMTPUTF8"]; ok && env.utf8() {
 		p += " SMTPUTF8"
 	}
+	p += s.requireTLSParam(env)
 	return p
 }
 

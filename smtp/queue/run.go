@@ -610,7 +610,7 @@ func (q *Queue) deliverJob(j *job, cn *smtp.Conn) *smtp.Conn {
 			case !reuse:
 				errs, err = q.deliver.Send(ctx, j.dest, m, f)
 			case cn == nil:
-				if cn, err = opener.Open(ctx, j.dest); err == nil {
+				if cn, err = opener.Open(ctx, j.dest, m); err == nil {
 					errs, err = cn.Send(ctx, m, f)
 				}
 			default:
