@@ -41,6 +41,7 @@ type job struct {
 	// notTried: the job ended without a session because its message
 	// was held while it waited; its recipients stay as they were.
 	notTried bool
+	dsn      bool // the next hop offered DSN (smtp.Outcome): it reports success itself
 }
 
 // The runner's fairness. A job waits in its destination's line until a
@@ -443,7 +444,7 @@ func (q *Queue) session(d *dest, j *job, limit time.Duration) {
 		switch {
 		case j.dest != "":
 			ctx, stop := q.bound(j.a.ctx, limit)
-			errs, err = q.deliver.Send(ctx, j.dest, mail, f)
+			errs, j.dsn, err = q.send(ctx, j.dest, mail, f)
 			err = q.cut(ctx, j, err)
 			stop()
 		case q.local == nil:

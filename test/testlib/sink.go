@@ -36,6 +36,7 @@ type SinkOptions struct {
 	Users    map[string]string // offer AUTH PLAIN LOGIN, checking these passwords
 	Listen   string            // host:port to listen on; "" means 127.0.0.1 and any port
 	Mute     bool              // greet only once the client has said something (for smtp -A)
+	DSN      bool              // offer DSN (RFC 3461); its parameters are in Sessions' lines
 }
 
 // SetReply makes f decide the sink's answers from now on. Before each
@@ -208,6 +209,9 @@ func (sc *sinkConn) command(verb, arg string) bool {
 		}
 		if sc.s.Users != nil {
 			lines = append(lines, "AUTH PLAIN LOGIN")
+		}
+		if sc.s.DSN {
+			lines = append(lines, "DSN")
 		}
 		return sc.reply("EHLO", arg, &smtp.Reply{Code: 250, Lines: lines})
 	case "HELO":
