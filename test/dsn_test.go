@@ -182,3 +182,28 @@ func TestRequireTLSServer(t *testing.T) {
 		t.Errorf("envelope %v:\n%s", err, env)
 	}
 }
+
+// TestSMTPCmdDSN: smtp's -N, -E and -V reach a server that offers DSN
+// (ENVID as xtext); a bad value is refused before anything is sent.
+func TestSMTPCmdDSN(t *testing.T) {
+	w := newSMTPWorld(t, testlib.SinkOptions{DSN: true}, "")
+	msg := "Subject: dsn\n\nhello\n"
+	if code, _, stderr := w.run(msg, "-N", "success,failure", "-E", "hdrs", "-V", "id 1", "single.example", "a@b.example", "x@single.example"); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	lines := w.sink.Sessions()[0]
+	if !slices.ContainsFunc(lines, func(l string) bool {
+		return strings.HasPrefix(l, "MAIL FROM:<a@b.example>") && strings.HasSuffix(l, " RET=HDRS ENVID=id+201")
+	}) || !slices.Contains(lines, "RCPT TO:<x@single.example> NOTIFY=SUCCESS,FAILURE") {
+		t.Errorf("at the sink: %q", lines)
+	}
+	for _, bad := range [][]string{{"-N", "NEVER,SUCCESS"}, {"-E", "ALL"}, {"-V", strings.Repeat("x", 101)}} {
+		code, _, stderr := w.run(msg, append(bad, "single.example", "a@b.example", "x@single.example")...)
+		if code != 1 || !strings.Contains(stderr, bad[0]+": ") {
+			t.Errorf("%q: exit %d: %s", bad, code, stderr)
+		}
+	}
+	if n := len(w.sink.Sessions()); n != 1 {
+		t.Errorf("%d sessions, want only the good one", n)
+	}
+}
