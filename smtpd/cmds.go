@@ -279,6 +279,7 @@ func (s *session) mail(arg string) {
 		return
 	}
 	s.from, s.state, s.params = p, stMail, dp
+	s.checkSPF()
 	s.reply(smtp.Replyf(250, "2.0.0", "sender is %s", p.Bang()))
 }
 
@@ -340,6 +341,10 @@ func (s *session) rcpt(arg string) {
 	}
 	if err != nil {
 		s.fail(err)
+		return
+	}
+	if r := s.spfRefusal(); r != nil {
+		s.fail(r)
 		return
 	}
 	r, ok := s.route(p)

@@ -106,7 +106,7 @@ func (q *Queue) sendDSN(e *entry, set Settings, now time.Time, kind string, rs [
 // putDSN queues the DSN d from <> to its sender.
 func (q *Queue) putDSN(d dsn) (string, error) {
 	msg := buildDSN(d)
-	id, err := q.put(context.Background(), smtp.Mail{Rcpts: []string{d.sender}}, bytes.NewReader(msg), false)
+	id, err := q.put(context.Background(), smtp.Mail{Rcpts: []string{d.sender}}, q.signed(msg), false)
 	if err != nil {
 		return "", err
 	}
