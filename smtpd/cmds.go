@@ -120,10 +120,10 @@ func (s *session) hello(name string, esmtp bool) {
 		return
 	}
 	lines := []string{greet, "PIPELINING", fmt.Sprintf("SIZE %d", s.cfg.MaxSize), "8BITMIME", "CHUNKING", s.limitsKeyword(), "ENHANCEDSTATUSCODES"}
-	// DSN (RFC 3461), and REQUIRETLS on a TLS session only (RFC 8689
-	// §3), before ENHANCEDSTATUSCODES (dsn.go).
+	// DSN (RFC 3461), and REQUIRETLS on a TLS session without a mailer
+	// only (RFC 8689 §3), before ENHANCEDSTATUSCODES (dsn.go).
 	dsn := []string{"DSN"}
-	if s.tls {
+	if s.requireTLSOK() {
 		dsn = append(dsn, "REQUIRETLS")
 	}
 	lines = slices.Insert(lines, len(lines)-1, dsn...)

@@ -22,7 +22,9 @@ import (
 // reason).
 //
 // REQUIRETLS is offered, and taken at MAIL, only on a TLS session (after
-// STARTTLS or on an implicit-TLS listener, RFC 8689 §3); it is recorded
+// STARTTLS or on an implicit-TLS listener, RFC 8689 §3), and not when
+// messages go to a mailer (-m), which could send them on in plain text;
+// it is recorded
 // in the envelope, and the client engine then sends the message on only
 // over verified TLS to a next hop that offers REQUIRETLS. Local delivery
 // is not affected: the message is already here. The "TLS-Required: No"
@@ -44,6 +46,14 @@ func dsnErr(format string, args ...any) *smtp.Reply {
 // offers it only over TLS; 5.7.10 is "encryption needed" (RFC 5248).
 var errRequireTLS = smtp.Replyf(530, "5.7.10", "REQUIRETLS needs a TLS session: STARTTLS first")
 
+// errRequireTLSMailer refuses REQUIRETLS, not offered, when messages go
+// to a mailer (-m): what it does with them is beyond our promise.
+var errRequireTLSMailer = smtp.Replyf(555, "5.5.4", "REQUIRETLS not offered: mail goes to a mailer, which cannot promise TLS")
+
+// requireTLSOK reports whether REQUIRETLS is offered: on a TLS session,
+// when we deliver ourselves.
+func (s *session) requireTLSOK() bool { return s.tls && s.cfg.Mailer == nil }
+
 // dsnMailParam takes RET, ENVID or REQUIRETLS of MAIL into p, and
 // reports whether pm was one of them. Repeats are refused by the caller.
 func (s *session) dsnMailParam(pm param, p *smtp.Params) (bool, *smtp.Reply) {
@@ -63,6 +73,9 @@ func (s *session) dsnMailParam(pm param, p *smtp.Params) (bool, *smtp.Reply) {
 	case "REQUIRETLS": // RFC 8689 §3
 		if pm.value != "" {
 			return true, dsnErr("REQUIRETLS takes no value")
+		}
+		if s.cfg.Mailer != nil {
+			return true, errRequireTLSMailer
 		}
 		if !s.tls {
 			return true, errRequireTLS

@@ -159,4 +159,13 @@ func TestRequireTLS(t *testing.T) {
 	if n := len(boxFiles(t, ts.Root, "bob")); n != 1 {
 		t.Errorf("bob has %d messages", n)
 	}
+	// With a mailer, what becomes of the message is not ours to promise.
+	ts = newTestServer(t, "mailer /bin/true\ntlscert "+cert.CertFile+" "+cert.KeyFile)
+	c = ts.ehloed("192.0.2.7")
+	c.starttls(t)
+	c.send("EHLO client.example.net")
+	if got := strings.Join(c.reply(), "|"); strings.Contains(got, "REQUIRETLS") {
+		t.Errorf("EHLO over TLS with a mailer: %q", got)
+	}
+	c.check("MAIL FROM:<alice@example.org> REQUIRETLS", "555 5.5.4 REQUIRETLS not offered")
 }
