@@ -3,7 +3,6 @@ package test
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -166,7 +165,10 @@ func TestDSNRelayed(t *testing.T) {
 }
 
 // TestRequireTLSServer: REQUIRETLS is refused over plain text (530
-// 5.7.10) and, after STARTTLS, recorded in the queue's envelope.
+// 5.7.10) and, after STARTTLS, taken, kept with the message and obeyed:
+// the smarthost is a host no TLS policy authenticates, so the message is
+// never sent and the sender gets a failure report with 5.7.30 (RFC 8689
+// §4.2.1, §5).
 func TestRequireTLSServer(t *testing.T) {
 	cert := testlib.NewCert(t, t.TempDir())
 	w := startQueue(t, "smarthost tcp!127.0.0.1!1\nbackoff 1h\ntlscert "+cert.CertFile+" "+cert.KeyFile+"\n")
@@ -176,10 +178,9 @@ func TestRequireTLSServer(t *testing.T) {
 	if got := smtplib(t, w.d.SMTP[0], "alice@example.org", "bob@remote.example", "REQUIRETLS", "", true); got != "ok" {
 		t.Fatalf("REQUIRETLS over STARTTLS: %s", got)
 	}
-	q := w.waitQueue(1, "the message")
-	env, err := os.ReadFile(filepath.Join(w.d.Root, "queue", q[0].ID+".env"))
-	if err != nil || !slices.Contains(strings.Split(string(env), "\n"), "requiretls") {
-		t.Errorf("envelope %v:\n%s", err, env)
+	d := testlib.ParseDSN(t, []byte(w.waitBox("alice", 1)[0]))
+	if r := d.Recipients[0]; r["Action"] != "failed" || !strings.Contains(r["Diagnostic-Code"]+r["Status"], "5.7.30") {
+		t.Errorf("DSN fields %v", r)
 	}
 }
 
