@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"smtpfs/internal/errquote"
+	"smtpfs/smtp/tlspolicy"
 )
 
 // A Client delivers messages over SMTP: upas smtp's engine, used by the
@@ -34,6 +35,9 @@ type Client struct {
 	Insecure    bool           // accept any certificate (-o)
 	Pins        *Pins          // certificates accepted by thumbprint, lib/tls/smtp
 	RootCAs     *x509.CertPool // CAs to verify against; nil means the system's
+
+	Policy      *tlspolicy.Engine // TLS policy of MX destinations, instead of the four above (policy.go); nil for none
+	PolicyStats *PolicyStats      // its decisions counted; nil for none
 
 	Auth           *Auth // credentials for AUTH, nil for none (-a)
 	AuthWithoutTLS bool  // send them over a plaintext connection too (-i)
@@ -129,8 +133,9 @@ func (t Timeouts) orDefault() Timeouts {
 
 // An Error is a failed delivery attempt or a refused recipient: the phase
 // that failed ("dns", "dial", "tls", "greeting", "hello", "starttls", "auth",
-// "mailfrom", "rcptto", "data"), the host (an MX name; the destination for
-// "dns") and address dialled, and the cause: a *Reply when the server said
+// "mailfrom", "rcptto", "data"; "tls" is also the TLS policy refusing a
+// destination before anything is dialled, policy.go), the host (an MX name;
+// the destination for "dns" and such a refusal) and address dialled, and the cause: a *Reply when the server said
 // so. Temporary tells the queue whether to try again.
 type Error struct {
 	Phase string
@@ -263,6 +268,23 @@ func (c *Client) Send(ctx context.Context, dest string, m Mail, msg io.Reader) (
 	return c.deliver(ctx, dest, m, msg)
 }
 
+// An Outcome is what a delivery learned about the next hop beyond the
+// recipients' results.
+type Outcome struct {
+	// DSN: the server that took the message offered DSN (RFC 3461), so
+	// it got the DSN parameters and will report success itself; a
+	// sender that was asked NOTIFY=SUCCESS reports "relayed" otherwise
+	// (RFC 3461 §5.2.2).
+	DSN bool
+}
+
+// SendOutcome is Send that also returns the Outcome of the session that
+// took the message (the zero Outcome if none did).
+func (c *Client) SendOutcome(ctx context.Context, dest string, m Mail, msg io.Reader) (rcptErrs []error, o Outcome, err error) {
+	rcptErrs, err = c.deliverVia(ctx, dest, m, msg, &o, c.attempt)
+	return rcptErrs, o, err
+}
+
 // Ping is Deliver without a message: it asks the server whether it takes
 // each recipient (RCPT) and quits before DATA (upas smtp -p).
 func (c *Client) Ping(ctx context.Context, dest, from string, rcpts []string) (rcptErrs []error, err error) {
@@ -270,13 +292,13 @@ func (c *Client) Ping(ctx context.Context, dest, from string, rcpts []string) (r
 }
 
 func (c *Client) deliver(ctx context.Context, dest string, m Mail, msg io.Reader) ([]error, error) {
-	return c.deliverVia(ctx, dest, m, msg, c.attempt)
+	return c.deliverVia(ctx, dest, m, msg, nil, c.attempt)
 }
 
 // deliverVia checks and sends one message as deliver does, the
 // transaction run by via: on a session of its own (attempt) or on a
-// Conn's.
-func (c *Client) deliverVia(ctx context.Context, dest string, m Mail, msg io.Reader,
+// Conn's; it fills in out, if not nil.
+func (c *Client) deliverVia(ctx context.Context, dest string, m Mail, msg io.Reader, out *Outcome,
 	via func(context.Context, DialString, envelope) ([]error, error)) ([]error, error) {
 	from, rcpts := m.From, m.Rcpts
 	rcptErrs := make([]error, len(rcpts))
@@ -308,7 +330,7 @@ func (c *Client) deliverVia(ctx context.Context, dest string, m Mail, msg io.Rea
 		}
 		return rcptErrs, nil
 	}
-	env := envelope{from: from, size: messageSize(msg), msg: msg, params: m.Params}
+	env := envelope{from: from, size: messageSize(msg), msg: msg, params: m.Params, out: out}
 	env.params.Rcpt = nil
 	for _, i := range good {
 		env.rcpts = append(env.rcpts, rcpts[i])
@@ -362,6 +384,7 @@ type envelope struct {
 	size   int64     // the message's size if known, else -1
 	msg    io.Reader // nil for a ping
 	params Params    // Rcpt parallel to rcpts
+	out    *Outcome  // filled in by the session that takes the message; nil: not wanted
 }
 
 // what names the attempt in the logs, as upas does.
@@ -377,7 +400,7 @@ func (env envelope) what() string {
 // answer is the failure of the host that got furthest; it is permanent only if every host failed for good (a
 // host that could not be reached may take the message later).
 func (c *Client) attempt(ctx context.Context, d DialString, env envelope) ([]error, error) {
-	s, err := c.connect(ctx, d)
+	s, err := c.connect(ctx, d, env.params.RequireTLS)
 	if err != nil {
 		return nil, err
 	}
@@ -388,10 +411,15 @@ func (c *Client) attempt(ctx context.Context, d DialString, env envelope) ([]err
 
 // connect tries the hosts of the route in turn, each address of each,
 // until a session gets past the greeting, EHLO and TLS, and returns it.
-func (c *Client) connect(ctx context.Context, d DialString) (*session, error) {
+// requireTLS: the session is for REQUIRETLS mail, and the TLS policy
+// allows only hosts that may carry it (RFC 8689 §4.2.1).
+func (c *Client) connect(ctx context.Context, d DialString, requireTLS bool) (*session, error) {
 	hops, err := c.route(ctx, d)
 	if err != nil {
 		return nil, &Error{Phase: "dns", Host: d.Host, Err: err}
+	}
+	if hops, err = c.applyPolicy(ctx, d, hops, requireTLS); err != nil {
+		return nil, err
 	}
 	var best *Error
 	retry := false

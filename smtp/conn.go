@@ -29,8 +29,10 @@ type Conn struct {
 
 // Open connects to dest (a dial string, as Deliver's) and returns a
 // session ready for Send: the first host of the route that gets past the
-// greeting, EHLO, STARTTLS and AUTH. ctx bounds the connecting only.
-func (c *Client) Open(ctx context.Context, dest string) (*Conn, error) {
+// greeting, EHLO, STARTTLS and AUTH. first is the first message it will
+// carry: one that asks for REQUIRETLS gets a session that may carry it
+// (see CanCarry). ctx bounds the connecting only.
+func (c *Client) Open(ctx context.Context, dest string, first Mail) (*Conn, error) {
 	d, err := ParseDialString(dest)
 	if err == nil && d.Net != "tcp" {
 		err = fmt.Errorf("invalid dial string %q: mail goes over tcp", dest)
@@ -41,7 +43,7 @@ func (c *Client) Open(ctx context.Context, dest string) (*Conn, error) {
 	if !validHello(c.Hello) {
 		return nil, &Error{Phase: "hello", Host: d.Host, Err: permanent(fmt.Errorf("invalid EHLO name %q", c.Hello))}
 	}
-	s, err := c.connect(ctx, d)
+	s, err := c.connect(ctx, d, first.RequireTLS)
 	if err != nil {
 		c.failf("connection to %s failed: %v", dest, err)
 		return nil, err
@@ -58,13 +60,20 @@ func (c *Client) Open(ctx context.Context, dest string) (*Conn, error) {
 // the connection the message's errors say so and Send opens a new one
 // for the next message.
 func (cn *Conn) Send(ctx context.Context, m Mail, msg io.Reader) (rcptErrs []error, err error) {
-	return cn.c.deliverVia(ctx, cn.dest, m, msg, cn.transact)
+	return cn.c.deliverVia(ctx, cn.dest, m, msg, nil, cn.transact)
+}
+
+// SendOutcome is Send that also returns the Outcome, as
+// Client.SendOutcome does.
+func (cn *Conn) SendOutcome(ctx context.Context, m Mail, msg io.Reader) (rcptErrs []error, o Outcome, err error) {
+	rcptErrs, err = cn.c.deliverVia(ctx, cn.dest, m, msg, &o, cn.transact)
+	return rcptErrs, o, err
 }
 
 func (cn *Conn) transact(ctx context.Context, d DialString, env envelope) ([]error, error) {
 	for try := 0; ; try++ {
 		if cn.s == nil {
-			s, err := cn.c.connect(ctx, d)
+			s, err := cn.c.connect(ctx, d, env.params.RequireTLS)
 			if err != nil {
 				return nil, err
 			}
@@ -98,14 +107,15 @@ func (cn *Conn) stale(ctx context.Context, s *session, err error) bool {
 }
 
 // CanCarry reports whether the session may carry m: a message that asks
-// for REQUIRETLS (RFC 8689 §4) needs a session whose TLS certificate was
-// verified (a CA or a pin, not Client.Insecure). A Conn whose connection
-// failed can carry anything: Send opens a new one.
+// for REQUIRETLS (RFC 8689 §4) needs a session opened for such mail, to
+// a host the TLS policy authenticates, over TLS (the server's REQUIRETLS
+// is checked at MAIL). A Conn whose connection failed can carry
+// anything: Send opens a new one.
 func (cn *Conn) CanCarry(m Mail) bool {
-	if !m.RequireTLS {
+	if !m.RequireTLS || cn.s == nil {
 		return true
 	}
-	return cn.s != nil && cn.s.tls && !cn.c.Insecure
+	return cn.s.tls && cn.s.pol != nil && cn.s.pol.requireTLS
 }
 
 // Usable reports whether the connection is still open and working as far

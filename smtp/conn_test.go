@@ -22,7 +22,7 @@ func commands(s *testlib.Sink) []string {
 
 func openConn(t *testing.T, c *smtp.Client, dest string) *smtp.Conn {
 	t.Helper()
-	cn, err := c.Open(context.Background(), dest)
+	cn, err := c.Open(context.Background(), dest, smtp.Mail{})
 	if err != nil {
 		t.Fatalf("Open %s: %v", dest, err)
 	}
@@ -162,10 +162,10 @@ func TestConnDroppedInData(t *testing.T) {
 // REQUIRETLS message off a session without verified TLS.
 func TestConnOpenAndCarry(t *testing.T) {
 	c, _ := setup(t, testlib.SinkOptions{})
-	if _, err := c.Open(context.Background(), "gone.example"); phaseOf(err) != "dns permanent" {
+	if _, err := c.Open(context.Background(), "gone.example", smtp.Mail{}); phaseOf(err) != "dns permanent" {
 		t.Errorf("Open gone.example: %v, want a permanent dns failure", err)
 	}
-	if _, err := c.Open(context.Background(), "net!x!y"); phaseOf(err) != "dial permanent" {
+	if _, err := c.Open(context.Background(), "net!x!y", smtp.Mail{}); phaseOf(err) != "dial permanent" {
 		t.Errorf("Open of a bad dial string: %v", err)
 	}
 	cn := openConn(t, c, "example.org") // mx1 does not answer; mx2 does

@@ -29,7 +29,8 @@ type session struct {
 	tw     *timeoutWriter
 	ext    map[string]string // EHLO keywords (upper case) and their parameters
 	tls    bool
-	broken bool // the connection failed; no QUIT
+	broken bool        // the connection failed; no QUIT
+	pol    *hostPolicy // the host's TLS policy, nil for none
 
 	stop     func() bool // ends bind's watch of the context
 	dirty    bool        // a transaction began (MAIL sent) and did not end with the reply to the dot
@@ -41,8 +42,9 @@ type session struct {
 // caller closes the session.
 func (c *Client) open(ctx context.Context, h hop, a netip.Addr) (*session, error) {
 	s := &session{c: c, ctx: ctx, t: c.Timeouts.orDefault(), host: h.name,
-		addr: net.JoinHostPort(a.String(), h.port)}
+		addr: net.JoinHostPort(a.String(), h.port), pol: h.pol}
 	s.note("connecting to %s (%s)", s.host, s.addr)
+	s.notePolicy()
 	d := net.Dialer{Timeout: s.t.Connect}
 	conn, err := d.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
@@ -109,6 +111,9 @@ func (s *session) transact(env envelope) ([]error, error) {
 		return rcptErrs, err
 	}
 	s.dirty = false
+	if env.out != nil {
+		_, env.out.DSN = s.ext["DSN"]
+	}
 	var ok []string
 	for i, r := range env.rcpts {
 		if rcptErrs[i] == nil {
@@ -275,10 +280,13 @@ func (s *session) hello() error {
 // one recipient does not abort the others.
 func (s *session) envelope(env envelope) ([]error, int, error) {
 	cmds := []string{"MAIL FROM:<" + env.from + ">" + s.mailParams(env)}
-	for _, r := range env.rcpts {
-		cmds = append(cmds, "RCPT TO:<"+r+">")
+	for i, r := range env.rcpts {
+		cmds = append(cmds, "RCPT TO:<"+r+">"+s.rcptParams(env, i))
 	}
 	if err := s.needUTF8(env); err != nil {
+		return nil, 0, err
+	}
+	if err := s.checkRequireTLS(env); err != nil {
 		return nil, 0, err
 	}
 	step := 1
@@ -336,6 +344,41 @@ func (s *session) mailParams(env envelope) string {
 	}
 	if _, ok := s.ext["SMTPUTF8"]; ok && env.utf8() {
 		p += " SMTPUTF8"
+	}
+	p += s.requireTLSParam(env)
+	if _, ok := s.ext["DSN"]; ok && env.msg != nil {
+		p += dsnMailParams(env.params)
+	}
+	return p
+}
+
+// dsnMailParams returns RET and ENVID (RFC 3461 §4.3, §4.4), for a
+// server that offers DSN.
+func dsnMailParams(p Params) string {
+	var s string
+	if p.Ret != "" {
+		s += " RET=" + p.Ret
+	}
+	if p.EnvID != "" {
+		s += " ENVID=" + EncodeXtext(p.EnvID)
+	}
+	return s
+}
+
+// rcptParams returns NOTIFY and ORCPT of recipient i (RFC 3461 §4.1,
+// §4.2) for a server that offers DSN; ORCPT's address is xtext, its
+// type as it is.
+func (s *session) rcptParams(env envelope, i int) string {
+	if _, ok := s.ext["DSN"]; !ok || env.msg == nil || i >= len(env.params.Rcpt) {
+		return ""
+	}
+	var p string
+	r := env.params.Rcpt[i]
+	if r.Notify != "" {
+		p += " NOTIFY=" + r.Notify
+	}
+	if t, a, ok := strings.Cut(r.ORcpt, ";"); ok {
+		p += " ORCPT=" + t + ";" + EncodeXtext(a)
 	}
 	return p
 }

@@ -24,11 +24,14 @@ import (
 // Queue takes messages for remote recipients. PutMail returns only once
 // the message is durable on disk. m.From is "" for the null sender, else
 // local@domain; m.Rcpts are local@domain (local@[ip] for address
-// literals); m.Params what the message asks of the next hop (SMTPUTF8).
-// msg is the message as it will be sent: CRLF line ends, no dot-stuffing,
-// our Received: line first.
+// literals), m.Params what the client asked (DSN, REQUIRETLS, SMTPUTF8). msg is the
+// message as it will be sent: CRLF line ends, no dot-stuffing, our
+// Received: line first. PutDelivered queues the success DSN for the
+// recipients of m delivered here that asked NOTIFY=SUCCESS ("" if none
+// did), durable when it returns.
 type Queue interface {
 	PutMail(ctx context.Context, m smtp.Mail, msg io.Reader) (id string, err error)
+	PutDelivered(ctx context.Context, m smtp.Mail, msg io.Reader) (id string, err error)
 }
 
 // Greylister decides at DATA, after all recipients, for a client that is

@@ -83,6 +83,8 @@ type session struct {
 	utf8  bool // MAIL said SMTPUTF8 (utf8.go)
 	// utf8Msg: the message needs SMTPUTF8 (needsUTF8), known once read
 	utf8Msg bool
+	// params: the transaction's RET, ENVID and REQUIRETLS (dsn.go)
+	params smtp.Params
 	// A BDAT transaction (bdat.go): its chunks so far, whether one failed,
 	// and the octets of BDAT read in the session, for its hard bound.
 	chunks      *chunkWriter
@@ -119,6 +121,7 @@ type rcpt struct {
 	box  string // the local box, "" for a remote recipient
 	// newBox: box has no directory yet; the delivery makes it (mkbox)
 	newBox bool
+	dsn    smtp.RcptParams // NOTIFY and ORCPT (dsn.go)
 }
 
 func newSession(srv *Server, c net.Conn, cfg *conf.Config, local, remote netip.Addr) *session {
@@ -416,6 +419,7 @@ func (s *session) resetTxn() {
 	s.dropChunks()
 	s.from, s.rcpts, s.body8 = mailPath{}, nil, false
 	s.utf8, s.utf8Msg = false, false
+	s.params = smtp.Params{}
 	s.rcptSeen, s.rcptBoxes, s.newBoxes = nil, nil, 0
 	s.loopRcpts = 0
 	s.spf, s.stripped, s.authRes, s.quarantine = nil, nil, "", ""

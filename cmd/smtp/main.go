@@ -1,6 +1,6 @@
 // Command smtp sends one message by SMTP, as upas smtp does:
 //
-//	smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-R root] [.domain] destaddr sender rcpt-list
+//	smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-P level] [-D daneresolver] [-R root] [-N notify] [-E ret] [-V envid] [.domain] destaddr sender rcpt-list
 //
 // The message comes on standard input, an upas "From sender date" line
 // first if it likes. It is converted as upas converts it (Message-ID, Date,
@@ -35,6 +35,30 @@
 //	-R  the mail root, for lib/tls/smtp and the logs log/smtp and
 //	    log/smtp.fail (written only if the root exists); default ./mail
 //
+// and, beyond upas, the TLS policy the queue follows (smtp/tlspolicy):
+//
+//	-P  the TLS policy of destaddr, when it is a domain: dane, mta-sts,
+//	    verify, encrypt, may, none, or default (what the queue gives a
+//	    domain without a tlspolicy line: DANE, else MTA-STS, else may);
+//	    it decides STARTTLS and the certificate check instead of -s, -o
+//	    and the pins; MTA-STS policies are cached in root/lib/mta-sts
+//	-D  the validating resolver (ip:port) whose AD bit DANE believes;
+//	    implies -P default; without it there is no DANE
+//
+// With -P and -p, the policy found is written on standard output first:
+// a line for the domain, one per MX host ("tls policy: ..."). The
+// environment settings of smtpfs(8) for tests, $SMTPFS_TLS_CA and
+// $SMTPFS_MTASTS_PORT, apply.
+//
+// For DSN (RFC 3461), sent to a server that offers it (sendmail's
+// letters where upas leaves them free):
+//
+//	-N  NOTIFY for every recipient: NEVER, or a comma list of SUCCESS,
+//	    FAILURE and DELAY
+//	-E  RET: FULL or HDRS, what a failure report returns of the message
+//	-V  ENVID: an identifier the reports quote back, printable ASCII, at
+//	    most 100 characters
+//
 // $SMTPFS_RESOLVER (host:port) names the DNS server, else /etc/resolv.conf.
 // $SMTPFS_SMTP_PORT sets the port of MX hosts (default 25), for tests and
 // for sites whose mail exchangers listen elsewhere.
@@ -44,20 +68,26 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"smtpfs/cmd/internal/arg"
+	"smtpfs/cmd/internal/setup"
 	"smtpfs/smtp"
 	"smtpfs/smtp/mlog"
+	"smtpfs/smtp/queue"
+	"smtpfs/smtp/tlspolicy"
+	"smtpfs/smtpd/conf"
 )
 
-const usage = "smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-R root] [.domain] destaddr sender rcpt-list"
+const usage = "smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-P level] [-D daneresolver] [-R root] [-N notify] [-E ret] [-V envid] [.domain] destaddr sender rcpt-list"
 
 // Exit statuses.
 const (
@@ -79,7 +109,9 @@ type flags struct {
 
 	busted              []string
 	gateway, host, user string
+	policy, daneRes     string // -P, -D
 	root                string
+	notify, ret, envid  string // DSN's NOTIFY, RET and ENVID (-N, -E, -V)
 	domain              string // .domain, without the dot
 	dest, sender        string
 	rcpts               []string
@@ -98,7 +130,28 @@ func parse(args []string) (*flags, error) {
 		return nil, fmt.Errorf("missing arguments")
 	}
 	f.dest, f.sender, f.rcpts = rest[0], rest[1], rest[2:]
+	f.notify, f.ret = strings.ToUpper(f.notify), strings.ToUpper(f.ret)
+	if err := queue.CheckRet(f.ret); err != nil {
+		return nil, fmt.Errorf("-E: %v", err)
+	}
+	if err := queue.CheckEnvID(f.envid); err != nil {
+		return nil, fmt.Errorf("-V: %v", err)
+	}
+	if err := queue.CheckRcptParams(smtp.RcptParams{Notify: f.notify}); err != nil {
+		return nil, fmt.Errorf("-N: %v", err)
+	}
 	return f, nil
+}
+
+// mail is the envelope with the DSN parameters of the flags.
+func (f *flags) mail(from string, rcpts []string) smtp.Mail {
+	m := smtp.Mail{From: from, Rcpts: rcpts, Params: smtp.Params{Ret: f.ret, EnvID: f.envid}}
+	if f.notify != "" {
+		for range rcpts {
+			m.Rcpt = append(m.Rcpt, smtp.RcptParams{Notify: f.notify})
+		}
+	}
+	return m
 }
 
 // argSet is smtp's table of flags, upas smtp's and -R.
@@ -113,6 +166,11 @@ func argSet(f *flags) *arg.Set {
 	set.String('h', &f.host)
 	set.String('u', &f.user)
 	set.String('R', &f.root)
+	set.String('P', &f.policy)
+	set.String('D', &f.daneRes)
+	set.String('N', &f.notify)
+	set.String('E', &f.ret)
+	set.String('V', &f.envid)
 	return set
 }
 
@@ -156,9 +214,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	var rcptErrs []error
 	if f.ping {
+		if lines, err := c.DescribePolicy(ctx, f.dest); err == nil {
+			for _, l := range lines {
+				fmt.Fprintf(stdout, "tls policy: %s\n", l)
+			}
+		}
 		rcptErrs, err = c.Ping(ctx, f.dest, from, rcpts)
 	} else {
-		m := smtp.Mail{From: from, Rcpts: rcpts}
+		m := f.mail(from, rcpts)
 		m.Params.SMTPUTF8, msg = needsUTF8(msg, from, rcpts)
 		rcptErrs, err = c.Send(ctx, f.dest, m, msg)
 	}
@@ -209,6 +272,9 @@ func (f *flags) client(ds smtp.DialString, hostdomain string, stderr io.Writer) 
 		l := mlog.New(filepath.Join(f.root, "log"), nil)
 		c.Log, c.FailLog = l.Logger("smtp"), l.Logger("smtp.fail")
 	}
+	if err := f.tlsPolicy(c, ds); err != nil {
+		return nil, err
+	}
 	if f.auth {
 		a, err := netrcAuth(ds.Host, f.user)
 		if err != nil {
@@ -238,4 +304,34 @@ func netrcAuth(machine, user string) (*smtp.Auth, error) {
 		return nil, fmt.Errorf("no password for machine %s in %s", machine, file)
 	}
 	return &smtp.Auth{User: cmp.Or(e.Login, user, os.Getenv("USER")), Password: e.Password}, nil
+}
+
+// tlsPolicy gives the client the policy engine of -P and -D, as the
+// queue's (setup.TLSPolicy) but for the one destination; its MTA-STS
+// cache is root/lib/mta-sts only if the root exists.
+func (f *flags) tlsPolicy(c *smtp.Client, ds smtp.DialString) error {
+	if f.policy == "" && f.daneRes == "" {
+		return nil
+	}
+	cfg := conf.Default()
+	cfg.Resolver = os.Getenv("SMTPFS_RESOLVER")
+	if f.daneRes != "" {
+		var err error
+		if cfg, _, err = conf.Apply(cfg, "-D", "daneresolver "+conf.Quote(f.daneRes)); err != nil {
+			return errors.Unwrap(err)
+		}
+	}
+	if f.policy != "" && f.policy != "default" {
+		l, err := tlspolicy.ParseLevel(f.policy)
+		if err != nil {
+			return fmt.Errorf("-P: %v", err)
+		}
+		cfg.TLSPolicy = map[string]tlspolicy.Level{strings.ToLower(strings.TrimSuffix(ds.Host, ".")): l}
+	}
+	e, err := setup.TLSPolicy(cfg, f.root, c.Log)
+	if fi, serr := os.Stat(f.root); serr != nil || !fi.IsDir() {
+		e.CacheDir = ""
+	}
+	c.Policy = e
+	return err
 }

@@ -38,7 +38,7 @@ type Deliverer interface {
 // (Settings.SessionMsgs, SessionIdle); with a plain Deliverer, each job
 // is a session of its own. The Conn is used by one goroutine at a time.
 type Opener interface {
-	Open(ctx context.Context, dest string) (*smtp.Conn, error)
+	Open(ctx context.Context, dest string, first smtp.Mail) (*smtp.Conn, error)
 }
 
 // Local delivers to local users (the server engine's Maildir delivery):

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"strings"
@@ -25,6 +26,7 @@ import (
 
 	"smtpfs/internal/regfile"
 	"smtpfs/smtp"
+	"smtpfs/smtp/tlspolicy"
 )
 
 // Config is the effective configuration of the server, the queue runner
@@ -101,6 +103,9 @@ type Config struct {
 	SPF   AuthPolicy  // spf: SPF (RFC 7208) at MAIL for untrusted clients
 	DMARC AuthPolicy  // dmarc: DKIM and DMARC (RFC 6376, RFC 7489) after DATA for untrusted clients
 	DKIM  []DKIMSigns // dkim: the selectors that sign each domain's outgoing mail
+
+	TLSPolicy    map[string]tlspolicy.Level // tlspolicy: outbound TLS level by domain (lower case)
+	DANEResolver string                     // daneresolver: validating resolver ip:port for DANE, "" for no DANE
 }
 
 // An AuthPolicy says what a check of mail authentication does (the spf
@@ -196,6 +201,7 @@ func (c *Config) Clone() *Config {
 		n.DKIM = append(n.DKIM, DKIMSigns{d.Domain, append([]string(nil), d.Selectors...)})
 	}
 	n.Listen = append([]Listen(nil), c.Listen...)
+	n.TLSPolicy = maps.Clone(c.TLSPolicy)
 	if c.SendAs != nil {
 		n.SendAs = map[string][]string{}
 		for u, l := range c.SendAs {

@@ -37,8 +37,10 @@ type SinkOptions struct {
 	Users    map[string]string // offer AUTH PLAIN LOGIN, checking these passwords
 	Listen   string            // host:port to listen on; "" means 127.0.0.1 and any port
 	Mute     bool              // greet only once the client has said something (for smtp -A)
+	ReqTLS   bool              // with TLS: offer REQUIRETLS (RFC 8689) once TLS is on
 
 	NoPipelining bool // leave PIPELINING (RFC 2920) out of the EHLO reply; a command that came with the next one recorded with " (pipelined)"
+	DSN          bool // offer DSN (RFC 3461); its parameters are in Sessions' lines
 }
 
 // SetReply makes f decide the sink's answers from now on. Before each
@@ -84,6 +86,11 @@ func NewSink(t testing.TB, opt SinkOptions) *Sink {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveSink(t, l, opt)
+}
+
+// serveSink serves a sink on l for the life of the test.
+func serveSink(t testing.TB, l net.Listener, opt SinkOptions) *Sink {
 	s := &Sink{Addr: l.Addr().String(), l: l, SinkOptions: opt}
 	s.cond = sync.NewCond(&s.mu)
 	go s.serve()
@@ -218,6 +225,12 @@ func (sc *sinkConn) command(verb, arg string) bool {
 		}
 		if sc.s.Users != nil {
 			lines = append(lines, "AUTH PLAIN LOGIN")
+		}
+		if sc.s.ReqTLS && sc.msg.TLS {
+			lines = append(lines, "REQUIRETLS")
+		}
+		if sc.s.DSN {
+			lines = append(lines, "DSN")
 		}
 		return sc.reply("EHLO", arg, &smtp.Reply{Code: 250, Lines: lines})
 	case "HELO":
