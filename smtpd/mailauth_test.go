@@ -521,3 +521,35 @@ func TestSubmissionMailAuth(t *testing.T) {
 		t.Errorf("log has a verdict:\n%s", ts.logbuf)
 	}
 }
+
+// TestSPFULabel: the SPF of a sender domain in U-labels (SMTPUTF8) is
+// that of its A-label (RFC 8616 §4), so spf enforce refuses a client its
+// record fails, and the Authentication-Results field names the domain
+// that was checked, not the U-label with its non-ASCII letters dropped
+// ("bücher.net" shown as "bcher.net", another domain).
+func TestSPFULabel(t *testing.T) {
+	w := newAuthWorld(t)
+	w.dns.set("xn--bcher-kva.net", "v=spf1 ip4:192.0.2.7 -all")
+	ts := w.server(t, "spf enforce")
+	c := ts.ehloed("198.51.100.1")
+	c.send("MAIL FROM:<alice@bücher.net> SMTPUTF8")
+	c.expect("250 ")
+	c.check("RCPT TO:<bob@example.org>", "550 5.7.23 SPF fail: xn--bcher-kva.net does not allow 198.51.100.1")
+
+	c = ts.ehloed("192.0.2.7")
+	c.send("MAIL FROM:<alice@bücher.net> SMTPUTF8")
+	c.expect("250 ")
+	c.check("RCPT TO:<bob@example.org>", "250 ")
+	c.check("DATA", "354 ")
+	c.write("From: alice@example.net\r\n\r\nhi\r\n.\r\n")
+	if got := c.reply(); got[0] != "250 2.5.0 sent" {
+		t.Fatalf("SPF pass: %q", got)
+	}
+	msgs := boxFiles(t, ts.Root, "bob")
+	if len(msgs) != 1 {
+		t.Fatalf("bob has %d messages, want 1", len(msgs))
+	}
+	if ar := authResults(msgs[0]); len(ar) != 1 || !strings.Contains(ar[0], "spf=pass smtp.mailfrom=xn--bcher-kva.net") {
+		t.Errorf("Authentication-Results: %q", ar)
+	}
+}
