@@ -55,7 +55,8 @@ const (
 //   - ENVID goes back as Original-Envelope-Id, each recipient's ORCPT as
 //     its Original-Recipient (RFC 3464 §2.2.1, §2.3.1);
 //   - the DSN of a REQUIRETLS message, which carries its header, leaves
-//     with REQUIRETLS too (RFC 8689 §5).
+//     with REQUIRETLS too (RFC 8689 §5); one to a UTF-8 sender needs
+//     SMTPUTF8 (RFC 6531 §3.4).
 //
 // Nothing goes to the null sender <>.
 
@@ -108,7 +109,8 @@ func (q *Queue) sendDSN(e *entry, set Settings, now time.Time, kind string, rs [
 // putDSN queues the DSN d from <> to its sender.
 func (q *Queue) putDSN(d dsn) (string, error) {
 	msg := buildDSN(d)
-	m := smtp.Mail{Rcpts: []string{d.sender}, Params: smtp.Params{RequireTLS: d.requireTLS}}
+	m := smtp.Mail{Rcpts: []string{d.sender}, Params: smtp.Params{RequireTLS: d.requireTLS,
+		SMTPUTF8: smtp.NeedsSMTPUTF8(msg, d.sender)}} // a UTF-8 sender: its RCPT, our To:
 	id, err := q.put(context.Background(), m, q.signed(msg), false)
 	if err != nil {
 		return "", err

@@ -246,3 +246,21 @@ func fromsOf(calls []call) []string {
 	}
 	return l
 }
+
+// The DSN to a sender whose address is UTF-8 (an SMTPUTF8 message) is
+// queued needing SMTPUTF8 (RFC 6531 §3.4): its RCPT and its To: are UTF-8.
+func TestDSNUTF8Sender(t *testing.T) {
+	h := newHarness(t, testSettings())
+	h.run()
+	m := smtp.Mail{From: "jörg@example.org", Rcpts: []string{"bob@local.test"},
+		Params: smtp.Params{SMTPUTF8: true, Rcpt: []smtp.RcptParams{{Notify: "SUCCESS"}}}}
+	id, err := h.q.PutDelivered(context.Background(), m, strings.NewReader("Subject: hi\r\n\r\nbody\r\n"))
+	if err != nil || id == "" {
+		t.Fatalf("PutDelivered: %q, %v", id, err)
+	}
+	h.waitID(id)
+	calls := h.d.take()
+	if len(calls) != 1 || calls[0].from != "" || !calls[0].params.SMTPUTF8 {
+		t.Errorf("%d calls %+v, want the success DSN, with SMTPUTF8", len(calls), fromsOf(calls))
+	}
+}
