@@ -163,10 +163,11 @@ func (s *session) checkMessage(sp *spool, h headerInfo) *smtp.Reply {
 // greyCheck asks the greylist about the transaction: by the sender's
 // domain when SPF says the client may send its mail, so that a sender's
 // farm of servers retrying from another address passes, else by the
-// client's address. A pass through "all" (+all: anyone may send) says
-// nothing of the client, and does not count.
+// client's address. A pass through a term that matches every address
+// ("+all" in any case, "ip4:0.0.0.0/0", also through include or
+// redirect: r.Anyone) says nothing of the client, and does not count.
 func (s *session) greyCheck() bool {
-	if r := s.spf; r != nil && r.Result == mailauth.Pass && r.Identity == "mailfrom" && strings.TrimPrefix(r.Mechanism, "+") != "all" {
+	if r := s.spf; r != nil && r.Result == mailauth.Pass && r.Identity == "mailfrom" && !r.Anyone {
 		if g, ok := s.srv.Greylister.(SenderGreylister); ok {
 			return g.CheckSender(s.local, s.remote, r.Domain, s.from.Addr(), s.rcptAddrs())
 		}

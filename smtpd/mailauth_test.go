@@ -553,3 +553,40 @@ func TestSPFULabel(t *testing.T) {
 		t.Errorf("Authentication-Results: %q", ar)
 	}
 }
+
+// senderGrey records whether the greylist was asked by address or by
+// sender domain.
+type senderGrey struct{ fakeGrey }
+
+func (g *senderGrey) CheckSender(local, remote netip.Addr, domain, from string, rcpts []string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.calls = append(g.calls, "domain "+domain)
+	return g.pass
+}
+
+// TestGreySenderAnyone: a pass through a record that lets anyone send
+// ("+ALL" in upper case, an include of "+all", "ip4:0.0.0.0/0") keys the
+// greylist by address, as a pass through "+all" does: else one try from
+// anywhere would open the window to every client naming the domain. A
+// pass that names the client keys it by domain.
+func TestGreySenderAnyone(t *testing.T) {
+	w := newAuthWorld(t)
+	w.dns.set("upper.net", "v=spf1 +ALL")
+	w.dns.set("inc.net", "v=spf1 include:upper.net -all")
+	w.dns.set("zero.net", "v=spf1 ip4:0.0.0.0/0 -all")
+	ts := w.server(t, "spf tag\ngreylist on")
+	g := &senderGrey{}
+	ts.Greylister = g
+	for _, from := range []string{"alice@upper.net", "alice@inc.net", "alice@zero.net", "alice@sender.net"} {
+		c := ts.ehloed("192.0.2.7")
+		c.begin(from, "bob@example.org")
+		c.check("DATA", "451 ")
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.calls) != 4 || strings.HasPrefix(g.calls[0], "domain") || strings.HasPrefix(g.calls[1], "domain") ||
+		strings.HasPrefix(g.calls[2], "domain") || g.calls[3] != "domain sender.net" {
+		t.Errorf("greylist asked %q; want by address thrice, then by domain sender.net", g.calls)
+	}
+}
