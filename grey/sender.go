@@ -28,7 +28,8 @@ import (
 // client. The whitelist is still of addresses: the client's is looked up
 // first, and a pass adds it, as Check does; the domain's other addresses
 // pass through its triplets while they are in the window. The caller
-// decides when SPF counts (a pass through "+all" says nothing of the
+// decides when SPF counts (a pass through "+all", in any case or through
+// an include, or "ip4:0.0.0.0/0" says nothing of the
 // client, and should not).
 
 // CheckSender is Check keyed by the sender domain domain instead of the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"smtpfs/smtp"
@@ -150,7 +151,8 @@ func parseNotify(v string) (string, *smtp.Reply) {
 
 // parseORcpt parses ORCPT, addr-type ";" xtext, at most maxORcpt
 // characters, and returns it with the address decoded: UTF-8 without
-// control characters.
+// control characters (C0, C1) nor format characters (U+202E RIGHT-TO-LEFT
+// OVERRIDE, which turns around the text after it, U+200B).
 func parseORcpt(v string) (string, *smtp.Reply) {
 	if len(v) > maxORcpt {
 		return "", dsnErr("ORCPT longer than %d characters (RFC 3461 4.2)", maxORcpt)
@@ -171,8 +173,8 @@ func parseORcpt(v string) (string, *smtp.Reply) {
 	if !utf8.ValidString(a) {
 		return "", dsnErr("bad ORCPT: not UTF-8 once decoded")
 	}
-	for _, c := range a {
-		if c < ' ' || c == 0x7f {
+	for _, c := range a { // it goes into a DSN's Original-Recipient field
+		if unicode.Is(unicode.Cc, c) || unicode.Is(unicode.Cf, c) {
 			return "", dsnErr("bad ORCPT: a control character once decoded")
 		}
 	}

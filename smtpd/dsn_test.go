@@ -29,6 +29,8 @@ func TestParseDSNParams(t *testing.T) {
 		{"rfc822;a+2Bb+3D@example.org", "rfc822;a+b=@example.org", ""},
 		{"utf-8;b+C3+A9@example.org", "utf-8;bé@example.org", ""},
 		{"rfc822;a+0Ab", "", "control character"},
+		{"rfc822;a+C2+85b", "", "control character"},    // U+0085 NEL, a C1 control, as on the command line
+		{"rfc822;a+E2+80+AEb", "", "control character"}, // U+202E, which turns the text after it around
 		{"rfc822;a+ff", "", "upper-case hex"},
 		{"rfc822;+FF", "", "not UTF-8"},
 		{"bob@example.org", "", "addr-type;address"},

@@ -20,7 +20,8 @@ import (
 // none of this applies to them.
 //
 // At MAIL, with spf tag or enforce, the SPF record of the MAIL FROM domain
-// (the HELO name's for <>) is asked whether the client may send its mail
+// (the HELO name's for <>; a domain in U-labels by its A-label, RFC 8616
+// §4) is asked whether the client may send its mail
 // (RFC 7208). Under enforce a fail refuses every recipient with 550
 // 5.7.23 and the domain's explanation (RFC 7372 §3.2; the verdict is given
 // at RCPT rather than MAIL, RFC 7208 §2.5 allows either, so that the
@@ -81,7 +82,11 @@ func (s *session) checkSPF() {
 	if s.trusted || s.srv.MailAuth == nil || s.cfg.SPF == conf.PolicyOff {
 		return
 	}
-	r := s.srv.MailAuth.CheckSPF(s.srv.killCtx, s.remote, s.helo, s.from.Addr())
+	from := s.from.Addr()
+	if s.from.UDomain != "" { // RFC 8616 §4: the A-label's record
+		from = quoteLocal(s.from.Local) + "@" + s.from.Domain
+	}
+	r := s.srv.MailAuth.CheckSPF(s.srv.killCtx, s.remote, s.helo, from)
 	s.spf = &r
 	s.logf("[%s/%s] %s %s", s.helo, s.remote, s.from.Bang(), r)
 	s.srv.AuthStats.Add(mailauth.Verdict{SPF: &r})
@@ -158,10 +163,11 @@ func (s *session) checkMessage(sp *spool, h headerInfo) *smtp.Reply {
 // greyCheck asks the greylist about the transaction: by the sender's
 // domain when SPF says the client may send its mail, so that a sender's
 // farm of servers retrying from another address passes, else by the
-// client's address. A pass through "all" (+all: anyone may send) says
-// nothing of the client, and does not count.
+// client's address. A pass through a term that matches every address
+// ("+all" in any case, "ip4:0.0.0.0/0", also through include or
+// redirect: r.Anyone) says nothing of the client, and does not count.
 func (s *session) greyCheck() bool {
-	if r := s.spf; r != nil && r.Result == mailauth.Pass && r.Identity == "mailfrom" && strings.TrimPrefix(r.Mechanism, "+") != "all" {
+	if r := s.spf; r != nil && r.Result == mailauth.Pass && r.Identity == "mailfrom" && !r.Anyone {
 		if g, ok := s.srv.Greylister.(SenderGreylister); ok {
 			return g.CheckSender(s.local, s.remote, r.Domain, s.from.Addr(), s.rcptAddrs())
 		}

@@ -521,3 +521,72 @@ func TestSubmissionMailAuth(t *testing.T) {
 		t.Errorf("log has a verdict:\n%s", ts.logbuf)
 	}
 }
+
+// TestSPFULabel: the SPF of a sender domain in U-labels (SMTPUTF8) is
+// that of its A-label (RFC 8616 §4), so spf enforce refuses a client its
+// record fails, and the Authentication-Results field names the domain
+// that was checked, not the U-label with its non-ASCII letters dropped
+// ("bücher.net" shown as "bcher.net", another domain).
+func TestSPFULabel(t *testing.T) {
+	w := newAuthWorld(t)
+	w.dns.set("xn--bcher-kva.net", "v=spf1 ip4:192.0.2.7 -all")
+	ts := w.server(t, "spf enforce")
+	c := ts.ehloed("198.51.100.1")
+	c.send("MAIL FROM:<alice@bücher.net> SMTPUTF8")
+	c.expect("250 ")
+	c.check("RCPT TO:<bob@example.org>", "550 5.7.23 SPF fail: xn--bcher-kva.net does not allow 198.51.100.1")
+
+	c = ts.ehloed("192.0.2.7")
+	c.send("MAIL FROM:<alice@bücher.net> SMTPUTF8")
+	c.expect("250 ")
+	c.check("RCPT TO:<bob@example.org>", "250 ")
+	c.check("DATA", "354 ")
+	c.write("From: alice@example.net\r\n\r\nhi\r\n.\r\n")
+	if got := c.reply(); got[0] != "250 2.5.0 sent" {
+		t.Fatalf("SPF pass: %q", got)
+	}
+	msgs := boxFiles(t, ts.Root, "bob")
+	if len(msgs) != 1 {
+		t.Fatalf("bob has %d messages, want 1", len(msgs))
+	}
+	if ar := authResults(msgs[0]); len(ar) != 1 || !strings.Contains(ar[0], "spf=pass smtp.mailfrom=xn--bcher-kva.net") {
+		t.Errorf("Authentication-Results: %q", ar)
+	}
+}
+
+// senderGrey records whether the greylist was asked by address or by
+// sender domain.
+type senderGrey struct{ fakeGrey }
+
+func (g *senderGrey) CheckSender(local, remote netip.Addr, domain, from string, rcpts []string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.calls = append(g.calls, "domain "+domain)
+	return g.pass
+}
+
+// TestGreySenderAnyone: a pass through a record that lets anyone send
+// ("+ALL" in upper case, an include of "+all", "ip4:0.0.0.0/0") keys the
+// greylist by address, as a pass through "+all" does: else one try from
+// anywhere would open the window to every client naming the domain. A
+// pass that names the client keys it by domain.
+func TestGreySenderAnyone(t *testing.T) {
+	w := newAuthWorld(t)
+	w.dns.set("upper.net", "v=spf1 +ALL")
+	w.dns.set("inc.net", "v=spf1 include:upper.net -all")
+	w.dns.set("zero.net", "v=spf1 ip4:0.0.0.0/0 -all")
+	ts := w.server(t, "spf tag\ngreylist on")
+	g := &senderGrey{}
+	ts.Greylister = g
+	for _, from := range []string{"alice@upper.net", "alice@inc.net", "alice@zero.net", "alice@sender.net"} {
+		c := ts.ehloed("192.0.2.7")
+		c.begin(from, "bob@example.org")
+		c.check("DATA", "451 ")
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.calls) != 4 || strings.HasPrefix(g.calls[0], "domain") || strings.HasPrefix(g.calls[1], "domain") ||
+		strings.HasPrefix(g.calls[2], "domain") || g.calls[3] != "domain sender.net" {
+		t.Errorf("greylist asked %q; want by address thrice, then by domain sender.net", g.calls)
+	}
+}

@@ -364,7 +364,7 @@ func (d *daemon) selectKeys(cfg *conf.Config, text string) error {
 // in lib/dkim, which signs once a dkim line chooses it, and logs the
 // record to publish first.
 func (d *daemon) newKey(args []string) error {
-	dom, sel, alg := strings.ToLower(args[1]), strings.ToLower(args[2]), "rsa"
+	dom, sel, alg := strings.TrimSuffix(strings.ToLower(args[1]), "."), strings.ToLower(args[2]), "rsa" // as conf's checkDomain
 	if len(args) == 4 {
 		alg = args[3]
 	}

@@ -236,6 +236,12 @@ func TestCtlDKIM(t *testing.T) {
 	if err := d.Ctl("dkim newkey example.org s2026"); err == nil || !strings.Contains(err.Error(), "exists; a key is never replaced") {
 		t.Errorf("a second key for a selector: %v", err)
 	}
+	// The domain as the dkim line takes it: without a final dot.
+	if err := d.Ctl("dkim newkey example.net. s2025 ed25519"); err != nil {
+		t.Errorf("dkim newkey example.net.: %v", err)
+	} else if _, err := os.Stat(filepath.Join(d.root, "lib", "dkim", "example.net", "s2025.key")); err != nil {
+		t.Errorf("dkim newkey example.net.: %v", err)
+	}
 	log := d.logged(t)
 	for _, want := range []string{"dkim: new ed25519 key lib/dkim/example.org/s2026.key; publish its record (cat dkim/example.org), then sign with it: dkim example.org s2026",
 		"dkim: s2026._domainkey.example.org. IN TXT \"v=DKIM1; k=ed25519; p="} {

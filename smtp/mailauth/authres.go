@@ -127,7 +127,8 @@ func pvalue(s string) string {
 }
 
 // quoted writes s as a quoted-string, with '"' and '\' escaped and
-// anything but printable ASCII left out.
+// every other byte but printable ASCII as '?': left out, it would show a
+// name other than the one checked ("bänk.com" as "bnk.com").
 func quoted(s string) string {
 	var b strings.Builder
 	b.WriteByte('"')
@@ -139,6 +140,8 @@ func quoted(s string) string {
 			b.WriteByte(c)
 		case c >= ' ' && c <= '~':
 			b.WriteByte(c)
+		default:
+			b.WriteByte('?')
 		}
 	}
 	b.WriteByte('"')

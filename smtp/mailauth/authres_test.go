@@ -106,3 +106,14 @@ func TestResultStrings(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthResultsNotASCII: a value with bytes a header field cannot
+// carry as they are (a d= in UTF-8 from a hostile signature) shows them
+// as '?', never as another name with them dropped ("bänk.com" is not
+// "bnk.com").
+func TestAuthResultsNotASCII(t *testing.T) {
+	got := AuthResults("mx.example.org", Verdict{DKIM: []DKIMResult{{Result: Pass, Domain: "bänk.com", Selector: "s", Algorithm: "ed25519-sha256", Signature: "AbCdEfGh"}}})
+	if !strings.Contains(got, `header.d="b??nk.com"`) {
+		t.Errorf("got %q, want header.d=\"b??nk.com\"", got)
+	}
+}

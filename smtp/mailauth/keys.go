@@ -290,6 +290,13 @@ func (ks *KeyStore) NewKey(domain, sel, algorithm string) (*Key, error) {
 	k.Domain, k.Selector = domain, sel
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
+	n := 0
+	for _, m := range ks.keys {
+		n += len(m)
+	}
+	if n >= maxKeys { // Reload would refuse one more
+		return nil, fmt.Errorf("%s holds %d keys, the most it may: no new key", ks.dir, maxKeys)
+	}
 	if err := ks.write(domain, sel, der); err != nil {
 		return nil, err
 	}

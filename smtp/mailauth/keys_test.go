@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -161,5 +162,27 @@ func TestDNSRecords(t *testing.T) {
 	}
 	if strings.Count(lines[3], `"`) < 4 {
 		t.Errorf("an RSA 2048 record fits one string of 255 octets? %s", lines[3])
+	}
+}
+
+// TestNewKeyBound: dkim newkey makes no key past the 1000 that lib/dkim
+// may hold: one more would leave a store that the next start (or
+// Reload) refuses, so that the daemon would not come up again.
+func TestNewKeyBound(t *testing.T) {
+	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(edPriv)
+	dir := filepath.Join(t.TempDir(), "dkim")
+	for i := range maxKeys {
+		writePEM(t, filepath.Join(dir, "example.org", "s"+strconv.Itoa(i)+".key"), "PRIVATE KEY", der, 0600)
+	}
+	ks, err := OpenKeyStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ks.NewKey("example.net", "s", "ed25519"); err == nil || !strings.Contains(err.Error(), "1000 keys") {
+		t.Errorf("key %d: %v, want refused", maxKeys+1, err)
+	}
+	if _, err := OpenKeyStore(dir); err != nil {
+		t.Errorf("after dkim newkey, the store cannot be opened: %v", err)
 	}
 }

@@ -35,6 +35,10 @@ type SPFResult struct {
 	Reason      string     // why, in words
 	Explanation string     // for fail, the domain's exp= text (§6.2); "" if none
 	Lookups     int        // DNS-querying terms evaluated (§4.6.4)
+	// Anyone says that the term that decided a pass matches every
+	// address ("all", "ip4:0.0.0.0/0", "ip6:::/0"), at any depth of
+	// include or redirect: the pass says nothing of the client.
+	Anyone bool
 }
 
 // String renders the result in one log line.
@@ -89,6 +93,7 @@ func (c *Checker) CheckSPF(ctx context.Context, ip netip.Addr, helo, mailfrom st
 	}
 	o := s.checkHost(strings.TrimSuffix(domain, "."), true)
 	r.Result, r.Mechanism, r.Reason, r.Explanation, r.Lookups = o.result, o.mech, o.reason, o.exp, s.terms
+	r.Anyone = r.Result == Pass && s.anyone
 	if r.Result == TempError && ctx.Err() != nil {
 		r.Reason = "took longer than " + c.spfTimeout().String() + " (RFC 7208 §4.6.4)"
 	}
@@ -161,6 +166,8 @@ type spfCheck struct {
 	ptrNames []string // validated, at most maxSPFNames asked
 	ptrVoid  bool
 	ptrErr   error
+
+	anyone bool // the last term matched with '+' matches every address
 }
 
 // checkHost is check_host() for domain (§4). top says whether the result
@@ -187,6 +194,11 @@ func (s *spfCheck) checkHost(domain string, top bool) spfOutcome {
 			continue
 		}
 		o := spfOutcome{result: qualifier(t.qual), mech: t.text, reason: "matched " + t.text + " of " + domain}
+		if t.mech == "include" { // matched: its record passed, through what
+			s.anyone = s.anyone && o.result == Pass
+		} else {
+			s.anyone = o.result == Pass && (t.mech == "all" || (t.mech == "ip4" || t.mech == "ip6") && t.prefix.Bits() == 0)
+		}
 		if o.result == Fail && top && rec.exp != nil {
 			o.exp = s.explain(&env, rec.exp)
 		}

@@ -127,3 +127,26 @@ func TestParseSPFErrors(t *testing.T) {
 		t.Errorf("a valid record: %v, %v", r, err)
 	}
 }
+
+// TestSPFAnyone: a pass through a term that matches every address, in any
+// case, through include or redirect, says so (Anyone); a pass through a
+// term that names the client does not, nor does any other result.
+func TestSPFAnyone(t *testing.T) {
+	m := newMemDNS().
+		txt("all.example", "v=spf1 +ALL").
+		txt("inc.example", "v=spf1 include:all.example -all").
+		txt("red.example", "v=spf1 redirect=all.example").
+		txt("zero.example", "v=spf1 ip4:0.0.0.0/0 -all").
+		txt("zero6.example", "v=spf1 ip6:::/0 ip4:0.0.0.0/0 -all").
+		txt("named.example", "v=spf1 include:ip.example -all").
+		txt("ip.example", "v=spf1 ip4:192.0.2.7 +all").
+		txt("neutral.example", "v=spf1 ?all")
+	c := &Checker{Resolver: m}
+	ip := netip.MustParseAddr("192.0.2.7")
+	for d, want := range map[string]bool{"all.example": true, "inc.example": true, "red.example": true,
+		"zero.example": true, "zero6.example": true, "named.example": false, "neutral.example": false} {
+		if r := c.CheckSPF(context.Background(), ip, "x", "a@"+d); r.Anyone != want || want && r.Result != Pass {
+			t.Errorf("%s: %+v, want Anyone %v", d, r, want)
+		}
+	}
+}

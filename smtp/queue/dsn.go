@@ -53,7 +53,10 @@ const (
 //     maxDSNFull bytes: then it goes back whole (message/rfc822). RET=HDRS
 //     and success and delay reports return the header alone;
 //   - ENVID goes back as Original-Envelope-Id, each recipient's ORCPT as
-//     its Original-Recipient (RFC 3464 §2.2.1, §2.3.1).
+//     its Original-Recipient (RFC 3464 §2.2.1, §2.3.1);
+//   - the DSN of a REQUIRETLS message, which carries its header, leaves
+//     with REQUIRETLS too (RFC 8689 §5); one to a UTF-8 sender needs
+//     SMTPUTF8 (RFC 6531 §3.4).
 //
 // Nothing goes to the null sender <>.
 
@@ -95,7 +98,7 @@ func (q *Queue) sendDSN(e *entry, set Settings, now time.Time, kind string, rs [
 	}
 	id, err := q.putDSN(dsn{host: set.Hostname, sender: e.from, arrived: e.arrived, now: now,
 		kind: kind, reports: rs, orig: orig, full: full, until: e.arrived.Add(set.Lifetime),
-		envID: e.params.EnvID})
+		envID: e.params.EnvID, requireTLS: e.params.RequireTLS})
 	if err != nil {
 		return err
 	}
@@ -106,7 +109,9 @@ func (q *Queue) sendDSN(e *entry, set Settings, now time.Time, kind string, rs [
 // putDSN queues the DSN d from <> to its sender.
 func (q *Queue) putDSN(d dsn) (string, error) {
 	msg := buildDSN(d)
-	id, err := q.put(context.Background(), smtp.Mail{Rcpts: []string{d.sender}}, q.signed(msg), false)
+	m := smtp.Mail{Rcpts: []string{d.sender}, Params: smtp.Params{RequireTLS: d.requireTLS,
+		SMTPUTF8: smtp.NeedsSMTPUTF8(msg, d.sender)}} // a UTF-8 sender: its RCPT, our To:
+	id, err := q.put(context.Background(), m, q.signed(msg), false)
 	if err != nil {
 		return "", err
 	}
@@ -154,7 +159,7 @@ func (q *Queue) PutDelivered(ctx context.Context, m smtp.Mail, msg io.Reader) (s
 	q.mu.Unlock()
 	now := q.clock.Now()
 	id, err := q.putDSN(dsn{host: set.Hostname, sender: m.From, arrived: now, now: now,
-		kind: "success", reports: rs, orig: hdr, envID: m.EnvID})
+		kind: "success", reports: rs, orig: hdr, envID: m.EnvID, requireTLS: m.RequireTLS})
 	if err != nil {
 		return "", err
 	}
@@ -205,6 +210,7 @@ type dsn struct {
 	full         bool
 	until        time.Time
 	envID        string // ENVID, "" if none
+	requireTLS   bool   // the message's REQUIRETLS: the DSN leaves with it (RFC 8689 §5)
 }
 
 // buildDSN makes the DSN message: RFC 6522 multipart/report with a part

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -200,5 +201,66 @@ func TestDSNNotifyDelay(t *testing.T) {
 	d := parseDSN(t, warnings[0].msg)
 	if got, want := finalRcpts(d), []string{"rfc822; b@example.com", "rfc822; c@example.com"}; !slices.Equal(got, want) {
 		t.Errorf("warned %q, want %q", got, want)
+	}
+}
+
+// The DSN of a REQUIRETLS message carries its header, and leaves with
+// REQUIRETLS as the message would have (RFC 8689 §5): a failure DSN,
+// and the success DSN of a local delivery at DATA.
+func TestDSNRequireTLS(t *testing.T) {
+	h := newHarness(t, testSettings())
+	h.d.setResult(func(ctx context.Context, c call) ([]error, error) {
+		if c.from == "" {
+			return nil, nil // the DSN
+		}
+		return []error{noSuchUser}, nil
+	})
+	h.run()
+	id := h.putMail(smtp.Mail{From: "alice@example.org", Rcpts: []string{"fail@example.com"},
+		Params: smtp.Params{RequireTLS: true}})
+	h.waitID(id)
+	testlib.WaitFor(t, 10*time.Second, "the DSN to go", func() bool { return len(h.q.List()) == 0 })
+	calls := h.d.take()
+	if len(calls) != 2 || calls[1].from != "" || !calls[1].params.RequireTLS {
+		t.Errorf("%d calls (from %q), want the message and its DSN, with REQUIRETLS", len(calls), fromsOf(calls))
+	}
+
+	m := smtp.Mail{From: "alice@example.org", Rcpts: []string{"bob@local.test"},
+		Params: smtp.Params{RequireTLS: true, Rcpt: []smtp.RcptParams{{Notify: "SUCCESS"}}}}
+	id, err := h.q.PutDelivered(context.Background(), m, strings.NewReader("Subject: hi\r\n\r\nbody\r\n"))
+	if err != nil || id == "" {
+		t.Fatalf("PutDelivered: %q, %v", id, err)
+	}
+	h.waitID(id)
+	calls = h.d.take()
+	if len(calls) != 1 || calls[0].from != "" || !calls[0].params.RequireTLS {
+		t.Errorf("%d calls (from %q), want the success DSN, with REQUIRETLS", len(calls), fromsOf(calls))
+	}
+}
+
+// fromsOf returns the sender of each call, and whether it had REQUIRETLS.
+func fromsOf(calls []call) []string {
+	var l []string
+	for _, c := range calls {
+		l = append(l, fmt.Sprintf("<%s> requiretls=%v", c.from, c.params.RequireTLS))
+	}
+	return l
+}
+
+// The DSN to a sender whose address is UTF-8 (an SMTPUTF8 message) is
+// queued needing SMTPUTF8 (RFC 6531 §3.4): its RCPT and its To: are UTF-8.
+func TestDSNUTF8Sender(t *testing.T) {
+	h := newHarness(t, testSettings())
+	h.run()
+	m := smtp.Mail{From: "jörg@example.org", Rcpts: []string{"bob@local.test"},
+		Params: smtp.Params{SMTPUTF8: true, Rcpt: []smtp.RcptParams{{Notify: "SUCCESS"}}}}
+	id, err := h.q.PutDelivered(context.Background(), m, strings.NewReader("Subject: hi\r\n\r\nbody\r\n"))
+	if err != nil || id == "" {
+		t.Fatalf("PutDelivered: %q, %v", id, err)
+	}
+	h.waitID(id)
+	calls := h.d.take()
+	if len(calls) != 1 || calls[0].from != "" || !calls[0].params.SMTPUTF8 {
+		t.Errorf("%d calls %+v, want the success DSN, with SMTPUTF8", len(calls), fromsOf(calls))
 	}
 }
