@@ -176,3 +176,31 @@ func TestConnOpenAndCarry(t *testing.T) {
 		t.Error("a REQUIRETLS message may go over plaintext")
 	}
 }
+
+// A server that refuses the RSET after an unended transaction (a 502
+// from one that does not implement it, say): nothing of the next message
+// was sent, so it goes on a new connection, neither bounced nor delayed
+// for the last transaction's sake.
+func TestConnRsetRefused(t *testing.T) {
+	c, s := setup(t, testlib.SinkOptions{})
+	s.SetReply(func(phase, arg string) *smtp.Reply {
+		switch {
+		case phase == "RCPT" && strings.Contains(arg, "nobody@"):
+			return smtp.Replyf(550, "5.1.1", "no such user")
+		case phase == "RSET":
+			return smtp.Replyf(502, "5.5.1", "RSET not implemented")
+		}
+		return nil
+	})
+	cn := openConn(t, c, "single.example")
+	if errs, err := sendOn(t, cn, "a@example.net", "nobody@single.example"); err != nil || errs[0] == nil {
+		t.Fatalf("refused recipient: %v %v", errs, err)
+	}
+	if errs, err := sendOn(t, cn, "a@example.net", "bob@single.example"); err != nil || errs[0] != nil {
+		t.Fatalf("the message after a refused RSET: %v %v", errs, err)
+	}
+	cn.Close()
+	if n, m := len(s.Sessions()), len(s.Messages()); n != 2 || m != 1 {
+		t.Errorf("%d connections, %d messages; want 2, 1", n, m)
+	}
+}
