@@ -51,7 +51,9 @@ const (
 //   - the original message goes back as its header (text/rfc822-headers),
 //     unless a failure DSN is for a message sent with RET=FULL of at most
 //     maxDSNFull bytes: then it goes back whole (message/rfc822). RET=HDRS
-//     and success and delay reports return the header alone;
+//     and success and delay reports return the header alone, and so does
+//     every report on a REQUIRETLS message (RFC 8689 §5: RET=FULL is
+//     disregarded, the body is not to travel where TLS is not required);
 //   - ENVID goes back as Original-Envelope-Id, each recipient's ORCPT as
 //     its Original-Recipient (RFC 3464 §2.2.1, §2.3.1).
 //
@@ -82,7 +84,8 @@ func notified(rs []report) []report {
 // recipients rs of e for its sender: kind is "failed", "delayed" or
 // "success" (each report saying delivered or relayed).
 func (q *Queue) sendDSN(e *entry, set Settings, now time.Time, kind string, rs []report) error {
-	full := kind == "failed" && e.params.Ret == "FULL" && e.size <= maxDSNFull
+	// RFC 8689 §5: a REQUIRETLS message comes back as if RET=HDRS.
+	full := kind == "failed" && e.params.Ret == "FULL" && !e.params.RequireTLS && e.size <= maxDSNFull
 	var orig []byte
 	var err error
 	if full {
