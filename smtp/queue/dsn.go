@@ -331,13 +331,18 @@ func (d dsn) status() string {
 // statusOf returns the Status (RFC 3463) and Diagnostic-Code (RFC 3464
 // §2.3.6) of a failure: the reply's enhanced code; for a DNS failure
 // 5.1.2 (no such destination system) or 4.4.3 (directory server
-// failure); else the class alone; 4.4.7 (delivery time expired) for a
-// recipient whose lifetime is over.
+// failure); else the class alone; 4.5.0 for a 2xx or 3xx reply out of
+// turn; 4.4.7 (delivery time expired) for a recipient whose lifetime is
+// over.
 func statusOf(err error, expired bool) (status, diag string) {
 	var r *smtp.Reply
 	var d *smtp.DNSError
 	var se *smtp.StatusError
 	switch {
+	case errors.As(err, &r) && r.Code/100 != 4 && r.Code/100 != 5:
+		// A 2xx or 3xx where the other was due: a server out of step
+		// (RFC 3463 §3.1: only 4 and 5 are classes of failure).
+		status, diag = "4.5.0", "smtp; "+errText(r)
 	case errors.As(err, &r):
 		status, diag = r.Enh, "smtp; "+errText(r)
 	case errors.As(err, &se): // ours, with its code: 5.6.7 for a next hop without SMTPUTF8
