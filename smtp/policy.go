@@ -245,6 +245,19 @@ func (s *session) checkRequireTLS(env envelope) error {
 	if !env.params.RequireTLS {
 		return nil
 	}
+	if err := s.requireTLSFailure(); err != nil {
+		s.c.count(func(p *PolicyStats) *atomic.Int64 { return &p.RequireTLSFailed })
+		return err
+	}
+	return nil
+}
+
+// requireTLSFailure returns the 5.7.30 of a session that may not carry
+// REQUIRETLS mail, nil for one that may. connect asks it of each host in
+// turn, so that an MX host without REQUIRETLS leaves the message to the
+// next (RFC 8689 §4.2.1); phase "starttls" marks a failure before the
+// transaction.
+func (s *session) requireTLSFailure() *Error {
 	_, offered := s.ext["REQUIRETLS"]
 	var why string
 	switch {
@@ -257,7 +270,6 @@ func (s *session) checkRequireTLS(env envelope) error {
 	default:
 		return nil
 	}
-	s.c.count(func(p *PolicyStats) *atomic.Int64 { return &p.RequireTLSFailed })
 	return s.fail("starttls", requireTLSError("%s", why))
 }
 
