@@ -33,9 +33,10 @@ import (
 // records, an MTA-STS policy in mode enforce, or an MX RRset the
 // validating resolver vouched for, checked with the CAs for the MX name),
 // over TLS with the certificate verified, to a server that offers
-// REQUIRETLS, and with REQUIRETLS on MAIL FROM. Anything else is a
-// permanent failure, 5.7.30 (RFC 8689 §5: such a message is bounced,
-// never sent without).
+// REQUIRETLS, and with REQUIRETLS on MAIL FROM; connect checks each
+// host before the transaction, so one that falls short leaves the
+// message to the next. When none is left it is a permanent failure,
+// 5.7.30 (RFC 8689 §5: such a message is bounced, never sent without).
 
 // A hostPolicy is the policy of one hop.
 type hostPolicy struct {
@@ -240,7 +241,7 @@ func (s *session) policyTLSError(err error) error {
 
 // checkRequireTLS stops a REQUIRETLS message before MAIL FROM unless the
 // session is one its policy allows, over TLS, to a server that offers
-// REQUIRETLS (RFC 8689 §4.2.1). Another host may still take it.
+// REQUIRETLS (RFC 8689 §4.2.1): a session opened for other mail.
 func (s *session) checkRequireTLS(env envelope) error {
 	if !env.params.RequireTLS {
 		return nil
