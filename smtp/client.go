@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"smtpfs/internal/errquote"
@@ -443,12 +444,21 @@ loop:
 			}
 			tried++
 			s, err := c.open(ctx, h, a)
+			if err == nil && requireTLS {
+				if e := s.requireTLSFailure(); e != nil {
+					s.close()
+					err = e
+				}
+			}
 			var e *Error
 			if err == nil || !errors.As(err, &e) || !e.nextHost() {
 				return s, err
 			}
 			note(e)
 		}
+	}
+	if requireTLS && best != nil && isRequireTLSFailure(best) {
+		c.count(func(p *PolicyStats) *atomic.Int64 { return &p.RequireTLSFailed })
 	}
 	if best == nil {
 		// Cancelled before the first try.
@@ -460,6 +470,13 @@ loop:
 		best = &b
 	}
 	return nil, best
+}
+
+// isRequireTLSFailure reports whether err is the 5.7.30 of a host that
+// may not carry REQUIRETLS mail.
+func isRequireTLSFailure(err error) bool {
+	var r *Reply
+	return errors.As(err, &r) && r.Enh == "5.7.30"
 }
 
 // phaseRank orders the phases before the transaction by how far they got.

@@ -55,8 +55,9 @@ func (c *Client) Open(ctx context.Context, dest string, first Mail) (*Conn, erro
 // Client.Send; ctx bounds this transaction. If the connection was found
 // dead before the DATA command of a message that is not the session's
 // first (the server dropped it while it was idle, or after the last
-// message), the message is tried once more on a new connection to the
-// destination: nothing of it was delivered. After any other failure of
+// message, or with a 421 to MAIL), or the server refused the RSET that
+// ends the last transaction, the message is tried once more on a new
+// connection to the destination: nothing of it was delivered. After any other failure of
 // the connection the message's errors say so and Send opens a new one
 // for the next message.
 func (cn *Conn) Send(ctx context.Context, m Mail, msg io.Reader) (rcptErrs []error, err error) {
@@ -98,12 +99,16 @@ func (cn *Conn) transact(ctx context.Context, d DialString, env envelope) ([]err
 
 // stale reports whether the transaction that failed with err on s, which
 // broke, may be tried again on a new connection: s had carried messages
-// before, the failure was the connection's (no reply said no), before
-// DATA, and ctx is not over. Before DATA nothing of the message was read
-// or delivered.
+// before, the failure was the connection's (no reply said no, or a 421
+// said the server closes it: a limit of messages per connection) or the
+// RSET's that ends the last transaction (a reply about that one, not
+// this message), before DATA, and ctx is not over. Before DATA nothing
+// of the message was read or delivered.
 func (cn *Conn) stale(ctx context.Context, s *session, err error) bool {
 	var r *Reply
-	return cn.n > 1 && !s.dataSent && ctx.Err() == nil && !errors.As(err, &r)
+	var e *Error
+	rset := errors.As(err, &e) && e.Phase == "rset"
+	return cn.n > 1 && !s.dataSent && ctx.Err() == nil && (rset || !errors.As(err, &r) || r.Code == 421)
 }
 
 // CanCarry reports whether the session may carry m: a message that asks

@@ -2,6 +2,7 @@ package smtp_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -174,5 +175,69 @@ func TestConnOpenAndCarry(t *testing.T) {
 	}
 	if cn.CanCarry(smtp.Mail{From: "a@example.net", Params: smtp.Params{RequireTLS: true}}) {
 		t.Error("a REQUIRETLS message may go over plaintext")
+	}
+}
+
+// A server that refuses the RSET after an unended transaction (a 502
+// from one that does not implement it, say): nothing of the next message
+// was sent, so it goes on a new connection, neither bounced nor delayed
+// for the last transaction's sake.
+func TestConnRsetRefused(t *testing.T) {
+	c, s := setup(t, testlib.SinkOptions{})
+	s.SetReply(func(phase, arg string) *smtp.Reply {
+		switch {
+		case phase == "RCPT" && strings.Contains(arg, "nobody@"):
+			return smtp.Replyf(550, "5.1.1", "no such user")
+		case phase == "RSET":
+			return smtp.Replyf(502, "5.5.1", "RSET not implemented")
+		}
+		return nil
+	})
+	cn := openConn(t, c, "single.example")
+	if errs, err := sendOn(t, cn, "a@example.net", "nobody@single.example"); err != nil || errs[0] == nil {
+		t.Fatalf("refused recipient: %v %v", errs, err)
+	}
+	if errs, err := sendOn(t, cn, "a@example.net", "bob@single.example"); err != nil || errs[0] != nil {
+		t.Fatalf("the message after a refused RSET: %v %v", errs, err)
+	}
+	cn.Close()
+	if n, m := len(s.Sessions()), len(s.Messages()); n != 2 || m != 1 {
+		t.Errorf("%d connections, %d messages; want 2, 1", n, m)
+	}
+}
+
+// A server that ends a reused connection with 421 to MAIL (a limit of
+// messages per connection, as Exchange and Exim have): nothing of the
+// message was sent, so it goes on a new connection rather than being
+// deferred, and the Conn does not send to a server that has closed.
+func TestConnMail421(t *testing.T) {
+	for _, nopipe := range []bool{false, true} {
+		t.Run(fmt.Sprintf("nopipe=%v", nopipe), func(t *testing.T) { testConnMail421(t, nopipe) })
+	}
+}
+
+func testConnMail421(t *testing.T, nopipe bool) {
+	c, s := setup(t, testlib.SinkOptions{NoPipelining: nopipe})
+	var mu sync.Mutex
+	mails := 0
+	s.SetReply(func(phase, arg string) *smtp.Reply {
+		mu.Lock()
+		defer mu.Unlock()
+		if phase == "MAIL" {
+			if mails++; mails == 3 {
+				return smtp.Replyf(421, "4.3.2", "too many messages in this connection")
+			}
+		}
+		return nil
+	})
+	cn := openConn(t, c, "single.example")
+	for i := range 4 {
+		if errs, err := sendOn(t, cn, "a@example.net", "bob@single.example"); err != nil || errs[0] != nil {
+			t.Fatalf("message %d: %v %v", i, errs, err)
+		}
+	}
+	cn.Close()
+	if n, m := len(s.Sessions()), len(s.Messages()); n != 2 || m != 4 {
+		t.Errorf("%d connections, %d messages; want 2, 4", n, m)
 	}
 }

@@ -33,9 +33,10 @@ import (
 // records, an MTA-STS policy in mode enforce, or an MX RRset the
 // validating resolver vouched for, checked with the CAs for the MX name),
 // over TLS with the certificate verified, to a server that offers
-// REQUIRETLS, and with REQUIRETLS on MAIL FROM. Anything else is a
-// permanent failure, 5.7.30 (RFC 8689 §5: such a message is bounced,
-// never sent without).
+// REQUIRETLS, and with REQUIRETLS on MAIL FROM; connect checks each
+// host before the transaction, so one that falls short leaves the
+// message to the next. When none is left it is a permanent failure,
+// 5.7.30 (RFC 8689 §5: such a message is bounced, never sent without).
 
 // A hostPolicy is the policy of one hop.
 type hostPolicy struct {
@@ -240,11 +241,24 @@ func (s *session) policyTLSError(err error) error {
 
 // checkRequireTLS stops a REQUIRETLS message before MAIL FROM unless the
 // session is one its policy allows, over TLS, to a server that offers
-// REQUIRETLS (RFC 8689 §4.2.1). Another host may still take it.
+// REQUIRETLS (RFC 8689 §4.2.1): a session opened for other mail.
 func (s *session) checkRequireTLS(env envelope) error {
 	if !env.params.RequireTLS {
 		return nil
 	}
+	if err := s.requireTLSFailure(); err != nil {
+		s.c.count(func(p *PolicyStats) *atomic.Int64 { return &p.RequireTLSFailed })
+		return err
+	}
+	return nil
+}
+
+// requireTLSFailure returns the 5.7.30 of a session that may not carry
+// REQUIRETLS mail, nil for one that may. connect asks it of each host in
+// turn, so that an MX host without REQUIRETLS leaves the message to the
+// next (RFC 8689 §4.2.1); phase "starttls" marks a failure before the
+// transaction.
+func (s *session) requireTLSFailure() *Error {
 	_, offered := s.ext["REQUIRETLS"]
 	var why string
 	switch {
@@ -257,7 +271,6 @@ func (s *session) checkRequireTLS(env envelope) error {
 	default:
 		return nil
 	}
-	s.c.count(func(p *PolicyStats) *atomic.Int64 { return &p.RequireTLSFailed })
 	return s.fail("starttls", requireTLSError("%s", why))
 }
 

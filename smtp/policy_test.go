@@ -84,6 +84,8 @@ func newPolicyWorld(t *testing.T) *policyWorld {
 	for d, h := range mx {
 		fmt.Fprintf(&zone, "%s. MX 10 %s.mx.test.\n", d, h)
 	}
+	// Two DANE hosts, the first without REQUIRETLS.
+	zone.WriteString("dane-two.test. MX 10 selfsigned.mx.test.\ndane-two.test. MX 20 reqtls.mx.test.\n")
 	for d, p := range map[string]string{
 		"sts-good.test":    testlib.Policy("enforce", "good.mx.test"),
 		"sts-nomatch.test": testlib.Policy("enforce", "good.mx.test"),
@@ -242,6 +244,7 @@ func TestPolicyRequireTLS(t *testing.T) {
 		err  string
 	}{
 		{"dane-reqtls.test", ""},
+		{"dane-two.test", ""}, // the first MX does not offer REQUIRETLS, the second does
 		{"dane-self.test", "550 5.7.30 REQUIRETLS: selfsigned.mx.test does not offer REQUIRETLS"},
 		{"verify-good.test", "550 5.7.30 REQUIRETLS: good.mx.test is authenticated by neither DANE"},
 		{"sts-strip.test", "550 5.7.30 REQUIRETLS: TLS required (mta-sts enforce"},

@@ -195,13 +195,17 @@ func (s *session) send(shown string, lines ...string) error {
 	return nil
 }
 
-// reply reads one reply within timeout.
+// reply reads one reply within timeout. A 421 breaks the session: the
+// server closes the connection after it (RFC 5321 §3.8).
 func (s *session) reply(timeout time.Duration) (*Reply, error) {
 	s.conn.SetReadDeadline(time.Now().Add(timeout))
 	r, err := readReply(s.r)
 	if err != nil {
 		s.broken = true
 		return nil, err
+	}
+	if r.Code == 421 {
+		s.broken = true
 	}
 	if s.c.Transcript != nil {
 		for l := range strings.SplitSeq(strings.TrimSuffix(string(r.Wire()), "\r\n"), "\r\n") {

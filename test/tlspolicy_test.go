@@ -2,6 +2,7 @@ package test
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -273,5 +274,16 @@ func TestTLSPolicySMTP(t *testing.T) {
 	code, _, stderr = w.run(smtpMsg, "-P", "strict", "verify-self.test", "glenda@example.com", "bob")
 	if code != 1 || !strings.Contains(stderr, `-P: invalid TLS policy level "strict"`) {
 		t.Errorf("smtp -P strict: exit %d\n%s", code, stderr)
+	}
+	// A level the policy cannot apply (a destination with a port, an
+	// address literal: no MX hosts) is refused, not dropped: asked for
+	// verified TLS, smtp must not send in the clear.
+	host, port, _ := net.SplitHostPort(tw.sinks["plain"].Addr)
+	for _, dest := range []string{"tcp!" + host + "!" + port, "[" + host + "]"} {
+		before := len(tw.sinks["plain"].Messages())
+		code, _, stderr = w.run(smtpMsg, "-P", "verify", dest, "glenda@example.com", "bob@example.com")
+		if code != 1 || !strings.Contains(stderr, "the TLS policy does not apply") || len(tw.sinks["plain"].Messages()) != before {
+			t.Errorf("smtp -P verify %s: exit %d, %d messages sent in the clear\n%s", dest, code, len(tw.sinks["plain"].Messages())-before, stderr)
+		}
 	}
 }

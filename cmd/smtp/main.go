@@ -41,7 +41,9 @@
 //	    verify, encrypt, may, none, or default (what the queue gives a
 //	    domain without a tlspolicy line: DANE, else MTA-STS, else may);
 //	    it decides STARTTLS and the certificate check instead of -s, -o
-//	    and the pins; MTA-STS policies are cached in root/lib/mta-sts
+//	    and the pins; MTA-STS policies are cached in root/lib/mta-sts.
+//	    A level other than default for a destaddr with a port or an
+//	    address literal is an error: the policy cannot apply there
 //	-D  the validating resolver (ip:port) whose AD bit DANE believes;
 //	    implies -P default; without it there is no DANE
 //
@@ -325,6 +327,12 @@ func (f *flags) tlsPolicy(c *smtp.Client, ds smtp.DialString) error {
 		l, err := tlspolicy.ParseLevel(f.policy)
 		if err != nil {
 			return fmt.Errorf("-P: %v", err)
+		}
+		// The policy applies to a domain's MX hosts; a level asked
+		// for a destination it cannot apply to is refused rather than
+		// dropped, so that -P verify never sends in the clear.
+		if ds.Port != "" || smtp.AddressLiteral(ds.Host) != "" {
+			return fmt.Errorf("-P %s: %s is not a domain routed by MX; the TLS policy does not apply (use -s)", f.policy, f.dest)
 		}
 		cfg.TLSPolicy = map[string]tlspolicy.Level{strings.ToLower(strings.TrimSuffix(ds.Host, ".")): l}
 	}

@@ -447,8 +447,10 @@ func (d *daemon) changed(cfg *conf.Config) {
 		d.log.Printf("greylist settings: %v", err)
 	}
 	d.useStore(cfg)
-	d.queue.SetSettings(setup.QueueSettings(cfg))
+	// The client first: SetSettings ends the reuse of the sessions
+	// opened before, and those opened after it must use the new one.
 	d.client.Store(d.newClient(cfg))
+	d.queue.SetSettings(setup.QueueSettings(cfg))
 	d.tree.SetMaxMessage(cfg.MaxSize)
 	if d.started.Load() {
 		if _, err := d.syncListeners(cfg); err != nil {
@@ -522,7 +524,8 @@ func (d deliverer) Send(ctx context.Context, dest string, m smtp.Mail, msg io.Re
 
 // Open makes the deliverer a queue.Opener: the queue's sessions carry
 // several messages. A session opened before a reload keeps the client
-// it was opened with until it closes (sessionidle, sessionmsgs).
+// it was opened with for the message it carries, and no further: the
+// queue's SetSettings ends its reuse.
 func (d deliverer) Open(ctx context.Context, dest string, first smtp.Mail) (*smtp.Conn, error) {
 	return d.p.Load().Open(ctx, dest, first)
 }

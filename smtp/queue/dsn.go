@@ -51,7 +51,9 @@ const (
 //   - the original message goes back as its header (text/rfc822-headers),
 //     unless a failure DSN is for a message sent with RET=FULL of at most
 //     maxDSNFull bytes: then it goes back whole (message/rfc822). RET=HDRS
-//     and success and delay reports return the header alone;
+//     and success and delay reports return the header alone, and so does
+//     every report on a REQUIRETLS message (RFC 8689 §5: RET=FULL is
+//     disregarded, the body is not to travel where TLS is not required);
 //   - ENVID goes back as Original-Envelope-Id, each recipient's ORCPT as
 //     its Original-Recipient (RFC 3464 §2.2.1, §2.3.1);
 //   - the DSN of a REQUIRETLS message, which carries its header, leaves
@@ -85,7 +87,8 @@ func notified(rs []report) []report {
 // recipients rs of e for its sender: kind is "failed", "delayed" or
 // "success" (each report saying delivered or relayed).
 func (q *Queue) sendDSN(e *entry, set Settings, now time.Time, kind string, rs []report) error {
-	full := kind == "failed" && e.params.Ret == "FULL" && e.size <= maxDSNFull
+	// RFC 8689 §5: a REQUIRETLS message comes back as if RET=HDRS.
+	full := kind == "failed" && e.params.Ret == "FULL" && !e.params.RequireTLS && e.size <= maxDSNFull
 	var orig []byte
 	var err error
 	if full {
@@ -334,13 +337,18 @@ func (d dsn) status() string {
 // statusOf returns the Status (RFC 3463) and Diagnostic-Code (RFC 3464
 // §2.3.6) of a failure: the reply's enhanced code; for a DNS failure
 // 5.1.2 (no such destination system) or 4.4.3 (directory server
-// failure); else the class alone; 4.4.7 (delivery time expired) for a
-// recipient whose lifetime is over.
+// failure); else the class alone; 4.5.0 for a 2xx or 3xx reply out of
+// turn; 4.4.7 (delivery time expired) for a recipient whose lifetime is
+// over.
 func statusOf(err error, expired bool) (status, diag string) {
 	var r *smtp.Reply
 	var d *smtp.DNSError
 	var se *smtp.StatusError
 	switch {
+	case errors.As(err, &r) && r.Code/100 != 4 && r.Code/100 != 5:
+		// A 2xx or 3xx where the other was due: a server out of step
+		// (RFC 3463 §3.1: only 4 and 5 are classes of failure).
+		status, diag = "4.5.0", "smtp; "+errText(r)
 	case errors.As(err, &r):
 		status, diag = r.Enh, "smtp; "+errText(r)
 	case errors.As(err, &se): // ours, with its code: 5.6.7 for a next hop without SMTPUTF8

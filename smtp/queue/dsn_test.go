@@ -26,6 +26,11 @@ func TestStatusOf(t *testing.T) {
 		{"dns trouble, not expired", servfail, false, "4.4.3", "X-smtpfs; dns: broken.example MX: SERVFAIL"},
 		{"other", errors.New("connection refused"), false, "4.0.0", "X-smtpfs; connection refused"},
 		{"expired reply", greylisted, true, "4.4.7", "smtp; 451 4.7.1 greylisted, try again"},
+		// A server that answers DATA with a 250 (or the dot with a
+		// 354): not a failure's code, and "2.0.0" or "3.0.0" is no
+		// Status of a failed or delayed recipient (RFC 3463 §3.1).
+		{"2xx where 3xx was due", smtp.Replyf(250, "2.0.0", "ok"), false, "4.5.0", "smtp; 250 2.0.0 ok"},
+		{"3xx where 2xx was due", smtp.Replyf(354, "3.0.0", "go on"), false, "4.5.0", "smtp; 354 3.0.0 go on"},
 		{"our own, with a code", fmt.Errorf("mx.example mailfrom: %w", &smtp.StatusError{Enh: "5.6.7", Msg: "no SMTPUTF8"}), false, "5.6.7", "X-smtpfs; mx.example mailfrom: 5.6.7 no SMTPUTF8"},
 	}
 	for _, tt := range tests {

@@ -98,6 +98,30 @@ func TestDSNRetFull(t *testing.T) {
 	}
 }
 
+// A failure DSN for a REQUIRETLS message returns its header alone, even
+// with RET=FULL (RFC 8689 §5): its body, which the sender wanted only
+// over verified TLS, must not come back in a report that may travel in
+// the clear.
+func TestDSNRequireTLSHeaders(t *testing.T) {
+	h := newHarness(t, testSettings())
+	h.d.setResult(func(ctx context.Context, c call) ([]error, error) {
+		if c.from == "" {
+			return nil, nil
+		}
+		return nil, smtp.Replyf(550, "5.7.30", "REQUIRETLS: no TLS")
+	})
+	h.run()
+	id := h.putMail(smtp.Mail{From: "alice@example.org", Rcpts: []string{"bob@example.com"},
+		Params: smtp.Params{Ret: "FULL", RequireTLS: true}})
+	h.waitID(id)
+	testlib.WaitFor(t, 10*time.Second, "the DSN to go", func() bool { return len(h.q.List()) == 0 })
+	calls := h.d.take()
+	d := parseDSN(t, calls[len(calls)-1].msg)
+	if d.Types[2] != "text/rfc822-headers" || strings.Contains(d.Original, "hello") {
+		t.Errorf("REQUIRETLS with RET=FULL returned %s:\n%q", d.Types[2], d.Original)
+	}
+}
+
 // NOTIFY=SUCCESS: "delivered" for a local recipient, "relayed" for one
 // whose next hop has no DSN, nothing for one whose next hop has DSN (it
 // got the parameters and reports itself), nothing for those who did not

@@ -76,6 +76,7 @@ type Queue struct {
 	lines   []*dest              // those with jobs waiting, in turn order
 	active  int                  // delivery sessions under way
 	idle    []*parked            // sessions kept open for their destination's next message, oldest first
+	setGen  int                  // SetSettings calls: a session opened under an older gen is not reused
 	n       Stats
 	closed  bool
 	wake    chan struct{}
@@ -440,9 +441,16 @@ func (q *Queue) Stats() Stats {
 }
 
 // SetSettings changes the settings; attempts under way keep the old ones.
+// Sessions opened before it carry no further message (the parked ones
+// are closed): the Opener's configuration, a TLS policy say, may have
+// changed with them.
 func (q *Queue) SetSettings(s Settings) {
 	q.mu.Lock()
 	q.set = s.normal()
+	q.setGen++
+	for _, p := range slices.Clone(q.idle) {
+		q.evict(p)
+	}
 	q.mu.Unlock()
 	q.poke()
 }

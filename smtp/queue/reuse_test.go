@@ -274,3 +274,34 @@ func TestReuseRequireTLS(t *testing.T) {
 		t.Errorf("no 5.7.30 for the REQUIRETLS message; log:\n%s", h.log)
 	}
 }
+
+// A change of settings (a reload: the daemon's new client, with a
+// tlspolicy line, say) ends reuse of the sessions opened before it: the
+// session under way carries no further message, and the rest go on a
+// new connection, opened under the new configuration.
+func TestReuseEndsAtSettingsChange(t *testing.T) {
+	s := testSettings()
+	s.DestConcurrency = 1
+	s.SessionMsgs = 100
+	h, sink, _ := newReuseHarness(t, s, testlib.SinkOptions{}, 5)
+	var mu sync.Mutex
+	n := 0
+	sink.SetReply(func(phase, arg string) *smtp.Reply {
+		mu.Lock()
+		defer mu.Unlock()
+		if phase == "MAIL" {
+			if n++; n == 2 {
+				h.q.SetSettings(s)
+			}
+		}
+		return nil
+	})
+	h.run()
+	h.wait(5)
+	if got, want := senders(sink), wantSenders(5); !slices.Equal(got, want) {
+		t.Fatalf("sink got %q, want each of 5 once", got)
+	}
+	if per := mails(sink); !slices.Equal(per, []int{2, 3}) {
+		t.Errorf("MAILs per connection %v, want [2 3] (none on the old session after the change)", per)
+	}
+}

@@ -90,6 +90,7 @@ type dest struct {
 type parked struct {
 	d     *dest
 	cn    *smtp.Conn
+	gen   int           // q.setGen when cn was opened
 	gone  chan struct{} // closed when taken or evicted
 	taken bool          // a job has it: not to be closed
 }
@@ -400,7 +401,7 @@ func fillErr(n int, err error) []error {
 // launch starts a session for j, on a parked session to its destination
 // if there is one. q.mu held.
 func (q *Queue) launch(d *dest, j *job, wg *sync.WaitGroup) {
-	cn := q.unpark(d)
+	cn, gen := q.unpark(d)
 	if cn == nil && len(q.idle) > 0 && q.active+len(q.idle) >= q.set.Deliveries {
 		q.evict(q.idle[0])
 	}
@@ -409,14 +410,14 @@ func (q *Queue) launch(d *dest, j *job, wg *sync.WaitGroup) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		q.session(d, j, cn, wg)
+		q.session(d, j, cn, gen, wg)
 	}()
 }
 
 // park keeps cn open for the next job to d, for SessionIdle at most, or
 // until Run ends. q.mu held.
-func (q *Queue) park(d *dest, cn *smtp.Conn, run context.Context, wg *sync.WaitGroup) {
-	p := &parked{d: d, cn: cn, gone: make(chan struct{})}
+func (q *Queue) park(d *dest, cn *smtp.Conn, gen int, run context.Context, wg *sync.WaitGroup) {
+	p := &parked{d: d, cn: cn, gen: gen, gone: make(chan struct{})}
 	q.idle = append(q.idle, p)
 	d.idle++
 	timer := q.clock.After(q.set.SessionIdle)
@@ -439,17 +440,18 @@ func (q *Queue) park(d *dest, cn *smtp.Conn, run context.Context, wg *sync.WaitG
 	}()
 }
 
-// unpark takes the session parked last for d, if any. q.mu held.
-func (q *Queue) unpark(d *dest) *smtp.Conn {
+// unpark takes the session parked last for d, if any, and the gen it
+// was opened under. q.mu held.
+func (q *Queue) unpark(d *dest) (*smtp.Conn, int) {
 	for i := len(q.idle) - 1; i >= 0; i-- {
 		if p := q.idle[i]; p.d == d {
 			p.taken = true
 			q.unlink(p)
 			close(p.gone)
-			return p.cn
+			return p.cn, p.gen
 		}
 	}
-	return nil
+	return nil, 0
 }
 
 // evict closes parked session p (its goroutine does). q.mu held.
@@ -516,10 +518,10 @@ func (q *Queue) drop(wg *sync.WaitGroup) {
 // jobs that follow it on the same session (follow). A session that ends
 // closes its connection before it gives its slot back, so that the
 // connections open to d never outnumber DestConcurrency.
-func (q *Queue) session(d *dest, j *job, cn *smtp.Conn, wg *sync.WaitGroup) {
+func (q *Queue) session(d *dest, j *job, cn *smtp.Conn, gen int, wg *sync.WaitGroup) {
 	for j != nil {
-		cn = q.deliverJob(j, cn)
-		next, parked := q.follow(d, j.a.run, cn, wg)
+		cn, gen = q.deliverJob(j, cn, gen)
+		next, parked := q.follow(d, j.a.run, cn, gen, wg)
 		if next == nil && !parked {
 			if cn != nil {
 				cn.Close()
@@ -537,12 +539,13 @@ func (q *Queue) session(d *dest, j *job, cn *smtp.Conn, wg *sync.WaitGroup) {
 
 // follow gives the session at d that has just delivered a job over cn
 // its next job; or, when there is none to take, parks cn, giving the
-// session's slot back, if it may be kept. q.mu held.
-func (q *Queue) follow(d *dest, run context.Context, cn *smtp.Conn, wg *sync.WaitGroup) (next *job, parked bool) {
+// session's slot back, if it may be kept: not if it was opened before
+// the settings changed (gen). q.mu held.
+func (q *Queue) follow(d *dest, run context.Context, cn *smtp.Conn, gen int, wg *sync.WaitGroup) (next *job, parked bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	until, down := q.down[d.name]
-	open := cn != nil && cn.Usable() && cn.Messages() < q.set.SessionMsgs && run.Err() == nil &&
+	open := cn != nil && gen == q.setGen && cn.Usable() && cn.Messages() < q.set.SessionMsgs && run.Err() == nil &&
 		(!down || !q.clock.Now().Before(until))
 	if !open {
 		return nil, false
@@ -555,7 +558,7 @@ func (q *Queue) follow(d *dest, run context.Context, cn *smtp.Conn, wg *sync.Wai
 	}
 	q.active--
 	d.active--
-	q.park(d, cn, run, wg)
+	q.park(d, cn, gen, run, wg)
 	return nil, true
 }
 
@@ -597,8 +600,8 @@ func (j *job) mail() smtp.Mail {
 // (with an Opener: a new session if cn is nil or cannot carry the
 // message), or through the Deliverer, or locally. Each remote delivery
 // is bounded on its own by DeliveryTimeout. It returns the session to
-// carry the next job, nil if none.
-func (q *Queue) deliverJob(j *job, cn *smtp.Conn) *smtp.Conn {
+// carry the next job, nil if none, and the gen it was opened under.
+func (q *Queue) deliverJob(j *job, cn *smtp.Conn, gen int) (*smtp.Conn, int) {
 	m := j.mail()
 	var errs []error
 	f, err := os.Open(q.st.path(j.a.e.id, ".msg"))
@@ -618,6 +621,9 @@ func (q *Queue) deliverJob(j *job, cn *smtp.Conn) *smtp.Conn {
 			case !reuse:
 				errs, j.dsn, err = q.send(ctx, j.dest, m, f)
 			case cn == nil:
+				q.mu.Lock()
+				gen = q.setGen // read before Open: a change meanwhile ends the session
+				q.mu.Unlock()
 				if cn, err = opener.Open(ctx, j.dest, m); err == nil {
 					errs, j.dsn, err = sendOn(ctx, cn, m, f)
 				}
@@ -653,7 +659,7 @@ func (q *Queue) deliverJob(j *job, cn *smtp.Conn) *smtp.Conn {
 		q.rest(j.dest, now.Add(b-b/10), now)
 		q.mu.Unlock()
 	}
-	return cn
+	return cn, gen
 }
 
 // A cutError is the failure of a session that outlived deliverytimeout:
