@@ -190,6 +190,21 @@ var addrFields = map[string]bool{
 	"resent-from": true, "resent-sender": true, "resent-to": true, "resent-cc": true, "resent-bcc": true,
 }
 
+// IsAddressField reports whether the header field name holds addresses
+// that Convert converts: From, Sender, Reply-To, To, Cc, Bcc and their
+// Resent- forms.
+func IsAddressField(name string) bool { return addrFields[strings.ToLower(name)] }
+
+// RewriteAddresses returns the value of an address field (RFC 5322 §3.4)
+// with each address passed through conv, as Convert rewrites them: the
+// inside of each <...>, or an element between commas that is one simple
+// token ("rob", "bob@example.com"). Display names, comments, groups and
+// folding stay as they are; an element that is no simple token ("Rob
+// Pike" without brackets) is left alone.
+func RewriteAddresses(v string, conv func(string) string) string {
+	return rewriteAddrList(v, conv)
+}
+
 // writeHeader writes the converted header and the empty line after it.
 func (cv Conversion) writeHeader(w *bytes.Buffer, h *header) {
 	has := map[string]bool{}

@@ -118,8 +118,9 @@ func TestQueueControl(t *testing.T) {
 }
 
 // TestQueueSubmit: a message written to the 9P queue file is queued with
-// its envelope from the header (Bcc: removed from the message) and
-// delivered; a header without recipients fails the write.
+// its envelope from the header (Bcc: removed from the message, a bare name
+// a local user, qualified with our host name) and delivered; a header
+// without recipients fails the write.
 func TestQueueSubmit(t *testing.T) {
 	w := startQueue(t, "smarthost %SINK\n")
 	msg := "From: Alice <alice@example.org>\nTo: bob@remote.example\nCc: dave\nBcc: secret@hidden.example\nSubject: by 9P\n\ntoken tok-9p\n"
@@ -131,7 +132,7 @@ func TestQueueSubmit(t *testing.T) {
 		t.Errorf("envelope at the sink: from <%s> to %q", m.From, m.Rcpts)
 	}
 	data := string(m.Data)
-	for _, want := range []string{"From: Alice <alice@example.org>\r\nTo: bob@remote.example\r\nCc: dave\r\nSubject: by 9P\r\n", "\r\nMessage-ID: <", "\r\nDate: ", "\r\n\r\ntoken tok-9p\r\n"} {
+	for _, want := range []string{"From: Alice <alice@example.org>\r\nTo: bob@remote.example\r\nCc: dave@mx.example.org\r\nSubject: by 9P\r\n", "\r\nMessage-ID: <", "\r\nDate: ", "\r\n\r\ntoken tok-9p\r\n"} {
 		if !strings.Contains(data, want) {
 			t.Errorf("the sink got no %q in\n%s", want, data)
 		}
