@@ -437,7 +437,7 @@ func TestQueueBadMessages(t *testing.T) {
 
 	e.q.set(nil, errors.New("disk full"))
 	err = fstest.Write(fsys, "queue", plan9.OWRITE, message)
-	if errText(err) != "message not queued: disk full" {
+	if errText(err) != "message not queued: i/o error: disk full" {
 		t.Errorf("failed submit: %q", errText(err))
 	}
 	// A temporary failure says so, in a word 9pfuse maps to EAGAIN: when

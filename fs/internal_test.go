@@ -132,20 +132,6 @@ func FuzzHeaderEnd(f *testing.F) {
 	})
 }
 
-func TestClientError(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"no recipients", "invalid message: no recipients"},
-		{"invalid address in To: x", "invalid address in To: x"},
-		{"message too long", "message too long"},
-		{"permission denied", "permission denied"},
-		{"Invalid ctl line 1", "Invalid ctl line 1"},
-	} {
-		if got := clientError("message", errors.New(tc.in)).Error(); got != tc.want {
-			t.Errorf("clientError(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestParseDial(t *testing.T) {
 	for _, tc := range []struct{ in, network, addr, err string }{
 		{"unix!/tmp/ns/smtpfs", "unix", "/tmp/ns/smtpfs", ""},

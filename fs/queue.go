@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -130,13 +131,25 @@ func (f *queueFile) Close(fid uint64) error {
 	id, err := f.q.Submit(f.ctx, st.msg)
 	if err != nil {
 		f.log.Printf("queue: message not queued: %v", err)
-		if isTemporary(err) {
-			return errors.New("message not queued: temporary failure: " + err.Error())
-		}
-		return errors.New("message not queued: " + err.Error())
+		return submitError(err)
 	}
 	f.log.Printf("queue: queued %s, %d bytes", id, len(st.msg))
 	return nil
+}
+
+// submitError is the clunk's error when the backend could not queue a
+// message whose header passed: the queue's disk (EIO), unless the
+// backend says it is temporary or, as its checks do, "invalid".
+func submitError(err error) error {
+	k := kindOf(err)
+	text := err.Error()
+	switch {
+	case k == kindTemporary:
+		text = leads[k] + text
+	case k == kindInvalid && !strings.HasPrefix(text, "invalid"):
+		k = kindIO
+	}
+	return &ninepError{"message not queued: " + ninepText(k, leads[k], text), err}
 }
 
 // headerEnd returns the length of the header of msg, up to and including

@@ -244,7 +244,7 @@ func (d *daemon) queued(ids []string) error {
 	}
 	for _, id := range ids {
 		if !in[id] {
-			return fmt.Errorf("not found: %s", id)
+			return fmt.Errorf("%w: %s", fs.ErrNotFound, id)
 		}
 	}
 	return nil
@@ -276,7 +276,7 @@ func (d *daemon) whitelisted(args []string) error {
 	}
 	for i, p := range ps {
 		if !in[p] {
-			return fmt.Errorf("not found: %s", args[i])
+			return fmt.Errorf("%w: %s", fs.ErrNotFound, args[i])
 		}
 	}
 	return nil
@@ -291,7 +291,7 @@ func (d *daemon) unwhitelist(args []string) error {
 	}
 	n, err := d.grey.Whitelist().Remove(ps...)
 	if err == nil && n == 0 {
-		err = fmt.Errorf("not found: %s", strings.Join(args, " "))
+		err = fmt.Errorf("%w: %s", fs.ErrNotFound, strings.Join(args, " "))
 	}
 	return err
 }

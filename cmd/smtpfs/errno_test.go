@@ -1,0 +1,104 @@
+package main
+
+import (
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+
+	"9fans.net/go/plan9"
+	"9fans.net/go/plan9/client"
+
+	"smtpfs/fs/fstest"
+)
+
+// treeClient serves d's tree on a pipe and attaches a 9P client to it.
+func treeClient(t *testing.T, d *daemon) *client.Fsys {
+	t.Helper()
+	a, b := net.Pipe()
+	go d.tree.ServeConn(a)
+	conn, err := client.NewConn(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fsys, err := conn.Attach(nil, "glenda", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fsys
+}
+
+// TestErrno: every kind of mistake a shell can make through the tree
+// fails with an error that 9pfuse turns into the errno meant for it,
+// whatever the user's text quotes of 9pfuse's table (fstest.FuseErrno is
+// that table), and the log names the reason as it was written.
+func TestErrno(t *testing.T) {
+	d := newTestDaemon(t, "")
+	fsys := treeClient(t, d)
+	write := func(name string, parts ...string) error { return fstest.Write(fsys, name, plan9.OWRITE, parts...) }
+	for _, tc := range []struct {
+		what   string
+		err    error
+		want   syscall.Errno
+		logged string // in the log, as it was
+	}{
+		{"unknown verb", write("ctl", "bogus on\n"), syscall.EINVAL, "invalid ctl line 1 'bogus on': unknown verb 'bogus'"},
+		{"unknown verb of table words", write("ctl", "no such verb\n"), syscall.EINVAL, "invalid ctl line 1 'no such verb': unknown verb 'no'"},
+		{"bad value of table words", write("ctl", "greylist 'permission denied: input/output timeout'\n"), syscall.EINVAL, ""},
+		{"host bits", write("ctl", "ournets 10.0.0.0/1\n"), syscall.EINVAL, "host bits set"},
+		{"missing file", write("ctl", "tlscert /nonexistent/no-such-entry.pem\n"), syscall.EINVAL, "no such file or directory"},
+		{"no such message", write("ctl", "delete nosuchid\n"), syscall.ENOENT, "not found: nosuchid"},
+		{"no such message of table words", write("ctl", "retry access permitted\n"), syscall.ENOENT, "not found: access"},
+		{"no such entry", write("ctl", "unwhitelist 192.0.2.9\n"), syscall.ENOENT, "not found: 192.0.2.9"},
+		{"line too long", write("ctl", strings.Repeat("#", 70<<10)), syscall.E2BIG, "line too long"},
+		{"bad entry", write("whitelist", "bogus\n"), syscall.EINVAL, "invalid whitelist entry 'bogus'"},
+		{"bad entry of table words", write("whitelist", "no such host exists\n"), syscall.EINVAL, "invalid whitelist entry 'no such host exists'"},
+		{"bad blocked line", write("blocked", "blok 192.0.2.1\n"), syscall.EINVAL, "unknown verb 'blok'"},
+		{"bad blocked line of table words", write("blocked", "block not-found.example i/o\n"), syscall.EINVAL, ""},
+		{"no recipients", write("queue", "From: glenda@example.org\nSubject: no such recipient\n\nbody\n"), syscall.EINVAL, "no recipients"},
+		{"bad address", write("queue", "From: glenda@example.org\nTo: <<no such>>\n\nbody\n"), syscall.EINVAL, "invalid address in To"},
+		{"open log for writing", func() error { _, err := fsys.Open("log", plan9.OWRITE); return err }(), syscall.EACCES, ""},
+		{"write stats", write("stats", "x\n"), syscall.EACCES, ""},
+		{"rename ctl", func() error { d := plan9.Dir{}; d.Null(); d.Name = "ctl.old"; return fsys.Wstat("ctl", &d) }(), syscall.EACCES, ""},
+		{"chmod ctl", func() error { d := plan9.Dir{}; d.Null(); d.Mode = 0777; return fsys.Wstat("ctl", &d) }(), syscall.EACCES, ""},
+		{"create", func() error { _, err := fsys.Create("new", plan9.OWRITE, 0644); return err }(), syscall.EACCES, ""},
+		{"remove ctl", fsys.Remove("ctl"), syscall.EACCES, ""},
+		{"no such file", func() error { _, err := fsys.Open("queue.d/nosuchid", plan9.OREAD); return err }(), syscall.ENOENT, ""},
+		{"write a directory", func() error { _, err := fsys.Open("queue.d", plan9.OWRITE); return err }(), syscall.EISDIR, ""},
+	} {
+		if tc.err == nil {
+			t.Errorf("%s: no error", tc.what)
+			continue
+		}
+		if got := fstest.FuseErrno(tc.err.Error()); got != tc.want {
+			t.Errorf("%s: %q: 9pfuse gives %v, want %v", tc.what, tc.err, got, tc.want)
+		}
+		if tc.logged != "" && !strings.Contains(fstest.Read(t, fsys, "log.recent"), tc.logged) {
+			t.Errorf("%s: the log does not say %q", tc.what, tc.logged)
+		}
+	}
+
+	// The queue at its size limit, or with no room left.
+	if err := d.Ctl("maxsize 100k"); err != nil {
+		t.Fatal(err)
+	}
+	err := write("queue", "From: glenda@example.org\nTo: rob@example.net\n\n", strings.Repeat("too long\n", 12000))
+	if got := fstest.FuseErrno(errText(err)); got != syscall.E2BIG {
+		t.Errorf("message over maxsize: %q: 9pfuse gives %v, want E2BIG", errText(err), got)
+	}
+	if err := d.Ctl("minfree 1000g"); err != nil {
+		t.Fatal(err)
+	}
+	err = write("queue", "From: glenda@example.org\nTo: rob@example.net\n\nno such room\n")
+	if got := fstest.FuseErrno(errText(err)); got != syscall.EAGAIN {
+		t.Errorf("no room: %q: 9pfuse gives %v, want EAGAIN", errText(err), got)
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
