@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math/rand/v2"
 	"net"
 	"strings"
 	"syscall"
@@ -36,6 +37,11 @@ func treeClient(t *testing.T, d *daemon) *client.Fsys {
 func TestErrno(t *testing.T) {
 	d := newTestDaemon(t, "")
 	fsys := treeClient(t, d)
+	random := make([]byte, 2000)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range random {
+		random[i] = byte(r.UintN(256))
+	}
 	write := func(name string, parts ...string) error { return fstest.Write(fsys, name, plan9.OWRITE, parts...) }
 	for _, tc := range []struct {
 		what   string
@@ -45,6 +51,7 @@ func TestErrno(t *testing.T) {
 	}{
 		{"unknown verb", write("ctl", "bogus on\n"), syscall.EINVAL, "invalid ctl line 1 'bogus on': unknown verb 'bogus'"},
 		{"unknown verb of table words", write("ctl", "no such verb\n"), syscall.EINVAL, "invalid ctl line 1 'no such verb': unknown verb 'no'"},
+		{"last line without newline", write("ctl", "greylist bogus"), syscall.EINVAL, "greylist takes on or off, not 'bogus'"},
 		{"bad value of table words", write("ctl", "greylist 'permission denied: input/output timeout'\n"), syscall.EINVAL, ""},
 		{"host bits", write("ctl", "ournets 10.0.0.0/1\n"), syscall.EINVAL, "host bits set"},
 		{"missing file", write("ctl", "tlscert /nonexistent/no-such-entry.pem\n"), syscall.EINVAL, "no such file or directory"},
@@ -54,8 +61,12 @@ func TestErrno(t *testing.T) {
 		{"line too long", write("ctl", strings.Repeat("#", 70<<10)), syscall.E2BIG, "line too long"},
 		{"bad entry", write("whitelist", "bogus\n"), syscall.EINVAL, "invalid whitelist entry 'bogus'"},
 		{"bad entry of table words", write("whitelist", "no such host exists\n"), syscall.EINVAL, "invalid whitelist entry 'no such host exists'"},
+		{"bad entry without newline", write("whitelist", "192.0.2.300"), syscall.EINVAL, "invalid whitelist entry '192.0.2.300'"},
 		{"bad blocked line", write("blocked", "blok 192.0.2.1\n"), syscall.EINVAL, "unknown verb 'blok'"},
 		{"bad blocked line of table words", write("blocked", "block not-found.example i/o\n"), syscall.EINVAL, ""},
+		{"not a message", write("queue", "hello\n"), syscall.EINVAL, "invalid header line 1: not a field"},
+		{"random bytes", write("queue", string(random)), syscall.EINVAL, "invalid header line 1"},
+		{"body without empty line", write("queue", "From: glenda@example.org\nTo: rob@example.net\nno such thing as a header\n"), syscall.EINVAL, "invalid header line 3: not a field"},
 		{"no recipients", write("queue", "From: glenda@example.org\nSubject: no such recipient\n\nbody\n"), syscall.EINVAL, "no recipients"},
 		{"bad address", write("queue", "From: glenda@example.org\nTo: <<no such>>\n\nbody\n"), syscall.EINVAL, "invalid address in To"},
 		{"open log for writing", func() error { _, err := fsys.Open("log", plan9.OWRITE); return err }(), syscall.EACCES, ""},
