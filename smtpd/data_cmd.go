@@ -19,7 +19,7 @@ var (
 	errBareEOLReply  = smtp.Replyf(554, "5.6.0", "message refused: bare CR or LF; lines must end in CRLF (RFC 5321 2.3.8)")
 	errLongLineReply = smtp.Replyf(554, "5.6.0", "message refused: line longer than 1000 octets (RFC 5321 4.5.3.1.6)")
 	errLoop          = smtp.Replyf(554, "5.4.6", "message refused: more than 100 Received: lines, a mail loop")
-	errGreylisted    = &smtp.Reply{Code: 451, Lines: []string{"please try again soon from the same IP."}}
+	errGreylisted    = &smtp.Reply{Code: 451, Enh: "4.7.1", Lines: []string{"please try again soon from the same IP."}} // upas's text after the code RFC 2034 asks for
 )
 
 // data serves DATA (RFC 5321 §4.1.1.4): the checks for untrusted clients,

@@ -872,7 +872,7 @@ func TestGreylist(t *testing.T) {
 	c.send("RCPT TO:<c@example.org>")
 	c.expect("250 ")
 	c.send("DATA")
-	if got := c.reply(); got[0] != "451 please try again soon from the same IP." {
+	if got := c.reply(); got[0] != "451 4.7.1 please try again soon from the same IP." {
 		t.Errorf("got %q", got)
 	}
 	if !c.closed() {

@@ -271,7 +271,7 @@ func TestNinepSteersSMTP(t *testing.T) {
 		t.Errorf("15k message to the queue file with maxsize 10k: %v", err)
 	}
 
-	const greylisted = "451 please try again soon from the same IP."
+	const greylisted = "451 4.7.1 please try again soon from the same IP."
 	if got := ninepDataReply(t, d, "127.0.0.5", "bob@localhost"); !strings.HasPrefix(got, "354 ") {
 		t.Fatalf("DATA without greylisting: %q", got)
 	}
