@@ -91,14 +91,14 @@ func (s *session) dataFailed(err error, sp *spool) *smtp.Reply {
 		return errSize
 	case errors.As(err, &ne) && ne.Timeout():
 		s.srv.Stats.Timeouts.Add(1)
-		s.quit = true
+		s.quit, s.abandoned = true, true
 		return smtp.Replyf(421, "4.4.2", "%s timeout", s.cfg.DefaultDomain)
 	case sp.err != nil && err == sp.err:
 		s.logf("[%s/%s] spooling message: %v", s.helo, s.remote, err)
 		return smtp.Replyf(451, "4.3.0", "local error spooling the message; try again later")
 	}
 	s.logf("[%s/%s] %s: connection lost in DATA: %v", s.helo, s.remote, s.from.Bang(), err)
-	s.broken, s.quit = true, true
+	s.broken, s.quit, s.abandoned = true, true, true
 	return errSequence // not sent: there is nobody to tell
 }
 

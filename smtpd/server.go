@@ -239,6 +239,9 @@ func (s *Server) ServeConn(c net.Conn) {
 	defer s.leave(sess)
 	defer s.recovered(sess)
 	sess.serve()
+	if sess.abandoned {
+		s.Stats.Abandoned.Add(1)
+	}
 }
 
 // recovered, deferred, turns a panic in a session (a bug, ours or a

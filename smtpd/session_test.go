@@ -1140,3 +1140,36 @@ func TestHeloCheck(t *testing.T) {
 		t.Errorf("log:\n%s", ts.logbuf)
 	}
 }
+
+// TestAbandoned: a session that ends inside a transaction, its message
+// not answered (the client gone in the middle of DATA, or after MAIL), is
+// counted; one that ends after its transaction, or quits, is not. The
+// smtpd program exits 1 by it.
+func TestAbandoned(t *testing.T) {
+	ts := newTestServer(t, "ournets 10.0.0.0/8")
+	ended := func(n int64) {
+		t.Helper()
+		testlib.WaitFor(t, 10*time.Second, "no session left", func() bool { return ts.Stats.Sessions.Load() == 0 })
+		if got := ts.Stats.Abandoned.Load(); got != n {
+			t.Errorf("abandoned %d, want %d", got, n)
+		}
+	}
+	c := ts.ehloed("10.0.0.1")
+	c.mail("a@example.org", []string{"b@example.org"}, "Subject: x\r\n\r\nx\r\n")
+	c.c.Close()
+	ended(0)
+	c = ts.ehloed("10.0.0.1")
+	c.begin("a@example.org", "b@example.org")
+	c.send("QUIT")
+	c.expect("221 ")
+	ended(0)
+	c = ts.ehloed("10.0.0.1")
+	c.open("a@example.org", "b@example.org")
+	c.write("Subject: x\n\nended by LF, as a here-document has it\n.\n")
+	c.c.Close()
+	ended(1)
+	c = ts.ehloed("10.0.0.1")
+	c.begin("a@example.org", "b@example.org")
+	c.c.Close()
+	ended(2)
+}

@@ -35,6 +35,8 @@ type daemon struct {
 	logs     *mlog.Log
 	log      *log.Logger // facility smtpd
 
+	confNamed bool // confFile is -C's: it must be there at each reload too
+
 	srv     *smtpd.Server
 	grey    *grey.Greylist
 	blocked *grey.Blocked
@@ -318,7 +320,17 @@ func prefixes(args []string) ([]netip.Prefix, error) {
 func (d *daemon) Reload() error {
 	d.cmu.Lock()
 	defer d.cmu.Unlock()
-	cfg, sec, err := setup.Load(d.root, d.confFile, d.verbs)
+	var (
+		cfg *conf.Config
+		sec *smtpd.Secrets
+		err error
+	)
+	if d.confNamed {
+		err = setup.NamedConf(d.confFile)
+	}
+	if err == nil {
+		cfg, sec, err = setup.Load(d.root, d.confFile, d.verbs)
+	}
 	if err == nil {
 		err = d.blocked.Reload()
 	}

@@ -209,3 +209,21 @@ func TestChangesInOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadNamedConf: the file -C names must be there at a reload too:
+// gone, the reload fails and the configuration stays, where the defaults
+// would have come in its place.
+func TestReloadNamedConf(t *testing.T) {
+	d := newTestDaemon(t, "maxsize 11k\n")
+	d.confNamed = true
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(d.confFile)
+	if err := d.Reload(); err == nil || !strings.Contains(err.Error(), "no such file or directory") {
+		t.Errorf("reload without the -C file: %v", err)
+	}
+	if got := d.Config().MaxSize; got != 11<<10 {
+		t.Errorf("maxsize %d after a failed reload, want %d", got, 11<<10)
+	}
+}

@@ -71,6 +71,9 @@ func run(f *setup.Flags, listen, ninep, open []string) error {
 	if len(listen) == 0 {
 		listen = []string{"tcp!127.0.0.1!2525"}
 	}
+	if err := f.CheckConf(); err != nil {
+		return err
+	}
 	endProfile, err := profile()
 	if err != nil {
 		return err
@@ -87,6 +90,7 @@ func run(f *setup.Flags, listen, ninep, open []string) error {
 	if err != nil {
 		return err
 	}
+	d.confNamed = f.Conf != ""
 	defer d.close()
 	var ls []net.Listener
 	for _, s := range listen {

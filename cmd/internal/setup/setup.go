@@ -5,9 +5,11 @@
 package setup
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"smtpfs/cmd/internal/arg"
 	"smtpfs/smtpd"
@@ -67,6 +69,30 @@ func (f *Flags) Verbs() []string {
 		v = append(v, "evil "+conf.Quote(k))
 	}
 	return v
+}
+
+// CheckConf fails when -C names a file that is not there, or cannot be
+// read: lib/smtpd.conf, the default, may be missing (the defaults hold),
+// but a file asked for by name must be there.
+func (f *Flags) CheckConf() error {
+	if f.Conf == "" {
+		return nil
+	}
+	return NamedConf(f.Conf)
+}
+
+// NamedConf checks a configuration file named by -C, at start and at
+// each reload.
+func NamedConf(file string) error {
+	fd, err := os.Open(file)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("-C %s: %v", file, err)
+	}
+	return fd.Close()
 }
 
 // RootDir returns the mail root, absolute: -R, else ./mail.
@@ -140,10 +166,12 @@ func Load(root, file string, verbs []string) (*conf.Config, *smtpd.Secrets, erro
 	return cfg, sec, nil
 }
 
-// Usage prints the usage line and exits 1.
+// Usage prints err, after the program's name (the usage line's first
+// word), and the usage line, and exits 1.
 func Usage(s *arg.Set, err error) {
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%v\n", err)
+		name, _, _ := strings.Cut(s.Usage, " ")
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 	}
 	fmt.Fprintf(os.Stderr, "usage: %s\n", s.Usage)
 	os.Exit(1)
