@@ -56,6 +56,21 @@ var (
 	ErrIO       = errors.New("i/o error") // EIO
 )
 
+// WithKind returns err, its text unchanged, as one of kind (ErrNotFound,
+// ErrTooLong, ErrIO) for errors.Is: for a backend whose error says what
+// it is in its own words ("whitelist too long").
+func WithKind(err, kind error) error {
+	if err == nil {
+		return nil
+	}
+	return &kindError{err, kind}
+}
+
+type kindError struct{ err, kind error }
+
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.err, e.kind} }
+
 // fuseErrors is 9pfuse's table, in its order (plan9port
 // src/cmd/9pfuse/errstr.c at 59ab62e): "entry" is last, after "invalid".
 // A second "no such" (ENODEV) can never match and is left out.

@@ -129,3 +129,23 @@ func FuzzNinepText(f *testing.F) {
 		}
 	})
 }
+
+// TestWithKind: an error marked with a kind keeps its text, and gets the
+// kind's lead only when it does not say its kind by itself.
+func TestWithKind(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{WithKind(errors.New("whitelist too long"), ErrTooLong), "whitelist too long"},
+		{WithKind(errors.New("whitelist: write: no space left on device"), ErrIO), "i/o error: whitelist: write: no space left on device"},
+		{WithKind(errors.New("whitelist: open: permission denied"), ErrIO), `i/o error: whitelist: open: \x70ermission denied`},
+	} {
+		if got := clientError("whitelist entry", tc.err).Error(); got != tc.want {
+			t.Errorf("%q: %q, want %q", tc.err, got, tc.want)
+		}
+	}
+	if WithKind(nil, ErrIO) != nil {
+		t.Errorf("WithKind(nil) is not nil")
+	}
+}

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -10,6 +13,7 @@ import (
 	"9fans.net/go/plan9"
 	"9fans.net/go/plan9/client"
 
+	"smtpfs/fs"
 	"smtpfs/fs/fstest"
 )
 
@@ -104,6 +108,34 @@ func TestErrno(t *testing.T) {
 	err = write("queue", "From: glenda@example.org\nTo: rob@example.net\n\nno such room\n")
 	if got := fstest.FuseErrno(errText(err)); got != syscall.EAGAIN {
 		t.Errorf("no room: %q: 9pfuse gives %v, want EAGAIN", errText(err), got)
+	}
+
+	// The whitelist cannot be written: a directory stands in its place.
+	wl := filepath.Join(d.root, "grey", "whitelist")
+	if err := os.Remove(wl); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(wl, 0700); err != nil {
+		t.Fatal(err)
+	}
+	err = write("whitelist", "192.0.2.1 no such directory\n")
+	if got := fstest.FuseErrno(errText(err)); got != syscall.EIO {
+		t.Errorf("whitelist not writable: %q: 9pfuse gives %v, want EIO", errText(err), got)
+	}
+	// grey's words for a list at its limit, for storage, for a bad line.
+	for _, tc := range []struct {
+		err  string
+		kind error
+	}{
+		{"whitelist too long", fs.ErrTooLong},
+		{"blocked: file too long (limit 134217728 bytes)", fs.ErrTooLong},
+		{"whitelist: write /x: no space left on device", fs.ErrIO},
+		{"invalid whitelist entry 'x': not an address or network", nil},
+	} {
+		err := listError(errors.New(tc.err))
+		if tc.kind != nil && !errors.Is(err, tc.kind) || tc.kind == nil && (errors.Is(err, fs.ErrIO) || errors.Is(err, fs.ErrTooLong)) || err.Error() != tc.err {
+			t.Errorf("listError(%q) = %q, want it of kind %v", tc.err, err, tc.kind)
+		}
 	}
 }
 

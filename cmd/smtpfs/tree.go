@@ -53,9 +53,9 @@ func listError(err error) error {
 	case err == nil, strings.HasPrefix(err.Error(), "invalid "):
 		return err
 	case strings.HasSuffix(err.Error(), "too long") || strings.Contains(err.Error(), "file too long"):
-		return fmt.Errorf("%w: %v", fs.ErrTooLong, err)
+		return fs.WithKind(err, fs.ErrTooLong)
 	}
-	return fmt.Errorf("%w: %v", fs.ErrIO, err)
+	return fs.WithKind(err, fs.ErrIO)
 }
 
 // queueFile is the queue file and the queue.d directory.
