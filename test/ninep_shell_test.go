@@ -17,13 +17,14 @@ import (
 // write vanishes with status 0, and mail is written as a Plan 9 user
 // writes it.
 
-// shellMount is a daemon (host name mx.example.org, a smarthost that
-// takes everything) mounted with mount9p, and a 9fans client beside it.
+// shellMount is a daemon (mail domain example.org, host name
+// mx.example.org, a smarthost that takes everything) mounted with mount9p,
+// and a 9fans client beside it.
 func shellMount(t *testing.T) (*ninepMounted, *testlib.Sink) {
 	t.Helper()
 	fstest.CanMount(t)
 	sink := testlib.NewSink(t, testlib.SinkOptions{})
-	d := startMail(t, "hostname mx.example.org\nsmarthost tcp!127.0.0.1!"+sink.Port()+"\n")
+	d := startMail(t, "defaultdomain example.org\nhostname mx.example.org\nsmarthost tcp!127.0.0.1!"+sink.Port()+"\n")
 	m := &ninepMounted{d: d, sink: sink, fsys: fstest.Dial(t, d.NineP[0])}
 	m.mnt = fstest.Mount(t, bin(t, "github.com/knusbaum/go9p/cmd/mount9p"), d.UnixSocket(), "ctl")
 	return m, sink
@@ -120,7 +121,7 @@ func rcPath(t *testing.T) string {
 
 // TestShellLocalNames: a message written to queue the way a Plan 9 user
 // writes one, with bare names for local users, goes to their Maildirs,
-// qualified with the host name, and the rest through the smarthost.
+// qualified with our mail domain, and the rest through the smarthost.
 func TestShellLocalNames(t *testing.T) {
 	m, sink := shellMount(t)
 	msg := filepath.Join(t.TempDir(), "msg")
@@ -129,10 +130,10 @@ func TestShellLocalNames(t *testing.T) {
 	}
 	fstest.RunSteps(t, "sh", m.mnt, []fstest.Step{{Cmd: "cat " + msg + " > queue", OK: true}})
 	got := sink.Wait(t, 1, 10*time.Second)
-	if len(got) != 1 || got[0].From != "glenda@mx.example.org" || strings.Join(got[0].Rcpts, " ") != "ken@example.com" {
+	if len(got) != 1 || got[0].From != "glenda@example.org" || strings.Join(got[0].Rcpts, " ") != "ken@example.com" {
 		t.Fatalf("the smarthost got %+v", got)
 	}
-	for _, want := range []string{"From: glenda@mx.example.org\r\n", "To: rob@mx.example.org, ken@example.com\r\n", "Cc: Dennis Ritchie <dmr@mx.example.org>\r\n"} {
+	for _, want := range []string{"From: glenda@example.org\r\n", "To: rob@example.org, ken@example.com\r\n", "Cc: Dennis Ritchie <dmr@example.org>\r\n"} {
 		if !strings.Contains(string(got[0].Data), want) {
 			t.Errorf("the message sent lacks %q:\n%s", want, got[0].Data)
 		}

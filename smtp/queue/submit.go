@@ -44,29 +44,29 @@ type field struct {
 // Addresses may be bare names, wherever an address may stand ("To: rob,
 // ken@example.com", "Cc: Rob <rob>"): as upas's marshal hands them to
 // send, which delivers them to the local user, they are local users, and
-// they are qualified with @host, as upas's smtp qualifies them with its
-// host domain (upas.md §4.5.3). Groups and display names are understood,
-// repeats dropped. header may run on into the body: it ends at its first
-// empty line.
-func ParseEnvelope(header []byte, host string) (from string, rcpts []string, err error) {
+// they are qualified with @dom, our mail domain, as upas's smtp qualifies
+// them with the domain remotemail gives it (upas.md §4.5.3, §5). Groups
+// and display names are understood, repeats dropped. header may run on
+// into the body: it ends at its first empty line.
+func ParseEnvelope(header []byte, dom string) (from string, rcpts []string, err error) {
 	fromLine, fields, err := splitHeader(header)
 	if err == nil {
-		err = qualifyFields(fields, host)
+		err = qualifyFields(fields, dom)
 	}
 	if err != nil {
 		return "", nil, err
 	}
-	return envelopeOf(fromLine, fields, host)
+	return envelopeOf(fromLine, fields, dom)
 }
 
 // envelopeOf is ParseEnvelope of a header already split and qualified;
-// host qualifies a bare sender of the From line.
-func envelopeOf(fromLine string, fields []field, host string) (from string, rcpts []string, err error) {
+// dom qualifies a bare sender of the From line.
+func envelopeOf(fromLine string, fields []field, dom string) (from string, rcpts []string, err error) {
 	if fromLine != "" {
 		if from, err = fromLineSender(fromLine); err != nil {
 			return "", nil, err
 		}
-		from = qualify(from, host)
+		from = qualify(from, dom)
 	}
 	seen := map[string]bool{}
 	for _, f := range fields {
@@ -307,12 +307,12 @@ func addressList(f field) ([]string, error) {
 }
 
 // qualifyFields qualifies the bare names in the address fields (From,
-// To, Cc, Reply-To, their Resent- forms, ...) with @host, in their lines
-// as in their values, as upas's smtp qualifies them with its host domain
-// when the message leaves (upas.md §4.5.3): "To: Rob <rob>" becomes "To:
-// Rob <rob@host>". What is not a bare name stays as it is. A line that
-// grows past 998 characters so is an error: the message could not leave.
-func qualifyFields(fields []field, host string) error {
+// To, Cc, Reply-To, their Resent- forms, ...) with @dom, in their lines
+// as in their values, as upas's smtp qualifies them when the message
+// leaves (upas.md §4.5.3): "To: Rob <rob>" becomes "To: Rob <rob@dom>".
+// What is not a bare name stays as it is. A line that grows past 998
+// characters so is an error: the message could not leave.
+func qualifyFields(fields []field, dom string) error {
 	for i := range fields {
 		f := &fields[i]
 		if !smtp.IsAddressField(f.name) {
@@ -322,7 +322,7 @@ func qualifyFields(fields []field, host string) error {
 		raw := strings.Join(f.lines, "\n")
 		q := smtp.RewriteAddresses(raw[head:], func(a string) string {
 			if bareName(a) {
-				return a + "@" + host
+				return a + "@" + dom
 			}
 			return a
 		})
@@ -392,12 +392,12 @@ func checkSubmitted(a string) error {
 
 // CheckHeader checks the header of a message written to the queue file,
 // as Submit will take it (ParseEnvelope, bare names qualified with our
-// host name), and that the queue has room for it (CheckSpace).
+// mail domain), and that the queue has room for it (CheckSpace).
 func (q *Queue) CheckHeader(header []byte) error {
 	q.mu.Lock()
-	host := q.set.Hostname
+	dom := q.set.Domain
 	q.mu.Unlock()
-	if _, _, err := ParseEnvelope(header, host); err != nil {
+	if _, _, err := ParseEnvelope(header, dom); err != nil {
 		return err
 	}
 	return q.CheckSpace()
@@ -405,7 +405,8 @@ func (q *Queue) CheckHeader(header []byte) error {
 
 // Submit queues a whole message written to the queue file: envelope as
 // ParseEnvelope, bare names in the envelope and in the address fields
-// qualified with settings.Hostname, Bcc: removed, the upas From line
+// qualified with settings.Domain (upas's remotemail gives smtp the site's
+// mail domain, not the machine's name), Bcc: removed, the upas From line
 // removed, line ends made CRLF, Message-ID and Date added when missing.
 // A message may be all header, with no empty line and no body (RFC 5322
 // §3.5: the body is optional).
@@ -415,16 +416,16 @@ func (q *Queue) Submit(ctx context.Context, msg []byte) (string, error) {
 		head, body = msg[:i], msg[i:]
 	}
 	q.mu.Lock()
-	host := q.set.Hostname
+	host, dom := q.set.Hostname, q.set.Domain
 	q.mu.Unlock()
 	fromLine, fields, err := splitHeader(head)
 	if err == nil {
-		err = qualifyFields(fields, host)
+		err = qualifyFields(fields, dom)
 	}
 	if err != nil {
 		return "", err
 	}
-	from, rcpts, err := envelopeOf(fromLine, fields, host)
+	from, rcpts, err := envelopeOf(fromLine, fields, dom)
 	if err != nil {
 		return "", err
 	}
@@ -473,12 +474,12 @@ func headerEnd(msg []byte) int {
 	return -1
 }
 
-// qualify adds @host to a bare name.
-func qualify(a, host string) string {
+// qualify adds @dom to a bare name.
+func qualify(a, dom string) string {
 	if strings.Contains(a, "@") {
 		return a
 	}
-	return a + "@" + host
+	return a + "@" + dom
 }
 
 // crlf makes every line end CRLF: LF and lone CR become CRLF.

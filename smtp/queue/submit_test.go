@@ -277,3 +277,36 @@ func FuzzLineChecker(f *testing.F) {
 		}
 	})
 }
+
+// TestSubmitBareNames: a message written as a Plan 9 user writes one, with
+// bare names for local users, is queued with them qualified with our mail
+// domain, in the envelope and in the header; the Message-ID has our host
+// name.
+func TestSubmitBareNames(t *testing.T) {
+	s := testSettings()
+	s.Domain = "example.test"
+	h := newHarness(t, s)
+	msg := "From: glenda\nTo: rob, ken@example.com\nCc: Dennis Ritchie <dmr>,\n  unix: sape, howard;\nSubject: names\n\nHello.\n"
+	if err := h.q.CheckHeader([]byte(msg)); err != nil {
+		t.Fatalf("CheckHeader: %v", err)
+	}
+	id, err := h.q.Submit(context.Background(), []byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, _ := h.item(id)
+	want := []string{"rob@example.test", "ken@example.com", "dmr@example.test", "sape@example.test", "howard@example.test"}
+	if it.From != "glenda@example.test" || !reflect.DeepEqual(it.Rcpts, want) {
+		t.Errorf("envelope %q %q, want %q %q", it.From, it.Rcpts, "glenda@example.test", want)
+	}
+	b, err := os.ReadFile(h.q.st.path(id, ".msg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"From: glenda@example.test\r\nTo: rob@example.test, ken@example.com\r\n" +
+		"Cc: Dennis Ritchie <dmr@example.test>,\r\n  unix: sape@example.test, howard@example.test;\r\nSubject: names\r\n", "@mx.test>\r\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the message lacks %q:\n%s", want, b)
+		}
+	}
+}

@@ -164,6 +164,7 @@ func QueueSettings(c *conf.Config) queue.Settings {
 		Deliveries: c.Deliveries,
 		SmartHost:  c.SmartHost,
 		Hostname:   c.Hostname,
+		Domain:     c.DefaultDomain,
 		MinFree:    c.MinFree,
 		IsLocal: func(addr string) (string, bool) {
 			at := strings.LastIndexByte(addr, '@')
