@@ -22,21 +22,22 @@
 //
 // Policy. Every file reports length 0 and ignores offsets on write, so
 // that FUSE clients neither cache nor cut what they read (reference/ninep.md
-// §4). A length-0 wstat (what `>` sends) is accepted and changes nothing:
-// whitelist and blocked are append-only, and a list entry is removed with a
-// ctl verb. Each error says, in a way 9pfuse cannot misread, the errno it
-// means (errno.go: EINVAL for a bad line, entry or message, ENOENT for what
-// is not there, E2BIG, EAGAIN, EIO, EACCES), and its full reason goes to
-// the log. Only write errors reach a shell: a clunk error is lost, so one
-// write is a whole command (cmdfile.go), a message's header is checked line
-// by line as it arrives, and the outcome of a clunk (a message queued)
-// goes to the log. Nothing can be created or renamed, and only a queued
-// message can be removed.
+// §4). A length-0 wstat of a writable file (what `>` sends) is accepted
+// and changes nothing (whitelist and blocked are append-only, and a list
+// entry is removed with a ctl verb), as are the times (touch); any other
+// change is refused (checkWstat). Each error says, in a way 9pfuse cannot
+// misread, the errno it means (errno.go: EINVAL for a bad line, entry or
+// message, ENOENT for what is not there, E2BIG, EAGAIN, EIO, EACCES, EBUSY),
+// and its full reason goes to the log. Only write errors reach a shell: a
+// clunk error is lost, so one write is a whole command (cmdfile.go), a
+// message's header is checked line by line as it arrives, and the outcome
+// of a clunk (a message queued) goes to the log. Nothing can be created or
+// renamed, and only a queued message can be removed.
 //
 // Serving. The tree is posted as a Unix socket in the plan9port name space
 // directory, private to its owner, and may listen on TCP: on loopback,
 // where each connection is served only if the process at the other end
-// runs as our user or root (found in /proc/net/tcp on Linux), or with
+// runs as our user or root (asked of Linux's sock_diag), or with
 // ListenNetwork on any address, open to other machines. Each connection runs our own loop over go9p's request
 // handlers (serve.go), which stands up to what go9p's own loop does not:
 // malformed messages, Tflush, a flood of outstanding requests, clients

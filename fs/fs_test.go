@@ -231,16 +231,24 @@ func TestCtlLines(t *testing.T) {
 	}
 }
 
-// TestWstat: a length-0 wstat (what `echo x > ctl` sends first) is
-// accepted and changes nothing; every other change is refused.
+// TestWstat: a length-0 wstat (what `echo x > ctl` sends first) on a
+// writable file, the times (touch), a wstat that touches nothing (fsync)
+// and one that sets what is already there are accepted and change nothing;
+// every other change is refused with its reason, logged, including those
+// go9p would drop and answer with success (owner, the mode's upper bits,
+// a length on a read-only file or a directory).
 func TestWstat(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, func(c *fs.Config) { c.Blocked = &listBackend{} })
 	fsys := fstest.Dial(t, e.ds)
 	null := func(f func(*plan9.Dir)) *plan9.Dir {
 		var d plan9.Dir
 		d.Null()
 		f(&d)
 		return &d
+	}
+	st, err := fsys.Stat("ctl")
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		file string
@@ -249,26 +257,50 @@ func TestWstat(t *testing.T) {
 	}{
 		{"ctl", null(func(d *plan9.Dir) { d.Length = 0 }), ""},
 		{"whitelist", null(func(d *plan9.Dir) { d.Length = 0 }), ""},
+		{"blocked", null(func(d *plan9.Dir) { d.Length = 0 }), ""},
 		{"queue", null(func(d *plan9.Dir) { d.Length = 0 }), ""},
 		{"ctl", null(func(d *plan9.Dir) { d.Mtime = 12345 }), ""},
+		{"ctl", null(func(d *plan9.Dir) { d.Atime, d.Mtime = 12345, 12346 }), ""},
+		{"stats", null(func(d *plan9.Dir) { d.Atime, d.Mtime = 12345, 12346 }), ""},
 		{"ctl", null(func(*plan9.Dir) {}), ""},
-		{"ctl", null(func(d *plan9.Dir) { d.Length = 5 }), "permission denied"},
-		{"ctl", null(func(d *plan9.Dir) { d.Name = "ctl2" }), "permission denied"},
-		{"ctl", null(func(d *plan9.Dir) { d.Mode = 0600 }), "permission denied"},
-		{"whitelist", null(func(d *plan9.Dir) { d.Mode = plan9.DMAPPEND | 0600 }), "permission denied"},
-		{"stats", null(func(d *plan9.Dir) { d.Gid = "other" }), "permission denied"},
-		{"/", null(func(d *plan9.Dir) { d.Name = "root" }), "permission denied"},
+		{"stats", null(func(*plan9.Dir) {}), ""},
+		{"/", null(func(*plan9.Dir) {}), ""},
+		{"ctl", null(func(d *plan9.Dir) { d.Name, d.Uid, d.Gid, d.Mode = "ctl", st.Uid, st.Gid, 0644 }), ""},
+		{"whitelist", null(func(d *plan9.Dir) { d.Mode = plan9.DMAPPEND | 0644 }), ""},
+		{"/", null(func(d *plan9.Dir) { d.Mode = plan9.DMDIR | 0555 }), ""},
+		{"ctl", null(func(d *plan9.Dir) { d.Length = 5 }), "permission denied: the length of ctl can only be set to 0"},
+		{"ctl", null(func(d *plan9.Dir) { d.Name = "ctl2" }), "permission denied: cannot rename ctl"},
+		{"ctl", null(func(d *plan9.Dir) { d.Mode = 0600 }), "permission denied: cannot change the mode of ctl"},
+		{"whitelist", null(func(d *plan9.Dir) { d.Mode = plan9.DMAPPEND | 0600 }), "permission denied: cannot change the mode of whitelist"},
+		{"stats", null(func(d *plan9.Dir) { d.Gid = "other" }), "permission denied: cannot change the group of stats"},
+		{"/", null(func(d *plan9.Dir) { d.Name = "root" }), "permission denied: cannot rename /"},
+		// What go9p drops, answering success.
+		{"ctl", null(func(d *plan9.Dir) { d.Uid = "mallory" }), "permission denied: cannot change the owner of ctl"},
+		{"whitelist", null(func(d *plan9.Dir) { d.Mode = 0644 }), "permission denied: cannot change the mode of whitelist"},
+		{"ctl", null(func(d *plan9.Dir) { d.Mode = plan9.DMEXCL | 0644 }), "permission denied: cannot change the mode of ctl"},
+		{"/", null(func(d *plan9.Dir) { d.Mode = 0555 }), "permission denied: cannot change the mode of /"},
+		{"stats", null(func(d *plan9.Dir) { d.Length = 0 }), "permission denied: cannot set the length of stats"},
+		{"log", null(func(d *plan9.Dir) { d.Length = 0 }), "permission denied: cannot set the length of log"},
+		{"/", null(func(d *plan9.Dir) { d.Length = 0 }), "permission denied: cannot set the length of /"},
+		{"ctl", null(func(d *plan9.Dir) { d.Muid = "mallory" }), "permission denied: cannot change the type, dev, qid or muid of ctl"},
+		{"ctl", null(func(d *plan9.Dir) { d.Qid = plan9.Qid{Path: 99} }), "permission denied: cannot change the type, dev, qid or muid of ctl"},
+		{"ctl", null(func(d *plan9.Dir) { d.Dev = 7 }), "permission denied: cannot change the type, dev, qid or muid of ctl"},
 	} {
 		if err := fsys.Wstat(tc.file, tc.d); errText(err) != tc.want {
 			t.Errorf("wstat %s %v: %q, want %q", tc.file, tc.d, errText(err), tc.want)
 		}
 	}
-	if _, err := fsys.Stat("ctl"); err != nil {
-		t.Errorf("ctl gone after wstats: %v", err)
+	for _, name := range []string{"ctl", "whitelist", "stats", "/"} {
+		if now, err := fsys.Stat(name); err != nil {
+			t.Errorf("%s gone after wstats: %v", name, err)
+		} else if name == "ctl" && (now.Uid != st.Uid || now.Mode != st.Mode || now.Name != "ctl") {
+			t.Errorf("ctl after wstats: %v, was %v", now, st)
+		}
 	}
 	if got := string(e.wl.Text()); got != "# whitelist\n192.0.2.7 mx.example.net\n" {
 		t.Errorf("a wstat changed the whitelist: %q", got)
 	}
+	waitLog(t, e, "9p: wstat refused: permission denied: cannot change the owner of ctl")
 }
 
 func TestPermissions(t *testing.T) {

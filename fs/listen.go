@@ -48,10 +48,13 @@ func (s *Server) Post(name string) (string, error) {
 // here, so every connection is checked as it arrives: the process at the
 // other end must run as our user or as root. A Unix socket is private
 // (mode 0600), and the kernel tells its peer (SO_PEERCRED); on TCP, Linux
-// tells the owner of the client's socket in /proc/net/tcp. A connection
-// whose owner cannot be told is refused, and so is every TCP connection
-// on systems other than Linux. An address that is not loopback (a host of
-// * or nothing means every address) is refused: see ListenNetwork.
+// tells the owner of the client's socket (sock_diag, peer_linux.go),
+// before a byte of 9P is read, and only while that socket is still
+// connected and held by a process: a client that closed before the check
+// cannot be told from root. A connection whose owner cannot be told is
+// refused, and so is every TCP connection on systems other than Linux. An
+// address that is not loopback (a host of * or nothing means every
+// address) is refused: see ListenNetwork.
 func (s *Server) Listen(dialstring string) (string, error) { return s.listen(dialstring, false) }
 
 // ListenNetwork is Listen on any TCP address, for the rare network where
@@ -178,8 +181,9 @@ var errRemote = errors.New("a client from another machine")
 
 // admit serves a connection that passes the check of Listen, and closes
 // any other: its peer must be a process of our user or root, or (on a
-// listener of ListenNetwork) a client from elsewhere. The check reads
-// /proc on Linux, so it runs beside the accept loop, not in it.
+// listener of ListenNetwork) a client from elsewhere. The check asks the
+// kernel, so it runs beside the accept loop, not in it; nothing is read
+// from the connection before it.
 func (s *Server) admit(ln *listener, nc net.Conn) {
 	uid, err := peerUID(nc)
 	switch {
@@ -232,6 +236,10 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// Namespace returns the plan9port name space directory, where Post posts:
+// for clients, such as `smtpfs mount`, to find the service.
+func Namespace() string { return namespace() }
+
 // namespace returns the plan9port name space directory, as plan9port's
 // getns and 9fans.net/go/plan9/client do: $NAMESPACE, else
 // /tmp/ns.$USER.$DISPLAY with $DISPLAY's ".0" dropped, :0 without one.
@@ -257,7 +265,14 @@ func namespace() string {
 }
 
 // checkNamespace makes dir (mode 0700) if it is missing, and refuses it
-// unless it is a directory of ours that only we may write.
+// unless it is a directory of ours that only we may write. A directory
+// that another user made (anyone may make /tmp/ns.$USER.$DISPLAY before
+// us) or may write could be used to read or replace what is posted
+// there, so smtpfs does not post in it, nor somewhere else on its own:
+// plan9port's tools, which refuse such a directory too, would not find
+// the service there, and the user would not learn that someone holds
+// their name space. The error says how to go on: a private $NAMESPACE
+// (for the clients too), or the directory removed or made private.
 func checkNamespace(dir string) error {
 	fi, err := os.Lstat(dir)
 	if os.IsNotExist(err) {
@@ -269,14 +284,19 @@ func checkNamespace(dir string) error {
 	if err != nil {
 		return err
 	}
-	if !fi.IsDir() {
-		return fmt.Errorf("name space %s: not a directory", dir)
+	use := "set $NAMESPACE to a directory of yours of mode 0700, for 9p and 9pfuse too"
+	if os.Getenv("NAMESPACE") != "" {
+		use = "set $NAMESPACE to another directory, of yours and of mode 0700"
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
-		return fmt.Errorf("name space %s: permission denied: owned by uid %d", dir, st.Uid)
-	}
-	if fi.Mode().Perm()&022 != 0 {
-		return fmt.Errorf("name space %s: permission denied: mode %#o lets others write", dir, fi.Mode().Perm())
+	switch st, _ := fi.Sys().(*syscall.Stat_t); {
+	case fi.Mode()&os.ModeSymlink != 0:
+		return fmt.Errorf("name space %s: permission denied: a symbolic link; remove it, or %s", dir, use)
+	case !fi.IsDir():
+		return fmt.Errorf("name space %s: not a directory; remove it, or %s", dir, use)
+	case st != nil && int(st.Uid) != os.Getuid():
+		return fmt.Errorf("name space %s: permission denied: owned by uid %d, who could read or replace what is posted there; %s, or remove the directory (as root)", dir, st.Uid, use)
+	case fi.Mode().Perm()&022 != 0:
+		return fmt.Errorf("name space %s: permission denied: mode %#o lets others write; chmod 700 %s, or %s", dir, fi.Mode().Perm(), dir, use)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package fs_test
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -180,4 +181,67 @@ except (BrokenPipeError, ConnectionResetError):
 		waitLog(t, e, ds+": refused a connection from ")
 	}
 	waitLog(t, e, "uid 65534 is another user")
+}
+
+// TestPostForeignNamespace: a name space directory that another user
+// made, that others may write, or that is not a directory is refused, and
+// the error says how to go on.
+func TestPostForeignNamespace(t *testing.T) {
+	base := t.TempDir()
+	e := newEnv(t)
+	for i, tc := range []struct {
+		what  string
+		make  func(dir string) error
+		env   bool // $NAMESPACE names it
+		want  string
+		owner bool // needs root
+	}{
+		{"another user's", func(dir string) error {
+			if err := os.Mkdir(dir, 0700); err != nil {
+				return err
+			}
+			return os.Chown(dir, 65534, 65534)
+		}, false, "permission denied: owned by uid 65534, who could read or replace what is posted there; " +
+			"set $NAMESPACE to a directory of yours of mode 0700, for 9p and 9pfuse too, or remove the directory (as root)", true},
+		{"another user's, named", func(dir string) error {
+			if err := os.Mkdir(dir, 0700); err != nil {
+				return err
+			}
+			return os.Chown(dir, 65534, 65534)
+		}, true, "permission denied: owned by uid 65534, who could read or replace what is posted there; " +
+			"set $NAMESPACE to another directory, of yours and of mode 0700, or remove the directory (as root)", true},
+		{"open to all", func(dir string) error {
+			if err := os.Mkdir(dir, 0700); err != nil {
+				return err
+			}
+			return os.Chmod(dir, 01777)
+		}, false, "permission denied: mode 0777 lets others write; chmod 700 DIR, or set $NAMESPACE to a directory of yours of mode 0700, for 9p and 9pfuse too", false},
+		{"a symbolic link", func(dir string) error { return os.Symlink(base, dir) }, false,
+			"permission denied: a symbolic link; remove it, or set $NAMESPACE", false},
+		{"a file", func(dir string) error { return os.WriteFile(dir, nil, 0600) }, true,
+			"not a directory; remove it, or set $NAMESPACE to another directory", false},
+	} {
+		if tc.owner && os.Getuid() != 0 {
+			t.Logf("%s: needs root", tc.what)
+			continue
+		}
+		dir := filepath.Join(base, strings.ReplaceAll(tc.what, " ", "_"))
+		if tc.env {
+			t.Setenv("NAMESPACE", dir)
+		} else { // /tmp/ns.$USER.$DISPLAY
+			user, disp := fmt.Sprintf("smtpfs-test%d", os.Getpid()), fmt.Sprintf(":%d", i)
+			t.Setenv("NAMESPACE", "")
+			t.Setenv("USER", user)
+			t.Setenv("DISPLAY", disp)
+			dir = "/tmp/ns." + user + "." + disp
+			t.Cleanup(func() { os.RemoveAll(dir) })
+		}
+		if err := tc.make(dir); err != nil {
+			t.Fatal(err)
+		}
+		want := "name space " + dir + ": " + strings.ReplaceAll(tc.want, "DIR", dir)
+		if _, err := e.srv.Post("smtpfs"); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: Post: %v, want %s", tc.what, err, want)
+		}
+	}
 }

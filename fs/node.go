@@ -2,6 +2,7 @@ package fs
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	ninep "github.com/knusbaum/go9p/fs"
@@ -10,12 +11,13 @@ import (
 
 // Errors of the files themselves. Each carries the word by which 9pfuse
 // gives the errno it is meant to (errno.go): "permission denied" EACCES,
-// "busy" EBUSY, "interrupted" EINTR, " fid " EBADF.
+// "busy" EBUSY, "interrupted" EINTR, " fid " EBADF, "in use" EBUSY.
 var (
 	errPerm        = errors.New("permission denied")
 	errBusy        = errors.New("log busy: too many readers")
 	errInterrupted = errors.New("interrupted")
 	errFid         = errors.New("unknown fid for this file")
+	errFids        = errors.New("too many fids in use")
 )
 
 // isTemporary reports whether err says to try again later, as the
@@ -59,12 +61,54 @@ func (n *node) Parent() ninep.Dir {
 // the times (which are not kept): `echo x > ctl` truncates before it writes
 // (Twstat length 0, reference/ninep.md §2), and touch sets times. Renames,
 // mode, owner and other lengths are refused. go9p hands over the old stat
-// with the requested fields laid over it.
+// with the requested fields laid over it; what it drops from the request
+// (the owner, the mode's upper bits) is checked before, by checkWstat.
 func (n *node) WriteStat(s *proto.Stat) error {
 	old := n.stat
 	if s.Name != old.Name || s.Mode != old.Mode || s.Uid != old.Uid ||
 		s.Gid != old.Gid || s.Length != 0 {
 		return errPerm
+	}
+	return nil
+}
+
+// checkWstat decides a wstat of a file whose stat is cur, from the
+// request req as it came (wstat(5): a field of all ones, or an empty
+// string, means "don't touch"). go9p would answer success to requests it
+// does not carry out: it never changes the owner, keeps only the
+// permission bits of a mode (so setting DMAPPEND or DMEXCL, or clearing
+// them, would "succeed"), and lets a length through on any file. Taken:
+//   - nothing at all: 9pfuse's fsync;
+//   - the times (touch): accepted and not kept, every file has them anew;
+//   - length 0 on a file that may be written: `>` (reference/ninep.md §2);
+//   - a name, owner, group or mode that the file already has (a mode
+//     without DMAPPEND, as 9pfuse's chmod sends it, asks to clear it on
+//     whitelist and blocked, and is refused).
+//
+// Everything else is refused with "permission denied" and the reason:
+// renames, the owner, group, mode, type, dev, qid or muid changed (as
+// wstat(5) forbids), any other length, and any length on a directory or a
+// read-only file.
+func checkWstat(cur, req proto.Stat) error {
+	name := cur.Name
+	switch {
+	case req.Name != "" && req.Name != cur.Name:
+		return fmt.Errorf("%v: cannot rename %s", errPerm, name)
+	case req.Uid != "" && req.Uid != cur.Uid:
+		return fmt.Errorf("%v: cannot change the owner of %s", errPerm, name)
+	case req.Gid != "" && req.Gid != cur.Gid:
+		return fmt.Errorf("%v: cannot change the group of %s", errPerm, name)
+	case req.Mode != ^uint32(0) && req.Mode != cur.Mode:
+		return fmt.Errorf("%v: cannot change the mode of %s", errPerm, name)
+	case req.Type != ^uint16(0) && req.Type != cur.Type, req.Dev != ^uint32(0) && req.Dev != cur.Dev,
+		req.Qid != proto.Qid{Qtype: ^uint8(0), Vers: ^uint32(0), Uid: ^uint64(0)} && req.Qid != cur.Qid,
+		req.Muid != "" && req.Muid != cur.Muid:
+		return fmt.Errorf("%v: cannot change the type, dev, qid or muid of %s", errPerm, name)
+	case req.Length == ^uint64(0):
+	case cur.Mode&proto.DMDIR != 0 || cur.Mode&0200 == 0:
+		return fmt.Errorf("%v: cannot set the length of %s", errPerm, name)
+	case req.Length != 0:
+		return fmt.Errorf("%v: the length of %s can only be set to 0", errPerm, name)
 	}
 	return nil
 }

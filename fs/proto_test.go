@@ -1,6 +1,8 @@
 package fs_test
 
 import (
+	"bufio"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,5 +136,51 @@ func TestPipelined(t *testing.T) {
 		if r := fstest.Recv(t, s.R); r.GetTag() != 6 || len(seen) != 5 {
 			t.Fatalf("round %d: replies to tags %v, then %v", i, seen, r)
 		}
+	}
+}
+
+// TestMaxFids: a connection may have fs.MaxFids fids; a Twalk or Tattach
+// that would make one more gets "too many fids in use", logged once, and
+// the connection goes on: a walk of a fid to itself still works, and a
+// fid clunked makes room for another.
+func TestMaxFids(t *testing.T) {
+	e := newEnv(t)
+	s := fstest.Session(t, e.ds) // fid 1 is the root
+	h := func(typ uint8, tag uint16) proto.Header { return proto.Header{Type: typ, Tag: tag} }
+	n := fs.MaxFids - 1 // clones of fid 1: fids 2 .. MaxFids
+	go func() {
+		w := bufio.NewWriter(s.C)
+		for i := range n {
+			w.Write((&proto.TWalk{Header: h(proto.Twalk, uint16(i)), Fid: 1, Newfid: uint32(2 + i)}).Compose())
+		}
+		w.Flush()
+	}()
+	for range n {
+		if r, ok := fstest.Recv(t, s.R).(*proto.RWalk); !ok {
+			t.Fatalf("walk %d fids: %v", fs.MaxFids, r)
+		}
+	}
+	expect := func(what string, m proto.FCall, want string) proto.FCall {
+		t.Helper()
+		fstest.Send(t, s.C, m)
+		r := fstest.Recv(t, s.R)
+		if e, isErr := r.(*proto.RError); isErr != (want != "") || isErr && e.Ename != want {
+			t.Errorf("%s: got %v, want %q", what, r, want)
+		}
+		return r
+	}
+	const extra = fs.MaxFids + 10
+	expect("one walk more", &proto.TWalk{Header: h(proto.Twalk, 1), Fid: 1, Newfid: extra}, "too many fids in use")
+	expect("one attach more", &proto.TAttach{Header: h(proto.Tattach, 1), Fid: extra, Afid: ^uint32(0), Uname: fstest.User}, "too many fids in use")
+	expect("a walk to itself", &proto.TWalk{Header: h(proto.Twalk, 1), Fid: 2, Newfid: 2, Nwname: 1, Wname: []string{"version"}}, "")
+	expect("clunk", &proto.TClunk{Header: h(proto.Tclunk, 1), Fid: 3}, "")
+	expect("walk after a clunk", &proto.TWalk{Header: h(proto.Twalk, 1), Fid: 1, Newfid: extra, Nwname: 1, Wname: []string{"version"}}, "")
+	expect("open", &proto.TOpen{Header: h(proto.Topen, 1), Fid: extra, Mode: proto.Oread}, "")
+	if r, ok := expect("read", &proto.TRead{Header: h(proto.Tread, 1), Fid: extra, Count: 100}, "").(*proto.RRead); !ok || string(r.Data) != "smtpfs test\n" {
+		t.Errorf("read version: %v", r)
+	}
+	waitLog(t, e, "Twalk refused: too many fids in use (16384, the most a connection may have)")
+	if n := strings.Count(string(e.hub.Recent()), "too many fids"); n != 1 {
+		t.Errorf("%d log lines of too many fids, want 1:\n%s", n, e.hub.Recent())
 	}
 }

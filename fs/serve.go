@@ -44,7 +44,10 @@ import (
 //     Tclunk the client did send before going is honoured;
 //   - refuses walks of open fids, walks to fids in use, and walks longer
 //     than 16 names, which go9p lets through, and keeps an open of a fid
-//     from running beside other requests on it (go9p would race).
+//     from running beside other requests on it (go9p would race);
+//   - bounds the fids of a connection (MaxFids): a Tattach or Twalk that
+//     would make one more gets "too many fids in use" (EBUSY under 9pfuse),
+//     logged once per connection, and the connection goes on.
 //
 // Idle connections are kept: a FUSE mount is idle for hours. A dead one is
 // found by TCP keep-alives, by the failure to write a reply (writeTimeout),
@@ -53,6 +56,13 @@ import (
 // DefaultMaxConns bounds the 9P connections served at once. Each FUSE
 // mount is one; each `9p` command is one while it runs.
 const DefaultMaxConns = 256
+
+// MaxFids bounds the fids of one connection, each a few hundred bytes
+// here and in go9p. A FUSE client holds one per file the kernel
+// remembers (9pfuse per looked-up node, mount9p per path): the tree's
+// dozen files and, after `ls -l queue.d`, one per queued message. A
+// `9p` command uses two or three.
+const MaxFids = 16384
 
 const (
 	// maxOutstanding requests of one connection are handled at once. go9p's
@@ -99,6 +109,8 @@ type conn struct {
 	aborting bool   // the fids left are being clunked for the client
 	inflight map[uint16]*request
 	fids     map[uint32]bool // fids of the session; true when open
+	newFids  int             // fids being made by requests in progress
+	fidsFull bool            // a fid was refused: MaxFids (logged once)
 	locks    map[uint32]*fidLock
 	reads    map[uint32]*pendingRead
 }
@@ -320,6 +332,11 @@ func (c *conn) call(fc proto.FCall) (resp proto.FCall) {
 		// writes it to the standard logger: it gets one that quietGo9p
 		// knows, never the client's.
 		m.Uname = go9pUser
+		done, ok := c.reserveFid("Tattach")
+		if !ok {
+			return rerror(tag, errFids.Error())
+		}
+		defer done()
 		if resp, err = srv.Attach(gc, m); isType[*proto.RAttach](resp) {
 			c.setFid(m.Fid, false)
 		}
@@ -347,7 +364,7 @@ func (c *conn) call(fc proto.FCall) (resp proto.FCall) {
 	case *proto.TStat:
 		resp, err = srv.Stat(gc, m)
 	case *proto.TWstat:
-		resp, err = srv.Wstat(gc, m)
+		return c.wstat(m)
 	default:
 		return rerror(tag, "invalid 9P message")
 	}
@@ -461,6 +478,13 @@ func (c *conn) walk(m *proto.TWalk) proto.FCall {
 	case inUse && m.Newfid != m.Fid:
 		return rerror(tag, "fid in use")
 	}
+	if m.Newfid != m.Fid {
+		done, ok := c.reserveFid("Twalk")
+		if !ok {
+			return rerror(tag, errFids.Error())
+		}
+		defer done()
+	}
 	resp, err := c.s.srv.Walk(c.gc, m)
 	if rw, ok := resp.(*proto.RWalk); ok {
 		if rw.Nwqid == m.Nwname {
@@ -493,6 +517,23 @@ func (c *conn) remove(m *proto.TRemove) proto.FCall {
 	}
 	resp, err := c.s.srv.Remove(c.gc, m)
 	return c.result(tag, resp, err)
+}
+
+// wstat checks a wstat as it came (checkWstat) against the file's stat,
+// and only then hands it to go9p, which would drop parts of it. A
+// refusal is logged with its reason.
+func (c *conn) wstat(m *proto.TWstat) proto.FCall {
+	resp, err := c.s.srv.Stat(c.gc, &proto.TStat{Header: proto.Header{Type: proto.Tstat, Tag: m.Tag}, Fid: m.Fid})
+	rs, ok := resp.(*proto.RStat)
+	if !ok {
+		return c.result(m.Tag, resp, err)
+	}
+	if err := checkWstat(rs.Stat, m.Stat); err != nil {
+		c.s.log.Printf("wstat refused: %v", err)
+		return rerror(m.Tag, err.Error())
+	}
+	resp, err = c.s.srv.Wstat(c.gc, m)
+	return c.result(m.Tag, resp, err)
 }
 
 // reply sends the reply to r, then the Rflushes waiting on it.
@@ -633,6 +674,27 @@ func (c *conn) clunkAll() {
 			c.s.srv.Clunk(c.gc, &proto.TClunk{Header: proto.Header{Type: proto.Tclunk, Tag: noTag}, Fid: fid})
 		}()
 	}
+}
+
+// reserveFid makes room for a fid that a request (what) may make, and
+// returns the function to call once the request has recorded it or
+// failed; false when the connection has MaxFids already.
+func (c *conn) reserveFid(what string) (done func(), ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.fids)+c.newFids >= MaxFids {
+		if !c.fidsFull {
+			c.fidsFull = true
+			c.s.log.Printf("connection %d: %s refused: %v (%d, the most a connection may have); said once", c.id, what, errFids, MaxFids)
+		}
+		return nil, false
+	}
+	c.newFids++
+	return func() {
+		c.mu.Lock()
+		c.newFids--
+		c.mu.Unlock()
+	}, true
 }
 
 func (c *conn) hasFid(fid uint32) bool {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"smtpfs/internal/regfile"
 )
 
 // An Action is a lib/blocked verdict. The server engine maps it to its
@@ -131,7 +133,7 @@ func (b *Blocked) refresh() {
 
 // load reads the file into a new table; b.mu is held.
 func (b *Blocked) load() error {
-	f, err := os.Open(b.path)
+	f, _, err := regfile.Open(b.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		b.st = stamp{}
 		b.tab.Store(&table{})
@@ -447,7 +449,7 @@ func fields(line string) []string {
 // and what is in its place (a log file) must not take the daemon's memory
 // at each read of the 9P file.
 func (b *Blocked) Text() (string, error) {
-	f, err := os.Open(b.path)
+	f, _, err := regfile.Open(b.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}

@@ -48,12 +48,26 @@
 // Triplet files can be removed at will: at worst they cause a few extra
 // retries. Expire (or Sweep, in the background) removes those whose first
 // attempt is older than the end of the window, and the directories left
-// empty. The number of triplets is bounded (Settings.MaxTriplets): past it
-// new clients are refused without being registered, so a flood of made-up
-// recipients cannot fill the disk. When the triplet files cannot be
+// empty. The number of triplets is bounded, in all (Settings.MaxTriplets),
+// per client (PerClient: its pool, an IPv6 /64 at least) and per message
+// (PerMessage, its first new recipients): past a bound, clients are
+// refused without being registered, so that a flood of made-up recipients
+// (bob+1, bob+2, ...) can neither fill the disk nor, from one client, the
+// greylist, which would lock every other client out; tally has the
+// reasons and the counting. When the triplet files cannot be
 // written (disk full, permissions) the greylist fails open: it logs the
 // error and lets the message through, because greylisting only delays
-// spam, and a broken disk must not turn away all mail for days.
+// spam, and a broken disk must not turn away all mail for days
+// (Settings.FailClosed, greyfail closed, refuses such messages instead).
+//
+// # Stores
+//
+// The triplets and the whitelist are kept by a Store: the files above
+// (FileStore) for one host, or Redis (package grey/redisstore) for the MX
+// hosts of a domain together, with the same algorithm, bounds and log;
+// the Greylist asks the store for all the triplets of a Check at once,
+// one round trip for a store across the network. A store that cannot
+// answer (Redis unreachable) is treated as a broken disk is.
 //
 // # The whitelist
 //

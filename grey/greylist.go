@@ -4,13 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -28,27 +25,43 @@ type Settings struct {
 	// which count as one client (greyprefix; 32 and 128: each address on
 	// its own, as upas does).
 	Prefix4, Prefix6 int
-	// MaxTriplets bounds the triplet files on disk. Past it, new triplets
-	// are not registered (those clients get 451 until expiry makes room),
-	// so that a flood of made-up recipients or IPv6 addresses cannot fill
-	// the disk. The count is known after the first Expire.
+	// MaxTriplets bounds the triplet files on disk (greytriplets). Past
+	// it, new triplets are not registered (those clients get 451 until
+	// expiry makes room), so that a flood of made-up recipients or IPv6
+	// addresses cannot fill the disk. The count is known after the first
+	// Expire.
 	MaxTriplets int
+	// PerClient bounds the triplets of one client (greyperclient), its
+	// pool and for IPv6 its /64 at least, so that one client cannot fill
+	// the greylist and lock the others out; PerMessage bounds those one
+	// message registers (greypermsg). See tally.
+	PerClient, PerMessage int
+	// FailClosed refuses, with the greylist's temporary failure, the
+	// messages of a Check the store could not answer (greyfail closed);
+	// by default they pass (greyfail open).
+	FailClosed bool
 }
 
-// DefaultSettings are upas's window, each address on its own, and room
-// for a million triplets (a million empty files: a few hundred MB of inodes).
-var DefaultSettings = Settings{Min: 5 * time.Minute, Max: 14 * time.Hour, Prefix4: 32, Prefix6: 128, MaxTriplets: 1_000_000}
+// DefaultSettings are upas's window, each address on its own, room for a
+// million triplets (a million empty files: a few hundred MB of inodes),
+// 100 of them for one client, and 5 new ones a message: a client passes
+// with the first retry that comes in the window, and is whitelisted, so a
+// real sender never needs more than a few.
+var DefaultSettings = Settings{Min: 5 * time.Minute, Max: 14 * time.Hour, Prefix4: 32, Prefix6: 128,
+	MaxTriplets: 1_000_000, PerClient: 100, PerMessage: 5}
 
 func (s Settings) check() error {
-	if s.Min < 0 || s.Max <= s.Min || s.Prefix4 < 0 || s.Prefix4 > 32 || s.Prefix6 < 0 || s.Prefix6 > 128 || s.MaxTriplets <= 0 {
-		return fmt.Errorf("invalid greylist settings: window %v..%v, prefixes /%d /%d, %d triplets", s.Min, s.Max, s.Prefix4, s.Prefix6, s.MaxTriplets)
+	if s.Min < 0 || s.Max <= s.Min || s.Prefix4 < 0 || s.Prefix4 > 32 || s.Prefix6 < 0 || s.Prefix6 > 128 || s.MaxTriplets <= 0 || s.PerClient <= 0 || s.PerMessage <= 0 {
+		return fmt.Errorf("invalid greylist settings: window %v..%v, prefixes /%d /%d, %d triplets, %d per client, %d per message",
+			s.Min, s.Max, s.Prefix4, s.Prefix6, s.MaxTriplets, s.PerClient, s.PerMessage)
 	}
 	return nil
 }
 
 // A Greylist decides, at DATA, whether a client that is neither trusted
 // nor authenticated may deliver now, with the algorithm of upas smtpd -g
-// described in the package documentation. It is safe for concurrent use.
+// described in the package documentation, on the state its Store keeps.
+// It is safe for concurrent use.
 type Greylist struct {
 	// Now is the clock; nil means time.Now. Set it before the first Check.
 	Now func() time.Time
@@ -57,23 +70,33 @@ type Greylist struct {
 	// lookup with a short timeout does here). "" means none.
 	Name func(netip.Addr) string
 
-	tmp   string // <root>/grey/tmp
-	white *Whitelist
-	log   *log.Logger
-	count atomic.Int64 // triplet files, as of the last Expire plus those made since
+	log       *log.Logger
+	store     atomic.Pointer[storeRef]
+	unchecked atomic.Int64 // decisions greyfail made: the store could not answer
 
 	mu  sync.Mutex
 	set Settings
 }
 
+// A storeRef holds a Store for an atomic.Pointer.
+type storeRef struct{ s Store }
+
 // NewGreylist returns a greylist keeping its triplets under root/grey/tmp
-// and whitelisting through white, with DefaultSettings. logger (which may
-// be nil) receives every decision.
+// and whitelisting through white (which may be nil: no whitelist), with
+// DefaultSettings. logger (which may be nil) receives every decision.
 func NewGreylist(root string, white *Whitelist, logger *log.Logger) *Greylist {
+	return New(NewFileStore(root, white), logger)
+}
+
+// New returns a greylist on store, with DefaultSettings. logger (which
+// may be nil) receives every decision.
+func New(store Store, logger *log.Logger) *Greylist {
 	if logger == nil {
 		logger = log.New(io.Discard, "", 0)
 	}
-	return &Greylist{tmp: filepath.Join(root, "grey", "tmp"), white: white, log: logger, set: DefaultSettings}
+	g := &Greylist{log: logger, set: DefaultSettings}
+	g.store.Store(&storeRef{store})
+	return g
 }
 
 // Open opens the whitelist of the mail root, root/grey/whitelist, and
@@ -86,15 +109,35 @@ func Open(root string, logger *log.Logger) (*Greylist, error) {
 	return NewGreylist(root, w, logger), nil
 }
 
-// Whitelist returns the whitelist the greylist uses.
-func (g *Greylist) Whitelist() *Whitelist { return g.white }
+// Store returns the store in use.
+func (g *Greylist) Store() Store { return g.store.Load().s }
+
+// SetStore makes s the store of the next Checks and returns the one it
+// replaces, which the caller closes: Checks under way finish with it.
+func (g *Greylist) SetStore(s Store) (old Store) { return g.store.Swap(&storeRef{s}).s }
+
+// Whitelist returns the whitelist of the store in use; nil for none.
+func (g *Greylist) Whitelist() WhitelistStore { return g.Store().Whitelist() }
+
+// Unchecked returns how many Checks the store could not answer, which
+// Settings.FailClosed decided.
+func (g *Greylist) Unchecked() int64 { return g.unchecked.Load() }
 
 // SetSettings replaces the settings; the next Check uses them. A zero
-// MaxTriplets means DefaultSettings.MaxTriplets. Invalid settings are
-// refused and the old ones kept.
+// MaxTriplets, PerClient or PerMessage means DefaultSettings'. Invalid
+// settings are refused and the old ones kept.
 func (g *Greylist) SetSettings(s Settings) error {
-	if s.MaxTriplets == 0 {
-		s.MaxTriplets = DefaultSettings.MaxTriplets
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{
+		{&s.MaxTriplets, DefaultSettings.MaxTriplets},
+		{&s.PerClient, DefaultSettings.PerClient},
+		{&s.PerMessage, DefaultSettings.PerMessage},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
 	}
 	if err := s.check(); err != nil {
 		return err
@@ -119,17 +162,6 @@ func (g *Greylist) now() time.Time {
 	return time.Now()
 }
 
-// outcome is what one triplet says.
-type outcome int
-
-const (
-	registered outcome = iota // first sight: file made
-	early                     // seen less than Min ago
-	late                      // seen more than Max ago: clock restarted
-	recent                    // seen within the window: pass
-	full                      // not registered: MaxTriplets reached
-)
-
 // Check reports whether the client at remote, talking to our address
 // local, may send a message from the sender from to rcpts now. The
 // caller asks at DATA, after all recipients, only for clients that are
@@ -137,60 +169,89 @@ const (
 // "451 please try again soon from the same IP." and hangs up. from is not
 // part of the key: senders that vary their envelope sender on each attempt
 // (VERP, SRS) would never pass.
+//
+// Every recipient is looked up, in order, until one passes; new ones are
+// registered within the bounds of the settings (tally), and those left
+// out are logged once for each bound. The store is asked once for all of
+// them; if it cannot answer, Settings.FailClosed decides.
 func (g *Greylist) Check(local, remote netip.Addr, from string, rcpts []string) (pass bool) {
 	remote = canon(remote)
 	if !remote.IsValid() {
 		g.log.Printf("greylist: no remote address; not greylisting")
 		return true
 	}
-	if g.white != nil && g.white.Contains(remote) {
+	st := g.Store()
+	if w := st.Whitelist(); w != nil && w.Contains(remote) {
 		g.log.Printf("%s whitelisted", remote)
 		return true
 	}
 	s := g.Settings()
-	now := g.now()
-	pool := poolOf(remote, s)
-	dir := filepath.Join(g.tmp, dirName(local), pool.Addr().String())
-	pass = false
+	q := &Query{Local: local, Remote: remote, Pool: poolOf(remote, s), Client: clientOf(remote, s), Now: g.now(), Settings: s}
+	var named []string // the recipient of each key
 	for _, rcpt := range rcpts {
-		name := fileName(rcpt)
-		if name == "" {
-			continue
+		if key := fileName(rcpt); key != "" {
+			q.Keys, named = append(q.Keys, key), append(named, rcpt)
 		}
-		o, age, err := g.triplet(dir, name, now, s)
-		if err != nil {
-			// Greylisting only delays spam; a broken disk must not turn
-			// away every message for days, so fail open, loudly.
-			g.log.Printf("greylist: %v; letting %s through", err, remote)
-			return true
-		}
-		switch o {
-		case registered:
+	}
+	ans, err := st.Triplets(q)
+	switch {
+	case err != nil:
+		return g.failed(remote, s, err)
+	case ans.Whitelisted:
+		g.log.Printf("%s whitelisted", remote)
+		return true
+	}
+	var left [Enough + 1]unregistered // by outcome: Full, ClientFull, Enough
+	for i, r := range ans.Results {
+		rcpt := named[i]
+		switch r.Outcome {
+		case Registered:
 			g.log.Printf("no call registered for %s/%s; registering", remote, rcpt)
-		case early:
-			g.log.Printf("call for %s/%s was just minutes ago or long ago (%v ago: too soon)", remote, rcpt, age.Round(time.Second))
-		case late:
-			g.log.Printf("call for %s/%s was just minutes ago or long ago (%v ago: too late; registering again)", remote, rcpt, age.Round(time.Second))
-		case full:
-			g.log.Printf("greylist full (%d triplets): not registering %s/%s", s.MaxTriplets, remote, rcpt)
-		case recent:
+		case Early:
+			g.log.Printf("call for %s/%s was just minutes ago or long ago (%v ago: too soon)", remote, rcpt, r.Age.Round(time.Second))
+		case Late:
+			g.log.Printf("call for %s/%s was just minutes ago or long ago (%v ago: too late; registering again)", remote, rcpt, r.Age.Round(time.Second))
+		case Full, ClientFull, Enough:
+			left[r.Outcome].add(rcpt)
+		case Recent:
 			g.log.Printf("%s/%s was grey; adding IP to white", remote, rcpt)
 			pass = true
+		}
+	}
+	for _, o := range []Outcome{Full, ClientFull, Enough} {
+		if u := left[o]; u.n > 0 {
+			g.log.Printf("%s: not registering %s/%s%s", why(q, o), remote, u.first, u.more())
 		}
 	}
 	if !pass {
 		g.log.Printf("no recent call from %s for a rcpt; rejecting with temporary failure", remote)
 		return false
 	}
-	g.whitelist(remote, pool)
+	g.whitelist(st, remote, q.Pool)
+	return true
+}
+
+// failed decides for a Check the store could not answer. Greylisting only
+// delays spam; a broken disk or an unreachable Redis must not turn away
+// every message for days, so by default (greyfail open) the message
+// passes, loudly; with FailClosed it is refused with the greylist's
+// temporary failure, and the sender retries.
+func (g *Greylist) failed(remote netip.Addr, s Settings, err error) bool {
+	g.unchecked.Add(1)
+	if s.FailClosed {
+		g.log.Printf("greylist: %v; greyfail closed: rejecting %s with temporary failure", err, remote)
+		return false
+	}
+	g.log.Printf("greylist: %v; letting %s through", err, remote)
 	return true
 }
 
 // whitelist appends the client's address, or its pool when pools are
-// bigger than one address, to the whitelist, in upas's form "ip name",
-// unless a concurrent session did it first.
-func (g *Greylist) whitelist(remote netip.Addr, pool netip.Prefix) {
-	if g.white == nil {
+// bigger than one address, to the whitelist of st, in upas's form
+// "ip name", unless a concurrent session did it first.
+func (g *Greylist) whitelist(st Store, remote netip.Addr, pool netip.Prefix) {
+	w := st.Whitelist()
+	if w == nil {
 		return
 	}
 	line := formatPrefix(pool)
@@ -199,54 +260,41 @@ func (g *Greylist) whitelist(remote netip.Addr, pool netip.Prefix) {
 			line += " " + name
 		}
 	}
-	if err := g.white.append(line+"\n", pool); err != nil {
+	if err := w.AddClient(line, pool); err != nil {
 		g.log.Printf("greylist: adding %s to the whitelist: %v", line, err)
 	}
 }
 
-// triplet registers or consults the triplet file dir/name: its mtime is
-// the first attempt. A file that is already there and older than Max is
-// reset to now, so a sender that comes back after the window starts
-// afresh; a retry that comes too soon does not move the clock (postgrey's
-// rule: upas refreshed it on every attempt, which keeps a sender that
-// retries every minute out for ever).
-func (g *Greylist) triplet(dir, name string, now time.Time, s Settings) (outcome, time.Duration, error) {
-	path := filepath.Join(dir, name)
-	for range 3 {
-		fi, err := os.Stat(path)
-		if err == nil {
-			switch age := now.Sub(fi.ModTime()); {
-			case age >= s.Min && age <= s.Max:
-				return recent, age, nil
-			case age >= 0 && age < s.Min:
-				return early, age, nil
-			default: // long ago, or in the future: the clock moved back
-				return late, age, os.Chtimes(path, now, now)
-			}
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return 0, 0, err
-		}
-		if g.count.Load() >= int64(s.MaxTriplets) {
-			return full, 0, nil
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		switch {
-		case err == nil:
-			f.Close()
-			g.count.Add(1)
-			return registered, 0, os.Chtimes(path, now, now)
-		case errors.Is(err, fs.ErrExist):
-			// made by a concurrent Check: look again
-		case errors.Is(err, fs.ErrNotExist):
-			if err := os.MkdirAll(dir, 0o700); err != nil {
-				return 0, 0, err
-			}
-		default:
-			return 0, 0, err
-		}
+// An unregistered is the recipients of a Check left unregistered for one
+// reason: the first is named in the log, the others counted.
+type unregistered struct {
+	first string
+	n     int
+}
+
+func (u *unregistered) add(rcpt string) {
+	if u.n == 0 {
+		u.first = rcpt
 	}
-	return 0, 0, fmt.Errorf("cannot make %s", path)
+	u.n++
+}
+
+func (u unregistered) more() string {
+	if u.n > 1 {
+		return fmt.Sprintf(" and %d more", u.n-1)
+	}
+	return ""
+}
+
+// why says which bound left a triplet of q unregistered, for the log.
+func why(q *Query, o Outcome) string {
+	switch o {
+	case Full:
+		return fmt.Sprintf("greylist full (%d triplets)", q.Settings.MaxTriplets)
+	case ClientFull:
+		return fmt.Sprintf("%s has %d triplets, greyperclient's limit", formatPrefix(q.Client), q.Settings.PerClient)
+	}
+	return fmt.Sprintf("%d new recipients of the message registered, greypermsg's limit", q.Settings.PerMessage)
 }
 
 // poolOf is the network of the sender's pool that remote belongs to.
@@ -316,67 +364,12 @@ func isHostName(s string) bool {
 	return true
 }
 
-// Expire removes the triplet files whose first attempt is older than the
-// window's end, Max, and the directories it leaves empty, and returns how
-// many files it removed and kept. It reads directories in batches, so its
-// memory is bounded whatever the number of triplets, and stops early when
-// ctx is done. The daemon calls it at start and then periodically (Sweep).
+// Expire removes the triplets whose first attempt is older than the
+// window's end, Max, and returns how many it removed and kept (the
+// store's Expire). It stops early when ctx is done. The daemon calls it
+// at start and then periodically (Sweep).
 func (g *Greylist) Expire(ctx context.Context) (removed, kept int, err error) {
-	cutoff := g.now().Add(-g.Settings().Max)
-	err = walkDir(ctx, g.tmp, 2, func(path string, fi fs.FileInfo) {
-		if fi.ModTime().Before(cutoff) {
-			if os.Remove(path) == nil {
-				removed++
-				return
-			}
-		}
-		kept++
-	})
-	if err == nil {
-		g.count.Store(int64(kept))
-	}
-	return removed, kept, err
-}
-
-// walkDir calls fn for each plain file depth levels of directories below
-// dir, reading directories 256 entries at a time, and removes the
-// directories below dir that are empty afterwards (a Check that races it
-// remakes them).
-func walkDir(ctx context.Context, dir string, depth int, fn func(string, fs.FileInfo)) error {
-	d, err := os.Open(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		ents, rerr := d.ReadDir(256)
-		for _, e := range ents {
-			path := filepath.Join(dir, e.Name())
-			switch {
-			case depth > 0 && e.IsDir():
-				if err := walkDir(ctx, path, depth-1, fn); err != nil {
-					return err
-				}
-				os.Remove(path) // only if empty
-			case depth == 0 && e.Type().IsRegular():
-				if fi, err := e.Info(); err == nil {
-					fn(path, fi)
-				}
-			}
-		}
-		if rerr == io.EOF {
-			return nil
-		}
-		if rerr != nil {
-			return rerr
-		}
-	}
+	return g.Store().Expire(ctx, g.Settings(), g.now())
 }
 
 // Tidy is Expire, logging what it removed, or why it failed unless ctx

@@ -2,11 +2,13 @@ package grey
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"log"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -203,6 +205,8 @@ func TestGreylistSettings(t *testing.T) {
 		{Min: 0, Max: time.Hour, Prefix4: 33, Prefix6: 128, MaxTriplets: 1},
 		{Min: 0, Max: time.Hour, Prefix4: 32, Prefix6: 129, MaxTriplets: 1},
 		{Min: 0, Max: time.Hour, Prefix4: 32, Prefix6: 128, MaxTriplets: -1},
+		{Min: 0, Max: time.Hour, Prefix4: 32, Prefix6: 128, PerClient: -1},
+		{Min: 0, Max: time.Hour, Prefix4: 32, Prefix6: 128, PerMessage: -1},
 	} {
 		if err := gt.g.SetSettings(s); err == nil || !strings.HasPrefix(err.Error(), "invalid") {
 			t.Errorf("SetSettings(%+v) = %v, want an error", s, err)
@@ -217,8 +221,8 @@ func TestGreylistSettings(t *testing.T) {
 	if err := gt.g.SetSettings(Settings{Min: time.Minute, Max: time.Hour, Prefix4: 32, Prefix6: 128}); err != nil {
 		t.Fatal(err)
 	}
-	if got := gt.g.Settings().MaxTriplets; got != DefaultSettings.MaxTriplets {
-		t.Errorf("MaxTriplets = %d, want the default", got)
+	if got := gt.g.Settings(); got.MaxTriplets != DefaultSettings.MaxTriplets || got.PerClient != DefaultSettings.PerClient || got.PerMessage != DefaultSettings.PerMessage {
+		t.Errorf("bounds %d %d %d, want the defaults", got.MaxTriplets, got.PerClient, got.PerMessage)
 	}
 	gt.check(client, []string{"bob"}, true, "was grey")
 }
@@ -249,6 +253,49 @@ func TestGreylistStorageError(t *testing.T) {
 	}
 }
 
+// TestGreylistFailClosed: with greyfail closed, a Check the store cannot
+// answer refuses the message (and the whitelist is left alone); each
+// such decision is counted, either way.
+func TestGreylistFailClosed(t *testing.T) {
+	gt := newGreyTest(t, "")
+	writeFile(t, filepath.Join(gt.root, "grey", "tmp"), "not a directory")
+	s := gt.g.Settings()
+	s.FailClosed = true
+	gt.g.SetSettings(s)
+	gt.check(client, []string{"bob"}, false, "greyfail closed: rejecting 192.0.2.7 with temporary failure")
+	s.FailClosed = false
+	gt.g.SetSettings(s)
+	gt.check(client, []string{"bob"}, true, "letting 192.0.2.7 through")
+	if n := gt.g.Unchecked(); n != 2 {
+		t.Errorf("Unchecked = %d, want 2", n)
+	}
+	if got := gt.whitelist(); got != "" {
+		t.Errorf("whitelist = %q", got)
+	}
+}
+
+// TestGreylistSetStore: a greylist moved to another store asks it from
+// the next Check on, whitelist included, and hands back the old one.
+func TestGreylistSetStore(t *testing.T) {
+	gt := newGreyTest(t, "192.0.2.7\n")
+	root := t.TempDir()
+	w, err := OpenWhitelist(filepath.Join(root, "grey", "whitelist"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := gt.g.SetStore(NewFileStore(root, w))
+	if old.Whitelist() == nil || !old.Whitelist().Contains(client) {
+		t.Errorf("SetStore did not hand back the old store")
+	}
+	gt.check(client, []string{"bob"}, false, "no call registered")
+	if _, err := os.Stat(filepath.Join(root, "grey", "tmp", "198.51.100.1", "192.0.2.7", "bob")); err != nil {
+		t.Errorf("the new store has no triplet: %v", err)
+	}
+	if gt.g.Whitelist() != WhitelistStore(w) {
+		t.Errorf("Whitelist is not the new store's")
+	}
+}
+
 func TestGreylistNoRecipients(t *testing.T) {
 	gt := newGreyTest(t, "")
 	gt.check(client, []string{"", ""}, false, "no recent call")
@@ -260,6 +307,9 @@ func TestGreylistNoRecipients(t *testing.T) {
 // outside its directory, and that different recipients get different files.
 func TestGreylistHostileRecipients(t *testing.T) {
 	gt := newGreyTest(t, "")
+	s := DefaultSettings
+	s.PerMessage = 100
+	gt.g.SetSettings(s)
 	rcpts := []string{"../x", "../../../../etc/passwd", "a/b", ".", "..", ".hidden", "/abs", "x\x00y", "x\ny", strings.Repeat("a", 300), strings.Repeat("a", 299) + "b", strings.Repeat("é", 200), "%2F", "a%2Fb", "~", "a b", "\\"}
 	gt.check(client, rcpts, false, "")
 	dir := filepath.Join(gt.root, "grey", "tmp", "198.51.100.1", "192.0.2.7")
@@ -283,7 +333,7 @@ func TestGreylistHostileRecipients(t *testing.T) {
 	})
 	gt.clk.Add(time.Hour)
 	for _, r := range rcpts {
-		gt.g.white.Remove(netip.PrefixFrom(client, 32))
+		gt.g.Whitelist().Remove(netip.PrefixFrom(client, 32))
 		gt.check(client, []string{r}, true, "was grey")
 	}
 }
@@ -397,4 +447,119 @@ type chanWriter chan string
 func (c chanWriter) Write(p []byte) (int, error) {
 	c <- string(p)
 	return len(p), nil
+}
+
+// TestGreylistFlood: one client that floods the greylist with made-up
+// recipients (bob+0, bob+1, ...) is held to its own share of the triplets
+// (greyperclient, 100 by default) and to a few new triplets a message
+// (greypermsg, 5), so the flood cannot fill the greylist (greytriplets,
+// here 150) and lock every other client out: another client still
+// registers, and passes when it comes back. The flooder's own triplets
+// still pass in their window.
+func TestGreylistFlood(t *testing.T) {
+	gt := newGreyTest(t, "")
+	s := DefaultSettings
+	s.MaxTriplets = 150
+	if err := gt.g.SetSettings(s); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range 40 {
+		var rcpts []string
+		for range 10 {
+			rcpts = append(rcpts, fmt.Sprintf("bob+%d@example.org", n))
+			n++
+		}
+		gt.check(client, rcpts, false, "")
+	}
+	ents, err := os.ReadDir(filepath.Join(gt.root, "grey", "tmp", "198.51.100.1", "192.0.2.7"))
+	if err != nil || len(ents) != 100 {
+		t.Errorf("the flooder has %d triplets (%v), want 100", len(ents), err)
+	}
+	gt.check(client, []string{"bob+400@example.org"}, false, "192.0.2.7 has 100 triplets, greyperclient's limit: not registering 192.0.2.7/bob+400@example.org")
+	other := netip.MustParseAddr("192.0.2.9")
+	gt.check(other, []string{"carol@example.org"}, false, "no call registered for 192.0.2.9/carol@example.org; registering")
+	gt.clk.Add(10 * time.Minute)
+	gt.check(other, []string{"carol@example.org"}, true, "192.0.2.9/carol@example.org was grey")
+	gt.check(client, []string{"bob+399@example.org", "bob+0@example.org"}, true, "192.0.2.7/bob+0@example.org was grey")
+}
+
+// TestGreylistPerMessage: a message registers at most PerMessage of its
+// new recipients, and logs the others once; the retry, whatever the order
+// of its recipients, passes through one that was registered.
+func TestGreylistPerMessage(t *testing.T) {
+	gt := newGreyTest(t, "")
+	var rcpts []string
+	for i := range 8 {
+		rcpts = append(rcpts, fmt.Sprintf("r%d@example.org", i))
+	}
+	gt.check(client, rcpts, false, "5 new recipients of the message registered, greypermsg's limit: not registering 192.0.2.7/r5@example.org and 2 more")
+	ents, _ := os.ReadDir(filepath.Join(gt.root, "grey", "tmp", "198.51.100.1", "192.0.2.7"))
+	if len(ents) != 5 {
+		t.Errorf("%d triplets for one message, want 5", len(ents))
+	}
+	if strings.Count(gt.log.String(), "not registering") != 1 {
+		t.Errorf("want one line for the recipients left out:\n%s", gt.log.String())
+	}
+	gt.clk.Add(10 * time.Minute)
+	slices.Reverse(rcpts)
+	gt.check(client, rcpts, true, "192.0.2.7/r4@example.org was grey")
+	if strings.Contains(gt.log.String(), "r3@example.org was grey") {
+		t.Errorf("recipients looked up after one passed:\n%s", gt.log.String())
+	}
+}
+
+// TestGreylistPerClientUnit: the clients PerClient counts are the pools
+// of greyprefix, and for IPv6 never narrower than a /64, so one host
+// cannot take a share for each of its addresses.
+func TestGreylistPerClientUnit(t *testing.T) {
+	gt := newGreyTest(t, "")
+	s := DefaultSettings
+	s.PerClient = 6
+	gt.g.SetSettings(s)
+	five := []string{"a", "b", "c", "d", "e"}
+	gt.check(netip.MustParseAddr("2001:db8::1"), five, false, "")
+	gt.check(netip.MustParseAddr("2001:db8::2"), five, false, "2001:db8::/64 has 6 triplets, greyperclient's limit: not registering 2001:db8::2/b and 3 more")
+	gt.check(netip.MustParseAddr("2001:db8:0:1::1"), five, false, "no call registered for 2001:db8:0:1::1/e")
+	if _, err := os.Stat(filepath.Join(gt.root, "grey", "tmp", "198.51.100.1", "2001:db8::2", "a")); err != nil {
+		t.Errorf("the /128 keeps its own directory: %v", err)
+	}
+	s.Prefix4 = 24
+	gt.g.SetSettings(s)
+	gt.check(netip.MustParseAddr("192.0.2.1"), five, false, "")
+	gt.check(netip.MustParseAddr("192.0.2.200"), []string{"f", "g"}, false, "192.0.2.0/24 has 6 triplets, greyperclient's limit: not registering 192.0.2.200/g")
+	gt.check(netip.MustParseAddr("192.0.3.1"), five, false, "no call registered for 192.0.3.1/e")
+}
+
+// TestGreylistTally: the per-client counts survive a restart (a greylist
+// that has not walked the store yet counts a client's directory, as the
+// smtpd program does for every session) and follow Expire, which rebuilds
+// them from what it keeps.
+func TestGreylistTally(t *testing.T) {
+	gt := newGreyTest(t, "")
+	s := DefaultSettings
+	s.PerClient = 3
+	gt.g.SetSettings(s)
+	gt.check(client, []string{"a", "b", "c", "d"}, false, "192.0.2.7 has 3 triplets, greyperclient's limit: not registering 192.0.2.7/d")
+
+	again, err := Open(gt.root, gt.log.logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Now = gt.clk.Now
+	again.SetSettings(s)
+	gt.g = again
+	gt.check(client, []string{"d"}, false, "greyperclient's limit: not registering 192.0.2.7/d")
+	gt.check(netip.MustParseAddr("192.0.2.8"), []string{"a"}, false, "no call registered")
+	if _, kept, err := again.Expire(context.Background()); kept != 4 || err != nil {
+		t.Fatalf("Expire = %d, %v", kept, err)
+	}
+	gt.check(client, []string{"d"}, false, "greyperclient's limit")
+	gt.check(netip.MustParseAddr("192.0.2.8"), []string{"b", "c", "d"}, false, "greyperclient's limit: not registering 192.0.2.8/d")
+
+	gt.clk.Add(15 * time.Hour)
+	if removed, _, err := again.Expire(context.Background()); removed != 6 || err != nil {
+		t.Fatalf("Expire removed %d, %v", removed, err)
+	}
+	gt.check(client, []string{"d"}, false, "no call registered for 192.0.2.7/d")
 }

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"smtpfs/internal/regfile"
 )
 
 // Bounds of the whitelist file. A line is an address and a host name, so
@@ -115,7 +117,7 @@ func (w *Whitelist) Path() string { return w.path }
 // Bytes returns the file as it is on disk (what `cat whitelist` shows), at
 // most MaxWhitelist bytes; a missing file is empty.
 func (w *Whitelist) Bytes() ([]byte, error) {
-	f, err := os.Open(w.path)
+	f, _, err := regfile.Open(w.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -130,7 +132,7 @@ func (w *Whitelist) Bytes() ([]byte, error) {
 func (w *Whitelist) Reload() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	f, err := os.Open(w.path)
+	f, _, err := regfile.Open(w.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		w.reset()
 		return nil
@@ -147,7 +149,7 @@ func (w *Whitelist) Reload() error {
 func (w *Whitelist) refresh() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	f, err := os.Open(w.path)
+	f, _, err := regfile.Open(w.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if w.st != (stamp{}) {
@@ -304,14 +306,29 @@ func checkText(line string) error {
 
 // Add appends the lines of text to the file and the index: entries,
 // comments and blank lines, as the file's grammar has them. Every line is
-// checked first; if one is bad, nothing is written and the error, which
-// starts "invalid whitelist entry", names it. The lines are written with
-// one O_APPEND write and synced before Add returns, and Contains sees them
-// at once.
+// checked first (CheckLines); if one is bad, nothing is written. The
+// lines are written with one O_APPEND write and synced before Add
+// returns, and Contains sees them at once.
 func (w *Whitelist) Add(text string) error {
+	lines, err := CheckLines(text)
+	if err != nil || len(lines) == 0 {
+		return err
+	}
+	return w.append(strings.Join(lines, "\n")+"\n", netip.Prefix{})
+}
+
+// CheckLines checks the lines of text written to a whitelist, as Add
+// does, and returns them without their line ends (a final newline ends
+// the last line, and makes none). If one is bad, the error starts
+// "invalid whitelist entry" and names it. More than MaxWhitelist bytes
+// are refused with ErrTooLong.
+func CheckLines(text string) ([]string, error) {
 	text = strings.TrimSuffix(text, "\n")
 	if text == "" {
-		return nil
+		return nil, nil
+	}
+	if len(text) >= MaxWhitelist {
+		return nil, ErrTooLong
 	}
 	lines := strings.Split(text, "\n")
 	for i, l := range lines {
@@ -321,15 +338,23 @@ func (w *Whitelist) Add(text string) error {
 			if len(lines) > 1 {
 				where = fmt.Sprintf(" (line %d)", i+1)
 			}
-			return fmt.Errorf("invalid whitelist entry %s%s: %v", quote(l), where, err)
+			return nil, fmt.Errorf("invalid whitelist entry %s%s: %v", quote(l), where, err)
 		}
 		lines[i] = l
 	}
-	data := strings.Join(lines, "\n") + "\n"
-	if len(data) > MaxWhitelist {
-		return errTooLong
-	}
-	return w.append(data, netip.Prefix{})
+	return lines, nil
+}
+
+// ParseLine reads one line of a whitelist: ok is false for blank lines
+// and comments; err says why a line is malformed.
+func ParseLine(line string) (p netip.Prefix, ok bool, err error) { return parseEntry(line) }
+
+// AddClient appends line, a checked entry whose network is p, unless an
+// entry of the file, read up to date under its lock, already covers all
+// of p: concurrent sessions from one sender that all pass the greylist
+// add it once.
+func (w *Whitelist) AddClient(line string, p netip.Prefix) error {
+	return w.append(line+"\n", p)
 }
 
 // append writes data, checked lines, at the end of the file and reads
@@ -358,13 +383,15 @@ func (w *Whitelist) append(data string, unless netip.Prefix) error {
 	return w.catchUp(f)
 }
 
-var errTooLong = errors.New("whitelist too long")
+// ErrTooLong refuses an addition that would make the whitelist longer
+// than MaxWhitelist.
+var ErrTooLong = errors.New("whitelist too long")
 
 // appendTo writes data at the end of f, on a line of its own.
 func (w *Whitelist) appendTo(f *os.File, data string) error {
 	switch err := appendLines(f, data, MaxWhitelist); {
 	case errors.Is(err, errFull):
-		return errTooLong
+		return ErrTooLong
 	case err != nil:
 		return fmt.Errorf("whitelist: %v", err)
 	}
@@ -376,7 +403,8 @@ func (w *Whitelist) appendTo(f *os.File, data string) error {
 // it while other writers wait for the lock.
 func (w *Whitelist) openLocked(flag int) (*os.File, error) {
 	for range 10 {
-		f, err := os.OpenFile(w.path, flag, 0o600)
+		// O_NONBLOCK: a FIFO put at the path must not hang the writer.
+		f, err := os.OpenFile(w.path, flag|syscall.O_NONBLOCK, 0o600)
 		if errors.Is(err, fs.ErrNotExist) && flag&os.O_CREATE != 0 {
 			if err = os.MkdirAll(filepath.Dir(w.path), 0o700); err == nil {
 				continue
@@ -390,6 +418,10 @@ func (w *Whitelist) openLocked(flag int) (*os.File, error) {
 			return nil, err
 		}
 		fi, err1 := f.Stat()
+		if err1 == nil && !fi.Mode().IsRegular() {
+			f.Close()
+			return nil, regfile.ErrNotRegular
+		}
 		cur, err2 := os.Stat(w.path)
 		if err1 == nil && err2 == nil && os.SameFile(fi, cur) {
 			return f, nil
@@ -442,7 +474,7 @@ func (w *Whitelist) Remove(ps ...netip.Prefix) (int, error) {
 	if removed == 0 {
 		return 0, nil
 	}
-	nf, err := os.Open(w.path)
+	nf, _, err := regfile.Open(w.path)
 	if err != nil {
 		return removed, fmt.Errorf("whitelist: %v", err)
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"smtpfs/internal/errquote"
 )
 
 // A Client delivers messages over SMTP: upas smtp's engine, used by the
@@ -140,13 +142,15 @@ type Error struct {
 func (e *Error) Error() string {
 	var de *DNSError
 	if e.Phase == "dns" && errors.As(e.Err, &de) && de.Name == e.Host && de.Error() == e.Err.Error() {
-		return de.Error() // it names the phase and the host itself
+		return errquote.Escape(de.Error()) // it names the phase and the host itself
 	}
 	where := e.Host
 	if e.Addr != "" {
 		where += " (" + e.Addr + ")"
 	}
-	return where + " " + e.Phase + ": " + e.Err.Error()
+	// The cause may quote the peer (a certificate's names): escaped, as
+	// replies are, since the text goes to terminals and the queue file.
+	return where + " " + e.Phase + ": " + errquote.Escape(e.Err.Error())
 }
 
 // Unwrap returns the cause.
@@ -362,7 +366,7 @@ loop:
 	}
 	if best == nil {
 		// Cancelled before the first try.
-		return nil, &Error{Phase: "dial", Host: d.Host, Err: cmp.Or(ctx.Err(), errors.New("no host to try"))}
+		return nil, &Error{Phase: "dial", Host: d.Host, Err: cmp.Or(context.Cause(ctx), errors.New("no host to try"))}
 	}
 	if retry && !best.Temporary() {
 		b := *best

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"smtpfs/smtp"
 	"smtpfs/test/testlib"
@@ -382,6 +383,19 @@ func TestDeliverCancel(t *testing.T) {
 	}
 }
 
+// A session ended by its context names the context's cause: the queue
+// cuts a whole session that way and wants the log to say why.
+func TestDeliverCause(t *testing.T) {
+	c, _ := setup(t, testlib.SinkOptions{Mute: true})
+	cause := errors.New("session over its bound")
+	ctx, cancel := context.WithTimeoutCause(context.Background(), 200*time.Millisecond, cause)
+	defer cancel()
+	_, err := c.Deliver(ctx, "[127.0.0.1]", "", []string{"x@example.org"}, strings.NewReader(testMsg))
+	if !errors.Is(err, cause) || !smtp.IsTemporary(err) || !strings.Contains(err.Error(), "greeting: session over its bound") {
+		t.Errorf("Deliver cut by its context: %v", err)
+	}
+}
+
 func tlsSetup(t *testing.T, opt testlib.SinkOptions) (*smtp.Client, *testlib.Sink, *testlib.Cert) {
 	cert := testlib.NewCert(t, t.TempDir(), "mx2.example.org")
 	if opt.TLS == nil {
@@ -557,6 +571,42 @@ func TestTranscript(t *testing.T) {
 	if strings.Contains(got, "Hello.") {
 		t.Errorf("transcript shows the body:\n%s", got)
 	}
+}
+
+// TestHostileReplies: a server whose replies carry ESC sequences and C1
+// controls reaches neither the transcript nor the error texts with them:
+// they are escaped, the rest of the text kept.
+func TestHostileReplies(t *testing.T) {
+	port, done := script(t,
+		step{"", "220 hi \x1b]0;owned\x07\r\n"},
+		step{"EHLO", "250-hi\x1b[2J\r\n250 SIZE 1000\r\n"},
+		step{"MAIL", "250 ok\r\n"},
+		step{"RCPT", "550-5.1.1 \x1b[2J\xc2\x9b31mno such user\r\n550 5.1.1 \x9b\u0085bye\r\n"},
+		step{"QUIT", "221 bye\r\n"},
+	)
+	c := scriptClient(port)
+	var tr bytes.Buffer
+	c.Transcript = &tr
+	rcptErrs, err := c.Deliver(context.Background(), "[127.0.0.1]", "", []string{"a@x.example"}, strings.NewReader(testMsg))
+	if err != nil || len(rcptErrs) != 1 || rcptErrs[0] == nil {
+		t.Fatalf("Deliver = %v, %v; want the recipient refused", rcptErrs, err)
+	}
+	if want := `550 5.1.1 \x1b[2J\u009b31mno such user; 5.1.1 \x9b\u0085bye`; !strings.Contains(rcptErrs[0].Error(), want) {
+		t.Errorf("error %q lacks %q", rcptErrs[0], want)
+	}
+	for _, want := range []string{`< 220 hi \x1b]0;owned\x07` + "\n", `< 250-hi\x1b[2J` + "\n", `< 550-5.1.1 \x1b[2J\u009b31mno such user` + "\n"} {
+		if !strings.Contains(tr.String(), want) {
+			t.Errorf("transcript lacks %q:\n%s", want, tr.String())
+		}
+	}
+	for name, text := range map[string]string{"transcript": tr.String(), "error": rcptErrs[0].Error()} {
+		if i := strings.IndexFunc(text, func(r rune) bool {
+			return r < ' ' && r != '\n' && r != '\t' || r == 0x7f || r >= 0x80 && r <= 0x9f || r == utf8.RuneError
+		}); i >= 0 {
+			t.Errorf("the %s has a control at %d: %q", name, i, text)
+		}
+	}
+	<-done
 }
 
 // A step of a scripted server: read a line starting with want ("" reads

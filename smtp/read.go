@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"smtpfs/internal/errquote"
 )
 
 // Bounds on a server's reply. RFC 5321 §4.5.3.1.5 allows 512 octets per
@@ -34,6 +36,13 @@ var errClosed = &ProtocolError{"connection closed unexpectedly by remote system"
 // "ddd-text" up to the last one "ddd text" (or a bare "ddd"), all with the
 // same code. An enhanced status code (RFC 2034 §4) at the start of the
 // first line is taken out of every line that repeats it.
+//
+// The text is for people, and it ends up before them: in the smtp
+// program's standard error, a -d transcript, the logs, `cat queue`, a
+// bounce. RFC 5321 §4.2.1 allows only tab and printable ASCII in it
+// (RFC 6531 adds UTF-8), so a control character there is no text but a
+// command for the terminal that shows it (ESC [ 2 J, a C1 CSI): each
+// line is kept with its control characters escaped (errquote.Escape).
 func readReply(r *bufio.Reader) (*Reply, error) {
 	var rep Reply
 	total := 0
@@ -54,7 +63,7 @@ func readReply(r *bufio.Reader) (*Reply, error) {
 			return nil, &ProtocolError{fmt.Sprintf("reply code changed from %d to %d", rep.Code, code)}
 		}
 		rep.Code = code
-		rep.Lines = append(rep.Lines, text)
+		rep.Lines = append(rep.Lines, errquote.Escape(text))
 		if last {
 			break
 		}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"smtpfs/internal/errquote"
 )
 
 // A session is one SMTP conversation with one address of one host.
@@ -102,10 +104,11 @@ func (w *timeoutWriter) Write(p []byte) (int, error) {
 }
 
 // fail wraps err with the phase and the host. A failure caused by the
-// context is reported as the context's error.
+// context is reported as the context's cause (its error, or why it was
+// cancelled: the queue's bound on a whole session, say).
 func (s *session) fail(phase string, err error) *Error {
 	if s.ctx.Err() != nil {
-		err = s.ctx.Err()
+		err = context.Cause(s.ctx)
 	}
 	return &Error{Phase: phase, Host: s.host, Addr: s.addr, Err: err}
 }
@@ -113,7 +116,21 @@ func (s *session) fail(phase string, err error) *Error {
 // note writes a comment to the transcript.
 func (s *session) note(format string, args ...any) {
 	if s.c.Transcript != nil {
-		fmt.Fprintf(s.c.Transcript, "* "+format+"\n", args...)
+		s.trace("*", fmt.Sprintf(format, args...))
+	}
+}
+
+// trace writes one line of the transcript, after its mark (> sent, <
+// received, * a note). The transcript goes to a terminal (smtp -d), so
+// what a server says is shown with its control characters escaped
+// (errquote.Escape): ESC [ 2 J, or a C1 CSI, must not reach it as such.
+func (s *session) trace(mark, line string) {
+	if tr := s.c.Transcript; tr != nil {
+		b := make([]byte, 0, len(mark)+len(line)+2)
+		b = append(b, mark...)
+		b = append(b, ' ')
+		b = errquote.AppendEscaped(b, line)
+		tr.Write(append(b, '\n'))
 	}
 }
 
@@ -121,9 +138,7 @@ func (s *session) note(format string, args ...any) {
 // gets instead of the lines ("" for the lines themselves).
 func (s *session) send(shown string, lines ...string) error {
 	for _, l := range lines {
-		if tr := s.c.Transcript; tr != nil {
-			fmt.Fprintf(tr, "> %s\n", cmp.Or(shown, l))
-		}
+		s.trace(">", cmp.Or(shown, l))
 		s.w.WriteString(l)
 		s.w.WriteString("\r\n")
 	}
@@ -142,9 +157,9 @@ func (s *session) reply(timeout time.Duration) (*Reply, error) {
 		s.broken = true
 		return nil, err
 	}
-	if tr := s.c.Transcript; tr != nil {
-		for _, l := range strings.SplitAfter(strings.TrimSuffix(string(r.Wire()), "\r\n"), "\r\n") {
-			fmt.Fprintf(tr, "< %s\n", strings.TrimSuffix(l, "\r\n"))
+	if s.c.Transcript != nil {
+		for l := range strings.SplitSeq(strings.TrimSuffix(string(r.Wire()), "\r\n"), "\r\n") {
+			s.trace("<", l)
 		}
 	}
 	return r, nil
@@ -312,7 +327,7 @@ func (s *session) data(msg io.Reader) (int64, error) {
 	}
 	var tr func(string)
 	if s.c.Transcript != nil {
-		tr = func(l string) { fmt.Fprintf(s.c.Transcript, "> %s\n", l) }
+		tr = func(l string) { s.trace(">", l) }
 	}
 	s.tw.d = s.t.DataBlock
 	defer func() { s.tw.d = s.t.Command }()

@@ -47,6 +47,9 @@ func (s *session) auth(arg string) {
 	case s.authUser != "":
 		s.fail(errSequence)
 		return
+	case s.submit() && !s.tls:
+		s.fail(errNeedTLS)
+		return
 	case s.authFails >= maxAuthFails:
 		s.fail(errTooManyAuth)
 		return
@@ -83,11 +86,13 @@ func (s *session) auth(arg string) {
 	case ok:
 		s.authUser, s.trusted = user, true
 		s.srv.Stats.AuthOK.Add(1)
+		s.lstats().AuthOK.Add(1)
 		s.logf("authenticated %q (%s) from %s/%s", user, mech, s.helo, s.remote)
 		s.reply(smtp.Replyf(235, "2.0.0", "Authentication successful"))
 	default:
 		s.authFails++
 		s.srv.Stats.AuthFailed.Add(1)
+		s.lstats().AuthFailed.Add(1)
 		s.failLog(errAuthFailed, "authentication failed: %s %q from %s/%s", mech, user, s.helo, s.remote)
 		if limited {
 			s.authFailed()

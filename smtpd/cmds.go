@@ -2,7 +2,6 @@ package smtpd
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -52,6 +51,7 @@ func init() {
 		"QUIT":     {stAny, argNone, (*session).quitCmd, false},
 		"STARTTLS": {stInit | stHelo, argNone, (*session).starttls, false},
 		"AUTH":     {stHelo, argReq, (*session).auth, false},
+		"BDAT":     {stAny, argReq, (*session).bdat, false}, // dispatched before the state check (bdat.go)
 	}
 }
 
@@ -118,12 +118,13 @@ func (s *session) hello(name string, esmtp bool) {
 		s.reply(smtp.Replyf(250, "", "%s", greet))
 		return
 	}
-	lines := []string{greet, "PIPELINING", fmt.Sprintf("SIZE %d", s.cfg.MaxSize), "8BITMIME", "ENHANCEDSTATUSCODES"}
+	lines := []string{greet, "PIPELINING", fmt.Sprintf("SIZE %d", s.cfg.MaxSize), "8BITMIME", "CHUNKING", s.limitsKeyword(), "ENHANCEDSTATUSCODES"}
 	if s.cfg.TLSCert != nil && !s.tls {
 		lines = append(lines, "STARTTLS")
 	}
 	switch {
 	case s.secrets().Len() == 0: // nobody could authenticate: offering AUTH only invites guessing
+	case s.submit() && !s.tls: // submission: AUTH after STARTTLS only
 	case s.plaintextOK():
 		lines = append(lines, "AUTH CRAM-MD5 PLAIN LOGIN")
 	default:
@@ -146,7 +147,7 @@ func validHelo(name string) bool {
 // long one for the class-A networks upas's man page names (upas.md §2.2,
 // where a bug kept it from ever firing); none for trusted clients.
 func (s *session) tarpitHelo() {
-	if !s.cfg.Tarpit || s.trusted {
+	if !s.cfg.Tarpit || s.trusted || s.submit() {
 		return
 	}
 	d := s.cfg.TarpitShort
@@ -221,8 +222,12 @@ func (s *session) mail(arg string) {
 	s.cfg = s.srv.Config() // ctl changes take effect at the next transaction
 	s.out.timeout = s.cfg.CmdTimeout
 	s.trusted = s.authUser != "" || s.cfg.Trusted(s.remote)
-	if s.cfg.RequireAuth && s.authUser == "" {
-		s.fail(smtp.Replyf(530, "5.7.0", "Authentication required"))
+	if !s.countMail() {
+		return
+	}
+	if (s.cfg.RequireAuth || s.submit()) && s.authUser == "" {
+		s.lstats().NoAuth.Add(1)
+		s.fail(errNeedAuth)
 		return
 	}
 	p, params, err := parsePathArg(arg, "FROM:")
@@ -251,6 +256,10 @@ func (s *session) mail(arg string) {
 	}
 	if !p.Null && p.Domain == "" {
 		p.Domain = heloDomain(s.helo) // upas: a domainless sender is him!sender
+	}
+	if r := s.submitSender(p); r != nil {
+		s.fail(r)
+		return
 	}
 	s.from, s.state = p, stMail
 	s.reply(smtp.Replyf(250, "2.0.0", "sender is %s", p.Bang()))
@@ -315,7 +324,7 @@ func (s *session) rcpt(arg string) {
 		return
 	}
 	r, ok := s.route(p)
-	if !ok {
+	if !ok || !s.loopbackOK(r) {
 		return
 	}
 	s.addRcpt(r) // said twice: accepted, delivered once
@@ -370,23 +379,10 @@ func (s *session) starttls(string) {
 	if s.flush() != nil {
 		return
 	}
-	tc := tls.Server(s.conn, &tls.Config{Certificates: []tls.Certificate{*s.cfg.TLSCert}})
-	tc.SetDeadline(time.Now().Add(s.cfg.CmdTimeout))
-	if err := tc.HandshakeContext(s.srv.killCtx); err != nil {
-		s.logf("TLS start-up failed with %s/%s: %v", s.helo, s.remote, err)
-		s.broken, s.quit = true, true
+	if !s.handshake() {
 		return
 	}
-	tc.SetDeadline(time.Time{})
-	s.mu.Lock()
-	s.conn = tc
-	s.mu.Unlock()
-	s.in.c, s.out.c = tc, tc
-	s.r.Reset(s.in)
-	s.w.Reset(s.out)
-	s.srv.Stats.TLS.Add(1)
 	s.logf("started TLS with %s/%s", s.helo, s.remote)
-	s.tls = true
 	s.resetTxn()
 	s.state, s.helo, s.esmtp, s.authUser = stInit, "", false, ""
 	s.trusted = s.cfg.Trusted(s.remote)

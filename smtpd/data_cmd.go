@@ -26,6 +26,10 @@ var (
 // 354, the message, then the reply, which is 250 only once the message is
 // safe. The transaction ends whatever the outcome.
 func (s *session) data(string) {
+	if s.chunks != nil { // RFC 3030 §3: not in a BDAT transaction
+		s.fail(errSequence)
+		return
+	}
 	defer s.resetTxn()
 	v := Accept
 	if !s.trusted {
@@ -44,6 +48,13 @@ func (s *session) data(string) {
 	_, err := readData(s.r, sp, s.cfg.MaxSize, 2*s.cfg.MaxSize+1<<20)
 	s.in.perRead = 0
 	s.conn.SetReadDeadline(time.Time{})
+	s.received(sp, v, err)
+}
+
+// received finishes a message read by DATA or BDAT, whose reading ended
+// in err, with the verdict v of screen: the checks of the message, then
+// the delivery and its reply.
+func (s *session) received(sp *spool, v Verdict, err error) {
 	if err == nil {
 		err = sp.finish()
 	}
@@ -58,6 +69,11 @@ func (s *session) data(string) {
 	}
 	if v == Block || v == Delay {
 		s.blocked(v, sp, h)
+		return
+	}
+	if r := s.checkSubmission(h); r != nil {
+		s.srv.Stats.Rejected.Add(1)
+		s.fail(r)
 		return
 	}
 	if h.received > maxReceived {
@@ -230,7 +246,9 @@ func (s *session) deliver(sp *spool, h headerInfo) {
 		return
 	}
 	s.srv.Stats.Accepted.Add(1)
+	s.lstats().Accepted.Add(1)
 	s.srv.Stats.Bytes.Add(sp.Size())
+	s.loopbackSent()
 	q := ""
 	if qid != "" {
 		q = " queued " + qid
@@ -255,6 +273,7 @@ func (s *session) store(sp *spool, h headerInfo, id string) (string, error) {
 	ctx, cancel := context.WithTimeout(s.srv.killCtx, s.cfg.DataTimeout)
 	defer cancel()
 	if len(local) > 0 {
+		s.boxesHeld = 0 // Deliver makes the boxes first: they count
 		if err := s.srv.Maildir.Deliver(ctx, s.from.Addr(), local, s.message(sp, h, id)); err != nil {
 			return "", err
 		}
@@ -313,7 +332,7 @@ func (s *session) added(h headerInfo, id string) []byte {
 			with += "A"
 		}
 	}
-	fmt.Fprintf(&b, "Received: from %s ([%s]) by %s with %s id %s", s.helo, s.remote, s.cfg.Hostname, with, id)
+	fmt.Fprintf(&b, "Received: from %s by %s with %s id %s", s.receivedFrom(), s.cfg.Hostname, with, id)
 	if len(s.rcpts) == 1 {
 		fmt.Fprintf(&b, " for <%s>", s.rcpts[0].addr)
 	}
@@ -333,6 +352,7 @@ func (s *session) added(h headerInfo, id string) []byte {
 	if !h.destination {
 		b.WriteString("To: " + strings.Join(s.rcptAddrs(), ",\r\n\t") + "\r\n")
 	}
+	b.Write(s.submitHeaders(h, id))
 	return b.Bytes()
 }
 

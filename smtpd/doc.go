@@ -7,7 +7,8 @@
 // RFCs: 5321 (SMTP), 1870 (SIZE), 2920 (PIPELINING), 6152 (8BITMIME),
 // 2034 and 3463 (enhanced status codes), 3207 (STARTTLS), 4954 (AUTH),
 // 4616 (PLAIN), 2195 (CRAM-MD5), 3848 (ESMTPS/ESMTPA in Received:),
-// 5322 (the header fields we add).
+// 5322 (the header fields we add), 3030 (CHUNKING: bdat.go), 6409 and
+// 8314 (submission, on listeners of that role: submit.go).
 //
 // # Policy
 //
@@ -50,7 +51,9 @@
 // one that sends maxJunk commands moving no mail after that. The spools of
 // all sessions share one memory budget; sessions stop short of the file
 // descriptor limit; maxperip counts an IPv6 client by its /64; AUTH
-// failures are limited per client across sessions; mail is refused while
+// failures are limited per client across sessions, and so is what an
+// untrusted client sends to its own address (user@[], loopback.go), per
+// message too; mail is refused while
 // the mail root has less than minfree. Delays (tarpit) are timers in the
 // session's own goroutine, so they slow nobody else. A panic ends its own
 // session, not the server.

@@ -19,6 +19,8 @@ type headerInfo struct {
 	originator  bool     // a From: is there
 	destination bool     // To:, Cc:, Bcc: or a Resent- one is there, even empty
 	received    int      // Received: lines
+	date        bool     // a Date: is there
+	messageID   bool     // a Message-ID: is there
 	from        []string // values of From:, unfolded
 	sender      []string // values of Sender:, unfolded
 	// end is the offset where the body starts. When blank is false the
@@ -93,6 +95,10 @@ func (h *headerInfo) note(name string) {
 		h.received++
 	case name == "from":
 		h.originator = true
+	case name == "date":
+		h.date = true
+	case name == "message-id":
+		h.messageID = true
 	case contains(destinations, name):
 		h.destination = true
 	}

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"net/netip"
 	"strings"
 
 	"smtpfs/smtp"
@@ -67,6 +68,11 @@ func (s *session) route(p mailPath) (rcpt, bool) {
 			s.reply(errNewBoxes)
 		}
 		return rcpt{}, false
+	case newBox && !s.takeBox(box):
+		if !s.junk() { // as for errNewBoxes
+			s.reply(errBoxRate(p, s.remote))
+		}
+		return rcpt{}, false
 	}
 	dom := p.Domain
 	if dom == "" {
@@ -82,6 +88,36 @@ func (s *session) route(p mailPath) (rcpt, bool) {
 const maxNewBoxes = 10
 
 var errNewBoxes = smtp.Replyf(452, "4.5.3", "Too many new mailboxes for one message; send the rest later")
+
+// errBoxRate refuses a new box to a client over mkboxperhour (boxLimiter),
+// for now: 450, mailbox unavailable, temporarily blocked for policy
+// reasons (RFC 5321 §4.2.3), X.7.1 (RFC 3463: not authorized).
+func errBoxRate(p mailPath, client netip.Addr) *smtp.Reply {
+	return smtp.Replyf(450, "4.7.1", "<%s> ... too many new mailboxes from %s this hour; try again later", p.Addr(), clientName(client))
+}
+
+// takeBox counts a box the transaction will make against the client's
+// hourly allowance (boxLimiter), and reports whether it may: always for
+// a trusted or authenticated client, and for postmaster.
+func (s *session) takeBox(box string) bool {
+	if s.trusted || box == "postmaster" {
+		return true
+	}
+	since, ok := s.srv.boxes.take(clientNet(s.remote), s.srv.Now(), s.cfg.MkBoxPerHour)
+	if ok {
+		s.boxesHeld, s.boxesSince = s.boxesHeld+1, since
+	}
+	return ok
+}
+
+// giveBoxes gives back the boxes the transaction counted and did not
+// make.
+func (s *session) giveBoxes() {
+	if s.boxesHeld > 0 {
+		s.srv.boxes.give(clientNet(s.remote), s.boxesSince, s.boxesHeld)
+		s.boxesHeld = 0
+	}
+}
 
 // takes reports whether a recipient of the transaction goes to box.
 func (s *session) takes(box string) bool { return s.rcptBoxes[box] }

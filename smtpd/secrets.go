@@ -14,6 +14,8 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"smtpfs/internal/regfile"
 )
 
 // Secrets are the AUTH users of lib/secrets: one "user secret" line each,
@@ -35,7 +37,7 @@ const maxSecretsFile = 16 << 20
 // that its group or others may read is refused, as is a malformed line.
 func LoadSecrets(file string) (*Secrets, error) {
 	s := &Secrets{m: map[string]string{}}
-	f, err := os.Open(file)
+	f, _, err := regfile.Open(file)
 	if os.IsNotExist(err) {
 		return s, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -164,5 +165,23 @@ func BenchmarkCheckPassword(b *testing.B) {
 				s.checkPassword(user, "wrong")
 			}
 		})
+	}
+}
+
+// lib/secrets replaced by a FIFO is refused at once, not waited on.
+func TestLoadSecretsFIFO(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "secrets")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := LoadSecrets(p); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("LoadSecrets of a FIFO: no error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("LoadSecrets hung on a FIFO")
 	}
 }

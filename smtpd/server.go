@@ -93,6 +93,8 @@ type Server struct {
 	sleep func(ctx context.Context, d time.Duration) error
 	mem   memBudget // of the message spools; max spoolBudget unless a test set it
 	auths AuthLimiter
+	boxes boxLimiter  // boxes made per client an hour (mkboxperhour)
+	loops loopLimiter // mail of untrusted clients to themselves
 	space freeSpace
 	// statfs returns the free space of a directory's file system;
 	// tests replace it.
@@ -172,7 +174,10 @@ func (s *Server) logf(format string, args ...any) {
 // Serve accepts connections on l and serves each in its own goroutine
 // until Shutdown, when it returns ErrServerClosed. Transient accept errors
 // (out of file descriptors) are retried with a growing pause.
-func (s *Server) Serve(l net.Listener) error {
+func (s *Server) Serve(l net.Listener) error { return s.serve(l, nil) }
+
+// serve is Serve for the sessions of listener p (nil: an smtp one).
+func (s *Server) serve(l net.Listener, p *Listener) error {
 	s.init()
 	s.mu.Lock()
 	if s.draining {
@@ -182,6 +187,11 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	s.ls[l] = struct{}{}
 	s.mu.Unlock()
+	defer func() { // a listener closed while the server goes on (listen changed)
+		s.mu.Lock()
+		delete(s.ls, l)
+		s.mu.Unlock()
+	}()
 	var pause time.Duration
 	for {
 		c, err := l.Accept()
@@ -211,7 +221,7 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
-			s.ServeConn(c)
+			s.serveConn(c, p)
 		}()
 	}
 }
@@ -219,7 +229,10 @@ func (s *Server) Serve(l net.Listener) error {
 // ServeConn serves one session on c and closes it. The client's address is
 // c.RemoteAddr() and ours c.LocalAddr(): a *net.TCPAddr, or any net.Addr
 // whose String is ip:port or ip!port.
-func (s *Server) ServeConn(c net.Conn) {
+func (s *Server) ServeConn(c net.Conn) { s.serveConn(c, nil) }
+
+// serveConn is ServeConn for a session of listener p (nil: an smtp one).
+func (s *Server) serveConn(c net.Conn, p *Listener) {
 	s.init()
 	defer c.Close()
 	remote, local := addrIP(c.RemoteAddr()), addrIP(c.LocalAddr())
@@ -229,6 +242,7 @@ func (s *Server) ServeConn(c net.Conn) {
 		return // the man page: at once, no greeting, nothing logged
 	}
 	sess := newSession(s, c, cfg, local, remote)
+	sess.lis, sess.role = p, p.Role()
 	if r := s.admit(sess); r != nil {
 		s.Stats.Refused.Add(1)
 		s.logf("refused %s: %s", remote, r.Lines[0])
@@ -282,6 +296,8 @@ func (s *Server) admit(sess *session) *smtp.Reply {
 	s.perIP[clientNet(sess.remote)]++
 	s.Stats.Connections.Add(1)
 	s.Stats.Sessions.Add(1)
+	sess.lstats().Connections.Add(1)
+	sess.lstats().Sessions.Add(1)
 	return nil
 }
 
@@ -322,6 +338,7 @@ func (s *Server) leave(sess *session) {
 		delete(s.perIP, n)
 	}
 	s.Stats.Sessions.Add(-1)
+	sess.lstats().Sessions.Add(-1)
 	s.left.Broadcast()
 }
 

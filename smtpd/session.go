@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"smtpfs/internal/errquote"
 	"smtpfs/smtp"
 	"smtpfs/smtpd/conf"
 )
@@ -57,8 +58,10 @@ type session struct {
 	out    *deadlineWriter
 	w      *bufio.Writer
 	tr     *transcript // nil unless debug
-	line   []byte      // the command line buffer
-	cur    string      // the command being served, for logs (AUTH masked)
+	lis    *Listener   // the listener's policy and counters; nil: an smtp one
+	role   conf.Role
+	line   []byte // the command line buffer
+	cur    string // the command being served, for logs (AUTH masked)
 
 	state     state
 	helo      string // the HELO/EHLO argument: upas's "him"
@@ -77,11 +80,22 @@ type session struct {
 	from  mailPath // the transaction
 	rcpts []rcpt
 	body8 bool
+	// A BDAT transaction (bdat.go): its chunks so far, whether one failed,
+	// and the octets of BDAT read in the session, for its hard bound.
+	chunks      *chunkWriter
+	chunkFailed bool
+	chunkRead   int64
+	mails       int // MAIL commands of the session (maxmails, limits.go)
 	// Of the transaction's recipients, kept as they are accepted so that
 	// a RCPT costs the same however many came before (maxrcpts):
 	rcptSeen  map[string]bool // addresses, lower case
 	rcptBoxes map[string]bool // local boxes
 	newBoxes  int             // boxes the delivery will make
+	loopRcpts int             // recipients at the client's own address (loopbackOK)
+	// boxesHeld boxes of the client's hour starting at boxesSince are
+	// counted for the transaction (takeBox) and not yet made.
+	boxesHeld  int
+	boxesSince time.Time
 
 	mu      sync.Mutex
 	conn    net.Conn // plain or TLS; swapped under mu
@@ -142,6 +156,9 @@ func (s *session) serve() {
 		s.tr = openTranscript(s)
 	}
 	defer s.tr.close()
+	if s.role == conf.RoleSubmissions && !s.implicitTLS() {
+		return
+	}
 	s.reply(smtp.Replyf(220, "", "%s ESMTP", s.cfg.DefaultDomain))
 	for !s.quit {
 		line, err := s.readCommand()
@@ -161,6 +178,8 @@ func (s *session) serve() {
 			s.quit = true
 		}
 	}
+	s.giveBoxes() // of a transaction left open; before the last reply goes
+	s.dropChunks()
 	s.flush()
 }
 
@@ -176,6 +195,8 @@ func (s *session) command(line []byte) {
 	switch {
 	case err != nil:
 		s.fail(err)
+	case c.verb == "BDAT": // its octets are read in every state
+		s.bdat(c.arg)
 	case httpVerbs[c.verb] && c.arg != "":
 		s.logf("non-SMTP command from %s: %q; hanging up", s.remote, s.cur)
 		s.quit = true
@@ -379,10 +400,14 @@ func (s *session) delay(d time.Duration) {
 	s.srv.sleep(s.srv.drainCtx, d)
 }
 
-// resetTxn forgets the transaction.
+// resetTxn forgets the transaction, giving back the boxes it counted and
+// did not make.
 func (s *session) resetTxn() {
+	s.giveBoxes()
+	s.dropChunks()
 	s.from, s.rcpts, s.body8 = mailPath{}, nil, false
 	s.rcptSeen, s.rcptBoxes, s.newBoxes = nil, nil, 0
+	s.loopRcpts = 0
 	if s.state&(stMail|stRcpt) != 0 {
 		s.state = stHelo
 	}
@@ -406,7 +431,9 @@ func newID() string {
 }
 
 // A transcript is the debug record of one session (debug on, -d): both
-// directions, AUTH payloads hidden, message bodies elided.
+// directions, AUTH payloads hidden, message bodies elided. People read it
+// on a terminal, so each line has its control characters escaped
+// (errquote.Escape): a client's ESC [ 2 J or C1 CSI is shown, not obeyed.
 type transcript struct{ f *os.File }
 
 func openTranscript(s *session) *transcript {
@@ -422,21 +449,21 @@ func openTranscript(s *session) *transcript {
 
 func (t *transcript) in(line string) {
 	if t != nil {
-		fmt.Fprintf(t.f, "<- %s\n", line)
+		fmt.Fprintf(t.f, "<- %s\n", errquote.Escape(line))
 	}
 }
 
 func (t *transcript) out(wire []byte) {
 	if t != nil {
 		for l := range strings.SplitSeq(strings.TrimSuffix(string(wire), "\r\n"), "\r\n") {
-			fmt.Fprintf(t.f, "-> %s\n", l)
+			fmt.Fprintf(t.f, "-> %s\n", errquote.Escape(l))
 		}
 	}
 }
 
 func (t *transcript) note(s string) {
 	if t != nil {
-		fmt.Fprintf(t.f, "-- %s\n", s)
+		fmt.Fprintf(t.f, "-- %s\n", errquote.Escape(s))
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -1013,6 +1014,41 @@ func TestTranscript(t *testing.T) {
 		if strings.Contains(tr, secret) {
 			t.Errorf("transcript shows %q:\n%s", secret, tr)
 		}
+	}
+}
+
+// TestTranscriptEscapes: what a client sends reaches the transcript, which
+// people read on a terminal, with its control characters escaped: ESC
+// sequences, C1 controls (U+009B is CSI) and bytes that are not UTF-8.
+func TestTranscriptEscapes(t *testing.T) {
+	ts := newTestServer(t, "debug on")
+	c := ts.greeted("192.0.2.7")
+	c.send("EHLO evil\x1b[2J\u009b31m.example")
+	c.reply()
+	c.send("NOOP \x1b]0;owned\x07 \x9b\u0085")
+	c.reply()
+	c.send("EHLO client.example.net")
+	c.expect("250 ")
+	c.mail("a@sender.net", []string{"b@example.org"}, "Subject: \x1b[5m\u009b2J blink\r\n\r\nbody\r\n")
+	c.send("QUIT")
+	c.expect("221 ")
+	c.closed()
+	files, _ := filepath.Glob(filepath.Join(ts.Root, "log", "smtpd.db", "*"))
+	if len(files) != 1 {
+		t.Fatalf("transcripts %q", files)
+	}
+	b, _ := os.ReadFile(files[0])
+	tr := string(b)
+	for _, want := range []string{`<- EHLO evil\x1b[2J\u009b31m.example` + "\n", `<- NOOP \x1b]0;owned\x07 \x9b\u0085` + "\n",
+		`<- Subject: \x1b[5m\u009b2J blink` + "\n"} {
+		if !strings.Contains(tr, want) {
+			t.Errorf("transcript lacks %q:\n%s", want, tr)
+		}
+	}
+	if i := strings.IndexFunc(tr, func(r rune) bool {
+		return r < ' ' && r != '\n' || r == 0x7f || r >= 0x80 && r <= 0x9f || r == utf8.RuneError
+	}); i >= 0 {
+		t.Errorf("transcript has a control at byte %d: %q", i, tr)
 	}
 }
 

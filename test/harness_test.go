@@ -75,17 +75,18 @@ var quickExit = "GORACE=atexit_sleep_ms=0 " + os.Getenv("GORACE")
 
 // A Daemon is a running smtpfs.
 type Daemon struct {
-	Root   string   // mail root
-	SMTP   []string // host:port of each SMTP listener, in -l order
-	NineP  []string // dial strings of the 9P service: unix!path first, then -9 listeners
-	NS     string   // the namespace directory it posted in
+	Root   string              // mail root
+	SMTP   []string            // host:port of each SMTP listener, in -l order
+	Submit map[string][]string // host:port of the submission and submissions listeners, by role
+	NineP  []string            // dial strings of the 9P service: unix!path first, then -9 listeners
+	NS     string              // the namespace directory it posted in
 	Cmd    *exec.Cmd
 	Stderr *SyncBuffer
 	done   chan struct{}
 }
 
 var (
-	smtpLine  = regexp.MustCompile(`^smtpfs: smtp listening on (\S+)$`)
+	smtpLine  = regexp.MustCompile(`^smtpfs: (smtp|submission|submissions) listening on (\S+)$`)
 	ninepLine = regexp.MustCompile(`^smtpfs: 9p (?:posted|listening) on (\S+)$`)
 )
 
@@ -144,8 +145,13 @@ func (d *Daemon) readStderr(r *os.File, ready chan<- error) {
 		if said {
 			continue
 		}
-		if m := smtpLine.FindStringSubmatch(line); m != nil {
-			d.SMTP = append(d.SMTP, dialToAddr(m[1]))
+		if m := smtpLine.FindStringSubmatch(line); m != nil && m[1] == "smtp" {
+			d.SMTP = append(d.SMTP, dialToAddr(m[2]))
+		} else if m != nil {
+			if d.Submit == nil {
+				d.Submit = map[string][]string{}
+			}
+			d.Submit[m[1]] = append(d.Submit[m[1]], dialToAddr(m[2]))
 		} else if m := ninepLine.FindStringSubmatch(line); m != nil {
 			d.NineP = append(d.NineP, m[1])
 		} else if line == "smtpfs: ready" {

@@ -111,10 +111,14 @@ func TestNinepErrors(t *testing.T) {
 		{"mkdir", func(fsys *client.Fsys) error { _, err := fsys.Create("dir", plan9.OREAD, plan9.DMDIR|0755); return err }, "permission denied"},
 		{"remove ctl", func(fsys *client.Fsys) error { return fsys.Remove("ctl") }, "permission denied"},
 		{"remove queue.d", func(fsys *client.Fsys) error { return fsys.Remove("queue.d") }, "permission denied"},
-		{"rename", ninepWstat("ctl", func(d *plan9.Dir) { d.Name = "ctl.old" }), "permission denied"},
-		{"chmod", ninepWstat("whitelist", func(d *plan9.Dir) { d.Mode = 0666 }), "permission denied"},
-		{"truncate to 1", ninepWstat("ctl", func(d *plan9.Dir) { d.Length = 1 }), "permission denied"},
+		{"rename", ninepWstat("ctl", func(d *plan9.Dir) { d.Name = "ctl.old" }), "permission denied: cannot rename ctl"},
+		{"chmod", ninepWstat("whitelist", func(d *plan9.Dir) { d.Mode = 0666 }), "permission denied: cannot change the mode of whitelist"},
+		{"chmod -a", ninepWstat("whitelist", func(d *plan9.Dir) { d.Mode = 0644 }), "permission denied: cannot change the mode of whitelist"},
+		{"chown", ninepWstat("ctl", func(d *plan9.Dir) { d.Uid = "nobody" }), "permission denied: cannot change the owner of ctl"},
+		{"truncate to 1", ninepWstat("ctl", func(d *plan9.Dir) { d.Length = 1 }), "permission denied: the length of ctl can only be set to 0"},
 		{"truncate to 0", ninepWstat("ctl", func(d *plan9.Dir) { d.Length = 0 }), ""},
+		{"truncate stats", ninepWstat("stats", func(d *plan9.Dir) { d.Length = 0 }), "permission denied: cannot set the length of stats"},
+		{"touch", ninepWstat("ctl", func(d *plan9.Dir) { d.Atime, d.Mtime = 1, 2 }), ""},
 		{"sync", ninepWstat("queue", func(d *plan9.Dir) {}), ""},
 	}
 	for _, ds := range d.NineP {

@@ -1,13 +1,16 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"9fans.net/go/plan9/client"
 )
@@ -109,5 +112,46 @@ func TestNinepNamespaceUnset(t *testing.T) {
 			t.Errorf("USER=%q DISPLAY=%q: 9P on %q, want %s", tc.user, tc.display, d.NineP, want)
 		}
 		d.Stop(t)
+	}
+}
+
+// TestNinepNamespaceForeign: a name space directory that another user
+// made (anyone may make /tmp/ns.$USER.$DISPLAY first) stops smtpfs at
+// start, with an error that says how to go on, and nothing is posted
+// there; with $NAMESPACE set to a private directory, as it says, smtpfs
+// starts and posts there.
+func TestNinepNamespaceForeign(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root, to make a directory of another user")
+	}
+	u, disp := fmt.Sprintf("smtpfs-test%d", os.Getpid()), fmt.Sprintf(":%d", 300+os.Getpid()%10000)
+	ns := ninepNSDir(t, u, disp)
+	if err := os.Mkdir(ns, 0700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(ns, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(t.TempDir(), "mail")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin(t, "smtpfs"), "-R", root, "-l", "tcp!127.0.0.1!0")
+	cmd.Env = append(ninepFreshEnv(u, disp), quickExit)
+	out, err := cmd.CombinedOutput()
+	want := "smtpfs: posting the 9P service: name space " + ns + ": permission denied: owned by uid 65534, " +
+		"who could read or replace what is posted there; set $NAMESPACE to a directory of yours of mode 0700, " +
+		"for 9p and 9pfuse too, or remove the directory (as root)\n"
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("smtpfs with %s another user's: %v\n%s\nwant %s", ns, err, out, want)
+	}
+	if _, err := os.Lstat(filepath.Join(ns, "smtpfs")); !os.IsNotExist(err) {
+		t.Errorf("posted in %s: %v", ns, err)
+	}
+
+	private := filepath.Join(t.TempDir(), "ns")
+	d := &Daemon{Root: root}
+	d.start(t, "", append(ninepFreshEnv(u, disp), "NAMESPACE="+private), "-R", root, "-l", "tcp!127.0.0.1!0")
+	if want := "unix!" + private + "/smtpfs"; len(d.NineP) != 1 || d.NineP[0] != want {
+		t.Errorf("9P on %q, want %s", d.NineP, want)
 	}
 }

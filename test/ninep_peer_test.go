@@ -20,15 +20,35 @@ import (
 // it as uid 65534 (setpriv), skipping the test where that cannot be done.
 func asNobody(t *testing.T) (string, func(args ...string) *exec.Cmd) {
 	t.Helper()
+	if why := noNobody(); why != "" {
+		t.Skip(why)
+	}
+	helper := ninepcHelper(t)
+	return helper, nobodyCmd(helper)
+}
+
+// noNobody says why a client cannot be run as uid 65534 here, "" if it can.
+func noNobody() string {
 	if os.Getuid() != 0 {
-		t.Skip("needs root, to run a client as another user")
+		return "needs root, to run a client as another user"
 	}
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Skip("needs setpriv (util-linux), to run a client as another user")
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		return "needs setpriv (util-linux), to run a client as another user"
 	}
-	// The build directory is private: copy the helper where uid 65534
-	// may run it.
+	return ""
+}
+
+// nobodyCmd returns a command that runs helper as uid 65534.
+func nobodyCmd(helper string) func(args ...string) *exec.Cmd {
+	return func(args ...string) *exec.Cmd {
+		return exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", helper}, args...)...)
+	}
+}
+
+// ninepcHelper returns the path of the ninepc helper, copied where any
+// user may run it: the build directory is private.
+func ninepcHelper(t *testing.T) string {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "ninepc")
 	if err != nil {
 		t.Fatal(err)
@@ -45,9 +65,7 @@ func asNobody(t *testing.T) (string, func(args ...string) *exec.Cmd) {
 	if err := os.Chmod(dir, 0755); err != nil {
 		t.Fatal(err)
 	}
-	return helper, func(args ...string) *exec.Cmd {
-		return exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", helper}, args...)...)
-	}
+	return helper
 }
 
 // TestNinepPeerOtherUser: the reviewer's attack (one ctl write of

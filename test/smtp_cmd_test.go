@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"smtpfs/smtp"
 	"smtpfs/test/testlib"
@@ -315,4 +316,59 @@ func TestSMTPDebug(t *testing.T) {
 	if strings.Contains(stderr, "Hello, world") {
 		t.Errorf("transcript shows the body:\n%s", stderr)
 	}
+}
+
+// hostile is what a hostile server puts in its replies for a terminal to
+// obey: clear the screen (ESC [ 2 J), set the title (OSC), CSI as the C1
+// control U+009B and as a bare byte, NEL (U+0085), BEL.
+const hostile = "\x1b[2J\x1b]0;owned\x07\u009b31m\x9b\u0085"
+
+// TestSMTPHostileReplies: replies full of terminal controls reach the
+// smtp program's standard error, upas texts and -d transcript alike, with
+// every control escaped and the rest of their text kept; so does the log.
+func TestSMTPHostileReplies(t *testing.T) {
+	w := newSMTPWorld(t, testlib.SinkOptions{}, "")
+	w.sink.SetReply(func(phase, arg string) *smtp.Reply {
+		switch phase {
+		case "greeting":
+			return smtp.Replyf(220, "", "sink %s ESMTP", hostile)
+		case "RCPT":
+			if strings.Contains(arg, "nobody") {
+				return &smtp.Reply{Code: 550, Enh: "5.1.1", Lines: []string{"no such user " + hostile, "really" + hostile}}
+			}
+		case ".":
+			return smtp.Replyf(554, "5.7.1", "rejected %s", hostile)
+		}
+		return nil
+	})
+	code, _, stderr := w.run(smtpMsg, "-d", "single.example", "glenda@example.com", "bob@example.org", "nobody@example.org")
+	if code != 1 {
+		t.Errorf("exit %d, want 1\n%s", code, stderr)
+	}
+	esc := `\x1b[2J\x1b]0;owned\x07\u009b31m\x9b\u0085`
+	for _, want := range []string{
+		"< 220 sink " + esc + " ESMTP\n",            // -d
+		"< 550-5.1.1 no such user " + esc + "\n",    // -d, a line of a multiline reply
+		") data:\n554 5.7.1 rejected " + esc + "\n", // the upas text
+		"mail to nobody@example.org failed: 550-5.1.1 no such user " + esc + " / 550 5.1.1 really" + esc + "\n",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	logged, _ := os.ReadFile(filepath.Join(w.root, "log", "smtp.fail"))
+	for name, text := range map[string]string{"stderr": stderr, "log/smtp.fail": string(logged)} {
+		if i := strings.IndexFunc(text, terminalControl); i >= 0 {
+			t.Errorf("%s has a terminal control at byte %d:\n%q", name, i, text)
+		}
+	}
+	if !strings.Contains(string(logged), esc) {
+		t.Errorf("log/smtp.fail lacks the escaped reply:\n%s", logged)
+	}
+}
+
+// terminalControl reports whether r is something a terminal obeys, or a
+// byte that is not UTF-8: all but newline and tab of C0, DEL, C1.
+func terminalControl(r rune) bool {
+	return r < ' ' && r != '\n' && r != '\t' || r == 0x7f || r >= 0x80 && r <= 0x9f || r == utf8.RuneError
 }

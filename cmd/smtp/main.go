@@ -87,17 +87,7 @@ type flags struct {
 
 func parse(args []string) (*flags, error) {
 	f := &flags{root: "mail"}
-	set := arg.New(usage)
-	for c, p := range map[byte]*bool{'a': &f.auth, 'A': &f.provoke, 'd': &f.debug, 'f': &f.filter,
-		'i': &f.insecureAuth, 'o': &f.insecure, 'p': &f.ping, 's': &f.starttls, 't': &f.implicit} {
-		set.Bool(c, p)
-	}
-	set.List('b', &f.busted)
-	set.String('g', &f.gateway)
-	set.String('h', &f.host)
-	set.String('u', &f.user)
-	set.String('R', &f.root)
-	rest, err := set.Parse(args)
+	rest, err := argSet(f).Parse(args)
 	if err != nil {
 		return nil, err
 	}
@@ -109,6 +99,21 @@ func parse(args []string) (*flags, error) {
 	}
 	f.dest, f.sender, f.rcpts = rest[0], rest[1], rest[2:]
 	return f, nil
+}
+
+// argSet is smtp's table of flags, upas smtp's and -R.
+func argSet(f *flags) *arg.Set {
+	set := arg.New(usage)
+	for c, p := range map[byte]*bool{'a': &f.auth, 'A': &f.provoke, 'd': &f.debug, 'f': &f.filter,
+		'i': &f.insecureAuth, 'o': &f.insecure, 'p': &f.ping, 's': &f.starttls, 't': &f.implicit} {
+		set.Bool(c, p)
+	}
+	set.List('b', &f.busted)
+	set.String('g', &f.gateway)
+	set.String('h', &f.host)
+	set.String('u', &f.user)
+	set.String('R', &f.root)
+	return set
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"smtpfs/internal/errquote"
 	"smtpfs/smtp"
 )
 
@@ -43,7 +44,7 @@ func report(w io.Writer, now time.Time, dest string, rcpts []string, rcptErrs []
 		if errors.As(err, &e) {
 			fmt.Fprintf(w, "%s connect to %s%s %s:\n%s\n", date, dest, where(e, dest), e.Phase, cause(e.Err))
 		} else {
-			fmt.Fprintf(w, "%s connect to %s: %v\n", date, dest, err)
+			fmt.Fprintf(w, "%s connect to %s: %s\n", date, dest, cause(err))
 		}
 		for i, re := range rcptErrs {
 			if re != nil && re != err {
@@ -87,17 +88,24 @@ func where(e *smtp.Error, dest string) string {
 	return " (" + e.Host + " " + e.Addr + ")"
 }
 
-// cause is the server's reply as it was sent, or the error.
+// cause is the server's reply as it was sent, or the error. It goes to a
+// terminal, so each of its lines has its control characters escaped
+// (errquote.Escape): the client escapes replies as it reads them, and
+// this holds for whatever else an error may quote of the peer.
 func cause(err error) string {
 	var r *smtp.Reply
 	if errors.As(err, &r) {
-		return strings.ReplaceAll(strings.TrimSuffix(string(r.Wire()), "\r\n"), "\r\n", "\n")
+		lines := strings.Split(strings.TrimSuffix(string(r.Wire()), "\r\n"), "\r\n")
+		for i, l := range lines {
+			lines[i] = errquote.Escape(l)
+		}
+		return strings.Join(lines, "\n")
 	}
 	var e *smtp.Error
 	if errors.As(err, &e) {
-		return e.Err.Error()
+		return errquote.Escape(e.Err.Error())
 	}
-	return err.Error()
+	return errquote.Escape(err.Error())
 }
 
 // status writes the upas status line and returns the exit status.
@@ -114,7 +122,7 @@ func status(w io.Writer, temporary bool) int {
 // string, a missing password, a bad thumbprint file): permanent, unless
 // the error says otherwise.
 func failed(w io.Writer, err error) int {
-	fmt.Fprintf(w, "smtp: %v\n", err)
+	fmt.Fprintf(w, "smtp: %s\n", cause(err))
 	var t interface{ Temporary() bool }
 	return status(w, errors.As(err, &t) && t.Temporary())
 }

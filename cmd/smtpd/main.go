@@ -3,7 +3,7 @@
 //
 //	smtpd [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-n netdir] [-R root] [-C conf]
 //
-// The flags are upas's (see the README); each is the smtpd.conf verb it
+// The flags are upas's (see smtpd(8), man/man8/smtpd.8); each is the smtpd.conf verb it
 // stands for, and wins over the file. The client's address comes from
 // -n netdir (files remote and local holding ip!port, as on Plan 9), else
 // from the socket on standard input, else from $TCPREMOTEIP and
@@ -46,9 +46,7 @@ import (
 func main() {
 	var f setup.Flags
 	var netdir string
-	set := arg.New("smtpd [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-n netdir] [-R root] [-C conf]")
-	f.Register(set)
-	set.String('n', &netdir)
+	set := argSet(&f, &netdir)
 	args, err := set.Parse(os.Args[1:])
 	if err == nil && len(args) > 0 {
 		err = fmt.Errorf("unexpected argument %q", args[0])
@@ -75,6 +73,14 @@ var errAbandoned = errors.New("the session ended inside a transaction: the messa
 func isSocket(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeSocket != 0
+}
+
+// argSet is smtpd's table of flags: upas smtpd's, -R, -C and -n.
+func argSet(f *setup.Flags, netdir *string) *arg.Set {
+	s := arg.New("smtpd [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-n netdir] [-R root] [-C conf]")
+	f.Register(s)
+	s.String('n', netdir)
+	return s
 }
 
 func run(f *setup.Flags, netdir string) error {
@@ -111,17 +117,18 @@ func run(f *setup.Flags, netdir string) error {
 		return err
 	}
 	defer q.Close()
+	rs := setup.SessionRedis(cfg, logger) // greystore redis://...: shared by every host; nil: the files
 	srv := &smtpd.Server{
 		Root:       root,
 		Config:     config,
 		Secrets:    func() *smtpd.Secrets { return secrets },
 		Log:        logger,
 		Queue:      q,
-		Greylister: &setup.LazyGreylist{Root: root, Config: config, Log: logger},
+		Greylister: &setup.LazyGreylist{Root: root, Config: config, Log: logger, Redis: rs},
 		Classifier: setup.Classifier{Blocked: blocked},
 		Resolver:   &setup.Resolver{Config: config},
 	}
-	srv.AuthLimiter = setup.AuthLimiter(root) // shared with smtpfs and the other sessions
+	srv.AuthLimiter = setup.AuthLimiter(root, rs) // shared with smtpfs and the other sessions
 	srv.ServeConn(conn)
 	if cfg.Greylist {
 		setup.SweepIfDue(root, cfg, logger)

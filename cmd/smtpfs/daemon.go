@@ -39,6 +39,7 @@ type daemon struct {
 
 	srv     *smtpd.Server
 	grey    *grey.Greylist
+	stores  stores // the greylist's: the files, and Redis with greystore redis://
 	blocked *grey.Blocked
 	queue   *queue.Queue
 	client  atomic.Pointer[smtp.Client]
@@ -47,7 +48,8 @@ type daemon struct {
 	// actions are the runtime ctl verbs, by verb.
 	actions map[string]action
 
-	debug atomic.Bool // cfg.Debug, for the log tee, which may not take mu
+	debug   atomic.Bool // cfg.Debug, for the log tee, which may not take mu
+	started atomic.Bool // the listeners were opened: changes of listen open and close them
 
 	beforeChange func() // test hook: called as changed starts
 
@@ -61,6 +63,9 @@ type daemon struct {
 	mu      sync.Mutex
 	cfg     *conf.Config
 	secrets *smtpd.Secrets
+
+	lmu       sync.Mutex      // guards listeners
+	listeners []*smtpListener // the open SMTP listeners, in the order opened
 }
 
 // newDaemon loads the configuration, secrets, whitelist, lib/blocked and
@@ -72,6 +77,7 @@ func newDaemon(root, confFile string, verbs []string, stderr io.Writer) (*daemon
 	if err != nil {
 		return nil, err
 	}
+	cfg = withListen(cfg)
 	d := &daemon{root: root, confFile: confFile, verbs: verbs, cfg: cfg, secrets: sec, hub: fs.NewLog(0)}
 	d.debug.Store(cfg.Debug)
 	d.logs = mlog.New(filepath.Join(root, "log"), io.MultiWriter(d.hub, &debugTee{d: d, w: stderr}))
@@ -88,16 +94,18 @@ func newDaemon(root, confFile string, verbs []string, stderr io.Writer) (*daemon
 		"hold":        {d.queued, func(ids []string) error { return d.queue.Hold(ids...) }},
 		"release":     {d.queued, func(ids []string) error { return d.queue.Release(ids...) }},
 		"unwhitelist": {d.whitelisted, d.unwhitelist},
+
+		"exportwhitelist": {run: d.exportWhitelist},
 	}
 	d.tree = fs.New(fs.Config{
 		Control:    control{d},
-		Whitelist:  whitelistFile{d.grey.Whitelist()},
+		Whitelist:  whitelistFile{d.grey},
 		Blocked:    blockedFile{d.blocked},
 		Queue:      queueFile{d.queue},
 		Stats:      d,
 		Version:    version,
 		Log:        d.hub,
-		Logger:     d.logs.Logger("9p"),
+		Logger:     redacting(d.logs.Logger("9p")),
 		MaxMessage: cfg.MaxSize,
 	})
 	return d, nil
@@ -109,7 +117,7 @@ func (d *daemon) openEngines(cfg *conf.Config) error {
 	if d.blocked, err = setup.OpenBlocked(d.root, d.log); err != nil {
 		return err
 	}
-	if d.grey, err = grey.Open(d.root, d.log); err != nil {
+	if err := d.openStores(); err != nil {
 		return err
 	}
 	if err := d.grey.SetSettings(setup.GreySettings(cfg)); err != nil {
@@ -134,7 +142,8 @@ func (d *daemon) openEngines(cfg *conf.Config) error {
 		Resolver:   &setup.Resolver{Config: d.Config},
 		Maildir:    maildir,
 	}
-	d.srv.AuthLimiter = setup.AuthLimiter(d.root) // shared with smtpd on the root
+	d.srv.AuthLimiter = &d.stores.auth // the store's of the moment
+	d.useStore(cfg)
 	return nil
 }
 
@@ -205,19 +214,29 @@ func (d *daemon) Ctl(text string) error {
 
 // ctlSettings applies the settings of a ctl write, once its actions are
 // checked, and returns the actions.
+//
+// Every new session takes mu (Config), so mu is held for nothing but the
+// swap of the configuration: the write is applied, and the files its
+// verbs name are read (tlscert), under cmu alone, which only other
+// changes of configuration wait for. cmu keeps d.cfg from changing
+// meanwhile. The reading itself is bounded (conf reads through regfile):
+// a FIFO, /dev/zero or a huge file fails the write at once.
 func (d *daemon) ctlSettings(text string) ([]conf.Action, error) {
 	d.cmu.Lock()
 	defer d.cmu.Unlock()
-	d.mu.Lock()
-	cfg, acts, err := conf.Apply(d.cfg, "ctl", text)
+	old := d.Config()
+	cfg, acts, err := conf.Apply(old, "ctl", text)
 	if err == nil {
-		err = d.checkActions(acts)
+		err = cfg.CheckListen()
+	}
+	if err == nil {
+		cfg, err = withListen(cfg), d.checkActions(acts)
 	}
 	if err != nil {
-		d.mu.Unlock()
 		return nil, err
 	}
-	changed := cfg.Dump() != d.cfg.Dump()
+	changed := cfg.Dump() != old.Dump()
+	d.mu.Lock()
 	d.cfg = cfg
 	d.mu.Unlock()
 	if changed {
@@ -316,7 +335,8 @@ func prefixes(args []string) ([]netip.Prefix, error) {
 // Reload builds the configuration again from smtpd.conf and the flags, and
 // re-reads lib/secrets, lib/blocked and the whitelist, and reopens the log
 // files (SIGHUP, ctl reload). A bad file keeps the old configuration, and
-// the error says why.
+// the error says why; so does one that is not a regular file (a FIFO
+// would hang the reload, and every ctl write after it).
 func (d *daemon) Reload() error {
 	d.cmu.Lock()
 	defer d.cmu.Unlock()
@@ -332,12 +352,18 @@ func (d *daemon) Reload() error {
 		cfg, sec, err = setup.Load(d.root, d.confFile, d.verbs)
 	}
 	if err == nil {
+		cfg = withListen(cfg)
+		err = setup.CheckRegular(d.blocked.Path())
+	}
+	if err == nil {
 		err = d.blocked.Reload()
 	}
 	if err != nil {
 		d.log.Printf("reload: %v; keeping the old configuration", err)
 		return err
 	}
+	// The file store opens the whitelist as a regular file only (a FIFO
+	// there is refused, not waited on); a shared store has no file.
 	if err := d.grey.Whitelist().Reload(); err != nil {
 		d.log.Printf("reload: whitelist: %v", err)
 	}
@@ -360,9 +386,15 @@ func (d *daemon) changed(cfg *conf.Config) {
 	if err := d.grey.SetSettings(setup.GreySettings(cfg)); err != nil {
 		d.log.Printf("greylist settings: %v", err)
 	}
+	d.useStore(cfg)
 	d.queue.SetSettings(setup.QueueSettings(cfg))
 	d.client.Store(setup.NewClient(cfg, d.logs))
 	d.tree.SetMaxMessage(cfg.MaxSize)
+	if d.started.Load() {
+		if _, err := d.syncListeners(cfg); err != nil {
+			d.log.Printf("%v", err)
+		}
+	}
 }
 
 // Stats returns the counters of the server and the queue, for the 9P
@@ -372,6 +404,7 @@ func (d *daemon) Stats() []fs.Stat {
 	for _, s := range d.srv.Stats.Values() {
 		st = append(st, fs.Stat{Name: s.Name, Value: s.Value})
 	}
+	st = append(st, d.listenerStats()...)
 	q := d.queue.Stats()
 	for _, s := range []struct {
 		name string
@@ -385,12 +418,13 @@ func (d *daemon) Stats() []fs.Stat {
 	} {
 		st = append(st, fs.Stat{Name: s.name, Value: s.v})
 	}
-	return st
+	return append(st, d.storeStats()...)
 }
 
 // close closes what newDaemon opened, after run has returned.
 func (d *daemon) close() {
 	d.tree.Close()
+	d.closeStores()
 	if err := d.queue.Close(); err != nil {
 		d.log.Printf("closing the queue: %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -155,7 +156,7 @@ func TestFlagVerbs(t *testing.T) {
 			"resolver 127.0.0.1:5353|requireauth on|debug on|tarpit on|plaintextauth on|verifysenderdom on|saveblockedmsg on|tlscert '/etc/cert file.pem'|defaultdomain example.org|mailer /bin/true"},
 	} {
 		var f setup.Flags
-		s := argSet(&f)
+		s := argSet(&f, new(listeners))
 		if _, err := s.Parse(tc.args); err != nil {
 			t.Fatal(err)
 		}
@@ -225,5 +226,96 @@ func TestReloadNamedConf(t *testing.T) {
 	}
 	if got := d.Config().MaxSize; got != 11<<10 {
 		t.Errorf("maxsize %d after a failed reload, want %d", got, 11<<10)
+	}
+	// A FIFO in its place is refused at once, not waited on.
+	fifo(t, d.confFile)
+	err := promptly(t, "reload with the -C file a FIFO", d.Reload)
+	if want := "-C " + d.confFile + ": not a regular file"; err == nil || err.Error() != want {
+		t.Errorf("reload with the -C file a FIFO: %v, want %s", err, want)
+	}
+}
+
+// TestCtlDoesNotHoldSessions: while a ctl write is being applied (here,
+// its action's check takes its time, as reading a file may), the live
+// configuration, which every new session asks for, is there at once.
+func TestCtlDoesNotHoldSessions(t *testing.T) {
+	d := newTestDaemon(t, "")
+	entered, release := make(chan struct{}), make(chan struct{})
+	d.actions["kick"] = action{
+		check: func([]string) error { close(entered); <-release; return nil },
+		run:   func([]string) error { return nil },
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Ctl("kick") }()
+	<-entered
+	got := make(chan *conf.Config, 1)
+	go func() { got <- d.Config() }()
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Errorf("Config waited for a ctl write")
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fifo makes a FIFO at name, and at the end of the test opens it for
+// writing, which lets go a reader that waits on it (a failing test's).
+func fifo(t *testing.T, name string) string {
+	t.Helper()
+	os.Remove(name)
+	if err := syscall.Mkfifo(name, 0600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if w, err := os.OpenFile(name, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			w.Close()
+		}
+	})
+	return name
+}
+
+// promptly runs f and returns its error, or fails the test after 10 s.
+func promptly(t *testing.T, what string, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: no answer after 10s", what)
+		return nil
+	}
+}
+
+// TestFilesNotRegular: a ctl write naming a FIFO fails at once, and so
+// does a reload when smtpd.conf, lib/secrets or lib/blocked has become a
+// FIFO; the configuration stays as it was.
+func TestFilesNotRegular(t *testing.T) {
+	d := newTestDaemon(t, "maxsize 10k\n")
+	lib := filepath.Join(d.root, "lib")
+	p := fifo(t, filepath.Join(lib, "cert.pem"))
+	err := promptly(t, "ctl tlscert of a FIFO", func() error { return d.Ctl("tlscert " + p) })
+	if want := "invalid tlscert '" + p + "': not a regular file"; err == nil || !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("tlscert of a FIFO: %v, want an error ending %q", err, want)
+	}
+	for _, name := range []string{"smtpd.conf", "secrets", "blocked"} {
+		file := filepath.Join(lib, name)
+		keep, _ := os.ReadFile(file)
+		fifo(t, file)
+		err := promptly(t, "reload with "+name+" a FIFO", d.Reload)
+		if want := "invalid " + file + ": not a regular file"; err == nil || err.Error() != want {
+			t.Errorf("reload with %s a FIFO: %v, want %s", name, err, want)
+		}
+		if d.Config().MaxSize != 10<<10 || d.Config().TLSCert != nil {
+			t.Errorf("a failed reload changed the configuration")
+		}
+		os.Remove(file)
+		if keep != nil {
+			os.WriteFile(file, keep, 0644)
+		}
 	}
 }

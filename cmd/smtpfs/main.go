@@ -3,7 +3,7 @@
 //
 //	smtpfs [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-R root] [-C conf] [-l dialstring]... [-9 dialstring]... [-N dialstring]...
 //
-// The flags are upas smtpd's (see the README); each is the smtpd.conf verb
+// The flags are upas smtpd's (see smtpd(8) and smtpfs(8) in man/); each is the smtpd.conf verb
 // it stands for, and wins over the file. -R is the mail root (default
 // ./mail, made on the first run), -C the configuration (default
 // <root>/lib/smtpd.conf), -l an SMTP listener (repeatable; default
@@ -13,6 +13,9 @@
 // fs.Server.Listen). -N is a 9P listener on any address, for a network
 // where every host that reaches it is trusted: a client from another
 // machine cannot be checked and controls the server (fs.Server.ListenNetwork).
+//
+// `smtpfs mount [-9 dialstring] dir` mounts the tree of a running smtpfs
+// on dir through FUSE (mountMain).
 //
 // It says on standard error where it listens, one line per listener
 // ("smtpfs: smtp listening on tcp!127.0.0.1!2525"), then "smtpfs: ready".
@@ -36,7 +39,7 @@ import (
 
 	"smtpfs/cmd/internal/arg"
 	"smtpfs/cmd/internal/setup"
-	"smtpfs/smtp"
+	"smtpfs/smtpd/conf"
 )
 
 // grace is how long sessions may go on finishing their transactions after
@@ -44,12 +47,13 @@ import (
 const grace = 10 * time.Second
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "mount" {
+		mountMain(os.Args[2:])
+		return
+	}
 	var f setup.Flags
-	var listen, ninep, open []string
-	set := argSet(&f)
-	set.List('l', &listen)
-	set.List('9', &ninep)
-	set.List('N', &open)
+	var l listeners
+	set := argSet(&f, &l)
 	args, err := set.Parse(os.Args[1:])
 	if err == nil && len(args) > 0 {
 		err = fmt.Errorf("unexpected argument %q", args[0])
@@ -57,7 +61,7 @@ func main() {
 	if err != nil {
 		setup.Usage(set, err)
 	}
-	if err := run(&f, listen, ninep, open); err != nil {
+	if err := run(&f, l.smtp, l.ninep, l.open); err != nil {
 		fmt.Fprintf(os.Stderr, "smtpfs: %v\n", err)
 		os.Exit(1)
 	}
@@ -68,9 +72,6 @@ func run(f *setup.Flags, listen, ninep, open []string) error {
 	// and the handler would kill the daemon.
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	if len(listen) == 0 {
-		listen = []string{"tcp!127.0.0.1!2525"}
-	}
 	if err := f.CheckConf(); err != nil {
 		return err
 	}
@@ -86,19 +87,20 @@ func run(f *setup.Flags, listen, ninep, open []string) error {
 	if err := setup.MakeRoot(root); err != nil {
 		return err
 	}
-	d, err := newDaemon(root, f.ConfFile(root), f.Verbs(), os.Stderr)
+	verbs := f.Verbs()
+	for _, s := range listen { // -l: an smtp listener, after the file's
+		verbs = append(verbs, "listen "+conf.Quote(s)+" smtp")
+	}
+	d, err := newDaemon(root, f.ConfFile(root), verbs, os.Stderr)
 	if err != nil {
 		return err
 	}
 	d.confNamed = f.Conf != ""
 	defer d.close()
-	var ls []net.Listener
-	for _, s := range listen {
-		l, err := listenSMTP(s)
-		if err != nil {
-			return err
-		}
-		ls = append(ls, l)
+	d.started.Store(true)
+	ls, err := d.syncListeners(d.Config())
+	if err != nil {
+		return err
 	}
 	posted, err := d.tree.Post("smtpfs")
 	if err != nil {
@@ -124,8 +126,7 @@ func run(f *setup.Flags, listen, ninep, open []string) error {
 	engines := make(chan struct{})
 	go func() { d.run(ctx); close(engines) }()
 	for _, l := range ls {
-		fmt.Fprintf(os.Stderr, "smtpfs: smtp listening on %s\n", dialString(l.Addr()))
-		go d.srv.Serve(l)
+		fmt.Fprintf(os.Stderr, "smtpfs: %s listening on %s\n", l.pol.Role(), dialString(l.l.Addr()))
 	}
 	fmt.Fprintf(os.Stderr, "smtpfs: 9p posted on %s\n", posted)
 	for _, ds := range ninepAt {
@@ -144,22 +145,19 @@ func run(f *setup.Flags, listen, ninep, open []string) error {
 	return nil
 }
 
-func argSet(f *setup.Flags) *arg.Set {
+// listeners are the dial strings of -l (SMTP), -9 (9P on loopback) and -N
+// (9P on any address).
+type listeners struct{ smtp, ninep, open []string }
+
+// argSet is smtpfs's table of flags: upas smtpd's, -R, -C and the
+// listeners.
+func argSet(f *setup.Flags, l *listeners) *arg.Set {
 	s := arg.New("smtpfs [-adDfgprs] [-c certfile] [-h mydom] [-k evilip]... [-m mailer] [-R root] [-C conf] [-l dialstring]... [-9 dialstring]... [-N dialstring]...")
 	f.Register(s)
+	s.List('l', &l.smtp)
+	s.List('9', &l.ninep)
+	s.List('N', &l.open)
 	return s
-}
-
-// listenSMTP listens on a dial string; without a port, on 25.
-func listenSMTP(s string) (net.Listener, error) {
-	ds, err := smtp.ParseDialString(s)
-	if err != nil {
-		return nil, err
-	}
-	if ds.Net != "tcp" {
-		return nil, fmt.Errorf("listen %s: smtp listens on tcp only", s)
-	}
-	return net.Listen("tcp", ds.Address("25"))
 }
 
 // dialString writes a listener's address as tcp!host!port.

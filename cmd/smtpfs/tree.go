@@ -18,18 +18,19 @@ type control struct{ d *daemon }
 func (c control) Ctl(text string) error { return c.d.Ctl(text) }
 func (c control) Config() string        { return c.d.ConfigText() }
 
-// whitelistFile is the whitelist file: grey's whitelist.
-type whitelistFile struct{ w *grey.Whitelist }
+// whitelistFile is the whitelist file: the whitelist of the greylist's
+// store of the moment (grey/whitelist, or the one shared in Redis).
+type whitelistFile struct{ g *grey.Greylist }
 
 func (f whitelistFile) Text() []byte {
-	b, err := f.w.Bytes()
+	b, err := f.g.Whitelist().Bytes()
 	if err != nil {
 		return []byte("# whitelist unreadable: " + err.Error() + "\n")
 	}
 	return b
 }
 
-func (f whitelistFile) Add(text string) error { return listError(f.w.Add(text)) }
+func (f whitelistFile) Add(text string) error { return listError(f.g.Whitelist().Add(text)) }
 
 // blockedFile is the blocked file: lib/blocked.
 type blockedFile struct{ b *grey.Blocked }

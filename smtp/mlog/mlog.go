@@ -15,10 +15,14 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+	"unicode/utf8"
+
+	"smtpfs/internal/errquote"
 )
 
-// MaxLine bounds one log line; longer messages are cut. Text that comes
-// from the network is in many lines, and must not fill the disk.
+// MaxLine bounds one log line: longer messages are cut to MaxLine bytes
+// (escapes may make them up to four times longer). Text that comes from
+// the network is in many lines, and must not fill the disk.
 const MaxLine = 2048
 
 // A Log is a set of log files in one directory. It is safe for concurrent use.
@@ -69,27 +73,30 @@ func (l *Log) write(name string, msg []byte) {
 }
 
 // format builds "Mmm dd hh:mm:ss name: msg\n". Control characters in msg
-// (a client's HELO name, say) are shown as \xNN so that nobody can forge
-// lines; one trailing newline is dropped.
+// (a client's HELO name, a server's reply) are shown escaped, C1 controls
+// and bytes that are not UTF-8 among them (errquote.Escape), so that
+// nobody can forge lines or send a terminal that shows the log its
+// commands; tabs stay. One trailing newline is dropped, and msg is cut
+// to MaxLine bytes, on a character's boundary.
 func (l *Log) format(name string, msg []byte) []byte {
 	if n := len(msg); n > 0 && msg[n-1] == '\n' {
 		msg = msg[:n-1]
+	}
+	cut := len(msg) > MaxLine
+	if cut {
+		n := MaxLine
+		for n > MaxLine-utf8.UTFMax && !utf8.RuneStart(msg[n]) {
+			n--
+		}
+		msg = msg[:n]
 	}
 	b := make([]byte, 0, 32+len(name)+len(msg))
 	b = l.Now().AppendFormat(b, "Jan _2 15:04:05 ")
 	b = append(b, name...)
 	b = append(b, ": "...)
-	start := len(b)
-	for _, c := range msg {
-		if len(b)-start >= MaxLine {
-			b = append(b, "..."...)
-			break
-		}
-		if c < ' ' && c != '\t' || c == 0x7f {
-			b = fmt.Appendf(b, `\x%02x`, c)
-			continue
-		}
-		b = append(b, c)
+	b = errquote.AppendEscaped(b, string(msg))
+	if cut {
+		b = append(b, "..."...)
 	}
 	return append(b, '\n')
 }

@@ -76,3 +76,24 @@ func (b *lockedBuf) Write(p []byte) (int, error) {
 	return b.b.Write(p)
 }
 func (b *lockedBuf) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
+
+// TestTerminalEscapes: what a peer says reaches the log, and a terminal
+// that shows it, with no control a terminal obeys: ESC sequences, C1
+// controls (CSI is U+009B) and bytes that are not UTF-8 are escaped; tabs
+// and printable UTF-8 stay.
+func TestTerminalEscapes(t *testing.T) {
+	var tee bytes.Buffer
+	l := New("", &tee)
+	l.Now = func() time.Time { return time.Date(2026, 11, 4, 9, 5, 7, 0, time.UTC) }
+	l.Logger("smtp").Printf("reply %s", "550 \x1b[2J\u009b2J\x9b31m gr\u00fc\u00dfe\there\x07")
+	want := "Nov  4 09:05:07 smtp: reply 550 \\x1b[2J\\u009b2J\\x9b31m gr\u00fc\u00dfe\there\\x07\n"
+	if got := tee.String(); got != want {
+		t.Errorf("logged %q, want %q", got, want)
+	}
+	// A cut in the middle of a character leaves no stray byte.
+	tee.Reset()
+	l.Logger("x").Print(strings.Repeat("a", MaxLine-1) + "\u00e9\u00e9")
+	if got := tee.String(); !strings.HasSuffix(got, "a...\n") {
+		t.Errorf("cut line ends %q", got[len(got)-10:])
+	}
+}

@@ -16,7 +16,11 @@
 // Run delivers: one session per destination (recipient domain, address
 // literal, or the smarthost) carrying all its recipients, through a
 // Deliverer (the smtp client engine) and, for local users, a Local; at
-// most Settings.Deliveries at once. Temporary failures are retried on the
+// most Settings.Deliveries at once, and Settings.DestConcurrency to one
+// destination: the others' messages pass a destination that is full, so
+// a slow one never holds every session. A whole session is bounded by
+// Settings.DeliveryTimeout; one cut by it is a temporary failure.
+// Temporary failures are retried on the
 // Settings.Backoff schedule with jitter; a destination that failed as a
 // whole rests for the first step, as upas runq skips a system that said
 // Retry. Permanent failures, and recipients still failing after

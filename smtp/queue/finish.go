@@ -43,6 +43,9 @@ func (q *Queue) finish(a *attempt) {
 	next := map[*rcpt]time.Time{}
 	for _, j := range a.jobs {
 		for i, r := range j.rcpts {
+			if j.notTried {
+				continue // held while it waited: as it was
+			}
 			if !j.skip.IsZero() {
 				next[r] = j.skip
 				continue

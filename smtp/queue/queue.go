@@ -60,6 +60,8 @@ type Queue struct {
 	due     dueHeap              // entries neither held nor active, soonest first
 	putting map[string]bool      // ids being written by Put: not for rescans to load
 	down    map[string]time.Time // destinations that just failed as a whole: no session before
+	dests   map[string]*dest     // destinations with sessions under way or jobs waiting
+	lines   []*dest              // those with jobs waiting, in turn order
 	active  int                  // delivery sessions under way
 	n       Stats
 	closed  bool
@@ -135,7 +137,7 @@ func newQueue(st *store, s Settings, d Deliverer, local Local, logger *log.Logge
 	}
 	return &Queue{st: st, log: logger, clock: c, deliver: d, local: local, set: s.normal(),
 		rescanEvery: 30 * time.Second,
-		msgs:        map[string]*entry{}, putting: map[string]bool{}, down: map[string]time.Time{},
+		msgs:        map[string]*entry{}, putting: map[string]bool{}, down: map[string]time.Time{}, dests: map[string]*dest{},
 		wake: make(chan struct{}, 1)}
 }
 

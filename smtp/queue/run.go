@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,36 @@ type job struct {
 	users []string // for local delivery: their users
 	errs  []error  // outcome per recipient, set when the job ends
 	skip  time.Time
+	// notTried: the job ended without a session because its message
+	// was held while it waited; its recipients stay as they were.
+	notTried bool
+}
+
+// The runner's fairness. A job waits in its destination's line until a
+// session slot is free both in all (Settings.Deliveries) and at its
+// destination (Settings.DestConcurrency); the lines take turns, one job
+// each, so the jobs of other destinations pass a destination that is
+// full, and a slow one holds its share of the slots, never all of them.
+// Due messages are taken from the heap while fewer jobs than Deliveries
+// could start at once; jobs waiting at a full destination do not count,
+// so the messages queued behind them are taken too. A job needs no slot
+// when it fails at once (an unroutable recipient), when its destination
+// rests, or when its message was held or deleted while it waited. Every
+// session is bounded as a whole by Settings.DeliveryTimeout.
+//
+// A message whose jobs go to several destinations finishes when the last
+// ends: one waiting long at a busy destination keeps the others'
+// outcomes out of the envelope until then (a crash meanwhile delivers
+// them twice, never loses them).
+
+// A dest is the runner's bookkeeping for one destination: its sessions
+// under way and its jobs waiting for one, oldest first. A session that
+// carried several messages would take them from waiting.
+type dest struct {
+	name    string // dial string; "" for local delivery
+	active  int    // sessions under way
+	waiting []*job
+	served  bool // a session started in this round of start
 }
 
 // Run delivers the queue until ctx is done, then waits for the sessions
@@ -56,14 +87,13 @@ func (q *Queue) Run(ctx context.Context) error {
 	defer unlock()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	var pending []*job
 	rescan := q.clock.After(q.rescanEvery)
 	for ctx.Err() == nil {
 		now := q.clock.Now()
-		pending = q.take(ctx, now, pending)
-		pending = q.start(now, pending, &wg)
+		q.take(ctx, now, &wg)
+		blocked := q.start(now, &wg)
 		var timer <-chan time.Time
-		if d, ok := q.untilDue(now); ok && len(pending) == 0 {
+		if d, ok := q.untilDue(now); ok && !blocked {
 			timer = q.clock.After(d)
 		}
 		select {
@@ -77,7 +107,7 @@ func (q *Queue) Run(ctx context.Context) error {
 			rescan = q.clock.After(q.rescanEvery)
 		}
 	}
-	q.drop(pending)
+	q.drop(&wg)
 	return nil
 }
 
@@ -111,11 +141,13 @@ func (q *Queue) untilDue(now time.Time) (time.Duration, bool) {
 }
 
 // take starts attempts of the messages that are due, as long as fewer
-// sessions than the limit wait for a slot, and returns the jobs waiting.
-func (q *Queue) take(run context.Context, now time.Time, pending []*job) []*job {
+// jobs than Deliveries could start at once, and puts their jobs in the
+// lines of their destinations (or ends them, if they need no session).
+func (q *Queue) take(run context.Context, now time.Time, wg *sync.WaitGroup) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(q.due) > 0 && !q.due[0].next.After(now) && len(pending) < q.set.Deliveries {
+	var ended []*job
+	for len(q.due) > 0 && !q.due[0].next.After(now) && q.ready() < q.set.Deliveries {
 		e := heap.Pop(&q.due).(*entry)
 		a := &attempt{e: e, run: run}
 		a.ctx, a.cancel = context.WithCancel(run)
@@ -128,9 +160,16 @@ func (q *Queue) take(run context.Context, now time.Time, pending []*job) []*job 
 		}
 		a.left = len(a.jobs)
 		e.active, e.cancel = true, a.cancel
-		pending = append(pending, a.jobs...)
+		for _, j := range a.jobs {
+			if j.errs != nil || q.resting(j, now) {
+				ended = append(ended, j)
+				continue
+			}
+			d := q.line(j.dest)
+			d.waiting = append(d.waiting, j)
+		}
 	}
-	return pending
+	q.end(ended, wg)
 }
 
 // jobs groups the due recipients of a.e by destination: one job for the
@@ -198,63 +237,196 @@ func (s Settings) dest(addr string) string {
 	return d
 }
 
-// start starts waiting jobs while there are free session slots. A job
-// for a destination that failed lately, or for an unroutable recipient,
-// needs no slot: it ends at once.
-func (q *Queue) start(now time.Time, pending []*job, wg *sync.WaitGroup) []*job {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for len(pending) > 0 {
-		j := pending[0]
-		until, down := q.down[j.dest]
-		switch {
-		case j.errs != nil:
-		case j.dest != "" && down && now.Before(until):
-			j.skip = until
-		case q.active >= q.set.Deliveries:
-			return pending
-		default:
-			q.active++
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				q.session(j)
-			}()
-			pending = pending[1:]
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			q.jobDone(j)
-		}()
-		pending = pending[1:]
+// line returns the bookkeeping of destination name, making it, and
+// putting it last in the turn if it has no job waiting. q.mu held.
+func (q *Queue) line(name string) *dest {
+	d := q.dests[name]
+	if d == nil {
+		d = &dest{name: name}
+		q.dests[name] = d
 	}
-	return pending
+	if len(d.waiting) == 0 {
+		q.lines = append(q.lines, d)
+	}
+	return d
 }
 
-// drop gives the messages of jobs that never started back to the heap.
-func (q *Queue) drop(pending []*job) {
+// room returns how many more sessions d may have at once: local delivery
+// is bounded by Deliveries alone. q.mu held.
+func (q *Queue) room(d *dest) int {
+	if d.name == "" {
+		return q.set.Deliveries - d.active
+	}
+	return q.set.DestConcurrency - d.active
+}
+
+// ready returns how many waiting jobs could start if there were slots
+// enough in all. q.mu held.
+func (q *Queue) ready() int {
+	n := 0
+	for _, d := range q.lines {
+		n += min(len(d.waiting), max(q.room(d), 0))
+	}
+	return n
+}
+
+// resting reports whether j's destination failed as a whole lately, and
+// if so marks j to be tried again when its rest is over. q.mu held.
+func (q *Queue) resting(j *job, now time.Time) bool {
+	until, down := q.down[j.dest]
+	if j.dest == "" || !down || !now.Before(until) {
+		return false
+	}
+	j.skip = until
+	return true
+}
+
+// start starts waiting jobs while there are free session slots, the
+// lines taking turns, one job each, those served last time last. A job whose message was deleted or
+// held while it waited, or whose destination rests now, ends without a
+// session. start reports whether jobs that could start are left waiting
+// for a slot in all: a session's end will wake the runner.
+func (q *Queue) start(now time.Time, wg *sync.WaitGroup) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for _, j := range pending {
-		a := j.a
-		a.left--
-		if a.left == 0 {
-			a.cancel()
-			a.e.active, a.e.cancel = false, nil
-			if !a.e.held && !a.e.deleted {
-				heap.Push(&q.due, a.e)
+	var ended []*job
+	var served []*dest
+	for turn := true; turn && q.active < q.set.Deliveries; {
+		turn = false
+		for _, d := range q.lines {
+			j := q.next(d, now, &ended)
+			if j == nil {
+				continue
+			}
+			q.launch(d, j, wg)
+			if !d.served {
+				d.served = true
+				served = append(served, d)
+			}
+			if turn = true; q.active >= q.set.Deliveries {
+				break
 			}
 		}
 	}
+	// The lines served go last, in the order served, and those emptied
+	// leave.
+	q.lines = slices.DeleteFunc(q.lines, func(d *dest) bool { return d.served })
+	q.lines = append(q.lines, served...)
+	q.lines = slices.DeleteFunc(q.lines, func(d *dest) bool {
+		d.served = false
+		if len(d.waiting) > 0 {
+			return false
+		}
+		d.waiting = nil
+		q.forget(d)
+		return true
+	})
+	q.end(ended, wg)
+	return q.ready() > 0
 }
 
-// session runs a job: one delivery to its destination.
-func (q *Queue) session(j *job) {
+// next takes the job of line d to start now, if any: nil if d is full or
+// empty. The jobs that need no session on the way are added to ended.
+// q.mu held.
+func (q *Queue) next(d *dest, now time.Time, ended *[]*job) *job {
+	for len(d.waiting) > 0 {
+		if q.resting(d.waiting[0], now) {
+			for _, j := range d.waiting[1:] {
+				j.skip = d.waiting[0].skip
+			}
+			*ended = append(*ended, d.waiting...)
+			clear(d.waiting)
+			d.waiting = d.waiting[:0]
+			return nil
+		}
+		if q.room(d) <= 0 {
+			return nil
+		}
+		j := d.waiting[0]
+		d.waiting[0] = nil
+		d.waiting = d.waiting[1:]
+		switch {
+		case j.a.ctx.Err() != nil: // deleted, or shutting down
+			j.errs = fillErr(len(j.rcpts), j.a.ctx.Err())
+		case j.a.e.held:
+			j.notTried = true
+		default:
+			return j
+		}
+		*ended = append(*ended, j)
+	}
+	return nil
+}
+
+func fillErr(n int, err error) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
+// launch starts a session for j. q.mu held.
+func (q *Queue) launch(d *dest, j *job, wg *sync.WaitGroup) {
+	q.active++
+	d.active++
+	limit := q.set.DeliveryTimeout
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		q.session(d, j, limit)
+	}()
+}
+
+// forget drops the bookkeeping of d when nothing is under way or waiting
+// there. q.mu held.
+func (q *Queue) forget(d *dest) {
+	if d.active == 0 && len(d.waiting) == 0 && q.dests[d.name] == d {
+		delete(q.dests, d.name)
+	}
+}
+
+// end finishes jobs that needed no session, one after another in a
+// goroutine of their own: a bounce may have to be queued. q.mu held.
+func (q *Queue) end(jobs []*job, wg *sync.WaitGroup) {
+	if len(jobs) == 0 {
+		return
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for _, j := range jobs {
+			q.jobDone(j)
+		}
+	}()
+}
+
+// drop ends the jobs that never started as abandoned: their recipients
+// stay as they were.
+func (q *Queue) drop(wg *sync.WaitGroup) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var ended []*job
+	for _, d := range q.lines {
+		for _, j := range d.waiting {
+			j.errs = fillErr(len(j.rcpts), context.Canceled)
+			ended = append(ended, j)
+		}
+		d.waiting = nil
+		q.forget(d)
+	}
+	q.lines = nil
+	q.end(ended, wg)
+}
+
+// session runs a job at destination d: one delivery, bounded by limit
+// as a whole when it leaves the machine.
+func (q *Queue) session(d *dest, j *job, limit time.Duration) {
 	defer func() {
 		q.mu.Lock()
 		q.active--
+		d.active--
+		q.forget(d)
 		q.mu.Unlock()
 		q.jobDone(j)
 	}()
@@ -267,7 +439,10 @@ func (q *Queue) session(j *job) {
 	if err == nil {
 		switch {
 		case j.dest != "":
-			errs, err = q.deliver.Deliver(j.a.ctx, j.dest, j.a.e.from, addrs, f)
+			ctx, stop := q.bound(j.a.ctx, limit)
+			errs, err = q.deliver.Deliver(ctx, j.dest, j.a.e.from, addrs, f)
+			err = q.cut(ctx, j, err)
+			stop()
 		case q.local == nil:
 			err = smtp.Replyf(451, "4.3.5", "no local delivery configured")
 		default:
@@ -286,7 +461,7 @@ func (q *Queue) session(j *job) {
 			j.errs[i] = errs[i]
 		}
 	}
-	if err != nil && smtp.IsTemporary(err) && j.dest != "" && j.a.run.Err() == nil {
+	if err != nil && smtp.IsTemporary(err) && j.dest != "" && j.a.ctx.Err() == nil {
 		// Pause the destination for the shortest first backoff (its
 		// jitter's low end), so that the recipients deferred here
 		// find it open again when they come due.
@@ -295,6 +470,48 @@ func (q *Queue) session(j *job) {
 		q.rest(j.dest, now.Add(b-b/10), now)
 		q.mu.Unlock()
 	}
+}
+
+// A cutError is the failure of a session that outlived deliverytimeout:
+// temporary, as any failure that is not a 5xx.
+type cutError struct{ limit time.Duration }
+
+func (e *cutError) Error() string {
+	return fmt.Sprintf("session cut after %v (deliverytimeout)", e.limit)
+}
+
+// bound returns a context for one session: parent's, ended after limit
+// on the queue's clock with a *cutError as its cause. Call stop when the
+// session is over.
+func (q *Queue) bound(parent context.Context, limit time.Duration) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	over, timer := make(chan struct{}), q.clock.After(limit)
+	go func() {
+		select {
+		case <-timer:
+			cancel(&cutError{limit})
+		case <-over:
+		}
+	}()
+	return ctx, func() {
+		close(over)
+		cancel(nil)
+	}
+}
+
+// cut returns the failure err of j's session, made to say that the
+// session was cut if it was (the client engine names the cause itself;
+// a failure from elsewhere, DNS say, gets it in front), and logs the cut.
+func (q *Queue) cut(ctx context.Context, j *job, err error) error {
+	var c *cutError
+	if err == nil || j.a.ctx.Err() != nil || !errors.As(context.Cause(ctx), &c) {
+		return err
+	}
+	q.log.Printf("cut %s at %s after %v (deliverytimeout)", j.a.e.id, j.dest, c.limit)
+	if errors.As(err, new(*cutError)) {
+		return err
+	}
+	return fmt.Errorf("%v: %v", c, err)
 }
 
 // rest pauses dest until then, and forgets the pauses that are over, so

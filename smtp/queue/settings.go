@@ -6,7 +6,8 @@ import (
 )
 
 // Settings are the runner's knobs, the lead maps them from smtpd.conf
-// (verbs backoff, lifetime, delaywarn, deliveries, smarthost, hostname).
+// (verbs backoff, lifetime, delaywarn, deliveries, destconcurrency,
+// deliverytimeout, smarthost, hostname).
 // SetSettings changes them while the queue runs. Zero values take the
 // defaults of DefaultSettings.
 type Settings struct {
@@ -19,6 +20,14 @@ type Settings struct {
 	Domain     string          // our mail domain: bare names written to the queue file are its users; "" for Hostname
 	MinFree    int64           // bytes to keep free on the queue's file system: Put and Submit refuse below; 0: no limit
 
+	// DestConcurrency bounds the sessions at once to one destination (an
+	// MX domain, an address literal, or the smarthost); local deliveries
+	// are bounded by Deliveries alone.
+	DestConcurrency int
+	// DeliveryTimeout bounds one whole outbound session, from the dial to
+	// the last reply; a session cut by it is a temporary failure.
+	DeliveryTimeout time.Duration
+
 	// IsLocal reports whether addr is a local user's and gives the user
 	// (for the Local deliverer). Nil means no address is local.
 	IsLocal func(addr string) (user string, ok bool)
@@ -29,6 +38,18 @@ type Settings struct {
 // caps near 1 hour; upas's runq retries every 15 minutes, then hourly),
 // bounce after 5 days (RFC 5321 §4.5.4.1 asks for at least 4-5 days),
 // warn after 4 hours (OpenSMTPD's warn-interval), 20 sessions at once.
+//
+// At most 10 of them go to one destination: however slow a destination
+// is (or an untrusted client made its own address one, with user@[]), it
+// never holds more than half the sessions, and a smarthost, the one
+// destination of all mail, still gets 10 at once. (Postfix allows 20 of
+// its 100 delivery processes per destination.) A whole session may take
+// 15 minutes: RFC 5321 §4.5.3.2 bounds each wait, the longest being 10
+// minutes for the reply to the final dot, which a conforming server may
+// take; the rest leaves room for the dialogue and for a 32 MiB message
+// (maxsize) on a link of 1 Mbit/s (about 4.5 minutes). A session that
+// holds a slot longer is cut and retried later, when the destination's
+// rest is over.
 func DefaultSettings() Settings {
 	return Settings{
 		Backoff: []time.Duration{5 * time.Minute, 15 * time.Minute, 30 * time.Minute,
@@ -37,6 +58,9 @@ func DefaultSettings() Settings {
 		DelayWarn:  4 * time.Hour,
 		Deliveries: 20,
 		Hostname:   "localhost",
+
+		DestConcurrency: 10,
+		DeliveryTimeout: 15 * time.Minute,
 	}
 }
 
@@ -59,6 +83,12 @@ func (s Settings) normal() Settings {
 	}
 	if s.Deliveries < 1 {
 		s.Deliveries = d.Deliveries
+	}
+	if s.DestConcurrency < 1 {
+		s.DestConcurrency = d.DestConcurrency
+	}
+	if s.DeliveryTimeout <= 0 {
+		s.DeliveryTimeout = d.DeliveryTimeout
 	}
 	if s.Hostname == "" {
 		s.Hostname = d.Hostname

@@ -16,6 +16,17 @@ import (
 // Submission: a whole RFC 5322 message written to the 9P queue file
 // (SPEC §3), its envelope taken from its header as sendmail -t and upas
 // mail do.
+//
+// Line ends. The header's lines may end in LF or CRLF; a CR anywhere else
+// in the header is refused (RFC 5322 §2.2: CR and LF only together, as a
+// line end). The reason is what happens next: the message goes out with
+// every lone CR made a line end (smtp's dataWriter, the client's half of
+// the defence against SMTP smuggling), so "Subject: hi\rBcc: x" would be
+// one field here, where Bcc: is removed and recipients are read, and two
+// at the far end. In the body, a lone CR, like a lone LF, is a line end,
+// made CRLF here: the header is over, so it can start no field, and every
+// line that starts with "." is dot-stuffed when sent, so "\r.\r" is a
+// line holding a dot, never the end of the data.
 
 // Bounds on a submitted header.
 const (
@@ -165,8 +176,9 @@ type LineChecker struct {
 // (the empty line that ends the header is not one): the upas From line
 // first, a field "name: value" (RFC 5322 §2.2, the name printable
 // US-ASCII but colon), or the continuation of one (a line that starts
-// with a space or tab), at most 998 characters (§2.1.1), the header at
-// most MaxHeader bytes.
+// with a space or tab), at most 998 characters (§2.1.1), no CR in it (a
+// CR only ends a line, with its LF: Line ends, above), the header at most
+// MaxHeader bytes.
 func (c *LineChecker) Line(l []byte) error {
 	c.n++
 	c.size += len(l) + 1
@@ -175,6 +187,8 @@ func (c *LineChecker) Line(l []byte) error {
 		return errHeaderTooLong
 	case len(l) > maxLine:
 		return fmt.Errorf("invalid header line %d: longer than %d characters", c.n, maxLine)
+	case bytes.IndexByte(l, '\r') >= 0:
+		return loneCR(c.n, l)
 	case c.n == 1 && bytes.HasPrefix(l, []byte("From ")):
 		return nil
 	case len(l) > 0 && (l[0] == ' ' || l[0] == '\t'):
@@ -199,6 +213,8 @@ func (c *LineChecker) Start(l []byte) error {
 	switch {
 	case len(l) > maxLine:
 		return fmt.Errorf("invalid header line %d: longer than %d characters", n, maxLine)
+	case bytes.IndexByte(l, '\r') >= 0:
+		return loneCR(n, l)
 	case len(l) == 0, n == 1 && (bytes.HasPrefix(l, []byte("From ")) || bytes.HasPrefix([]byte("From "), l)):
 		return nil
 	case l[0] == ' ' || l[0] == '\t':
@@ -212,6 +228,12 @@ func (c *LineChecker) Start(l []byte) error {
 		return notField(n, l)
 	}
 	return nil
+}
+
+// loneCR is the error of header line n, l, which holds a CR that is not
+// its line end's.
+func loneCR(n int, l []byte) error {
+	return fmt.Errorf("invalid header line %d: a CR not followed by LF: %q", n, clip(string(l)))
 }
 
 // notField is the error of header line n, l, which is not a field.

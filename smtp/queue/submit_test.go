@@ -74,6 +74,12 @@ func TestParseEnvelopeErrors(t *testing.T) {
 		{"bare quoted", "From: alice@example.org\nTo: \"rob pike\"\n", "invalid address in To"},
 		{"body without empty line", "From: alice@example.org\nTo: bob@example.com\nHello Bob.\n", "invalid header line 3: not a field"},
 		{"qualified too long", "From: alice@example.org\nTo: " + strings.Repeat("r,", 490) + "r\n", "once its names are qualified"},
+		// A lone CR would end the line when sent: refused in the header.
+		{"bare CR in a field", "From: alice@example.org\nSubject: hi\rBcc: eve@example.net\nTo: bob@example.com\n",
+			"invalid header line 2: a CR not followed by LF"},
+		{"CR CR LF", "From: alice@example.org\r\nTo: bob@example.com\r\r\n", "invalid header line 2: a CR not followed by LF"},
+		{"bare CR in a continuation", "From: alice@example.org\nTo: bob@example.com,\n carol@example.net\r\rBcc: eve@example.net\r\n", "invalid header line 3"},
+		{"bare CR in the From line", "From alice@example.org\rTo: eve@example.net\nTo: bob@example.com\n", "invalid header line 1"},
 	}
 	for _, tt := range tests {
 		_, _, err := ParseEnvelope([]byte(tt.header), "here.test")
@@ -175,6 +181,37 @@ func TestSubmit(t *testing.T) {
 	}
 }
 
+// TestSubmitLineEnds: header lines may end in LF or CRLF, mixed; a lone
+// CR in the body ends a line, as a lone LF does, so that it can start no
+// header field and no end of data: the stored message has CRLF line ends
+// only, and the runner's writer dot-stuffs its lines that start with ".".
+func TestSubmitLineEnds(t *testing.T) {
+	h := newHarness(t, testSettings())
+	msg := "From: a@example.org\r\nTo: b@example.com\nSubject: mixed\r\n\r\none\r.\rTo: eve@example.net\r\n.\r\nQUIT\rtwo\n"
+	id, err := h.q.Submit(context.Background(), []byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it, _ := h.item(id); !reflect.DeepEqual(it.Rcpts, []string{"b@example.com"}) {
+		t.Errorf("recipients %q, want b@example.com alone", it.Rcpts)
+	}
+	b, err := os.ReadFile(h.q.st.path(id, ".msg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, body, _ := strings.Cut(string(b), "\r\n\r\n")
+	if !strings.HasPrefix(head, "From: a@example.org\r\nTo: b@example.com\r\nSubject: mixed\r\n") || strings.Contains(head, "eve") {
+		t.Errorf("header %q", head)
+	}
+	if want := "one\r\n.\r\nTo: eve@example.net\r\n.\r\nQUIT\r\ntwo\r\n"; body != want {
+		t.Errorf("body %q, want %q", body, want)
+	}
+	if _, err := h.q.Submit(context.Background(), []byte("From: a@example.org\nTo: b@example.com\nSubject: x\rBcc: eve@example.net\n\nx\n")); err == nil ||
+		!strings.Contains(err.Error(), "a CR not followed by LF") {
+		t.Errorf("Submit of a header with a lone CR: %v", err)
+	}
+}
+
 // A header of MaxHeader bytes folded into many short lines is unfolded in
 // one pass (appending line by line copied the value again for each line:
 // 30 s of CPU and 100 GB allocated for one 1 MB write to the queue file),
@@ -225,6 +262,8 @@ func TestLineChecker(t *testing.T) {
 		{nil, ": x", "invalid header line 1: not a field"},
 		{nil, " folded", "invalid header line 1: continuation without a field"},
 		{nil, "\r", ""},
+		{nil, "Subject: hi\rBcc", "invalid header line 1: a CR not followed by LF"},
+		{[]string{"To: bob@example.com"}, " carol@example.net\r\r", "invalid header line 2: a CR not followed by LF"},
 		{[]string{"From glenda Mon Jun  2"}, " folded", "invalid header line 2: continuation without a field"},
 		{[]string{"From glenda Mon Jun  2"}, "From ", "invalid header line 2: not a field"},
 		{[]string{"To: bob@example.com"}, "\tand carol@example.net", ""},

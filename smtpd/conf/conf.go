@@ -15,11 +15,15 @@ package conf
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"strings"
 	"time"
+
+	"smtpfs/internal/regfile"
 )
 
 // Config is the effective configuration of the server, the queue runner
@@ -38,6 +42,7 @@ type Config struct {
 	Greylist        bool   // greylist (-g)
 	HeloCheck       bool   // helocheck: upas's "Liar!" checks of HELO names
 	MkBox           bool   // mkbox: make a Maildir for a new local user on first delivery
+	MkBoxPerHour    int    // mkboxperhour: boxes an untrusted client may make in an hour
 
 	OurNets    []netip.Prefix // ournets: trusted client networks
 	OurDomains []string       // ourdomains: "dom" or "*.dom", lower case
@@ -63,12 +68,32 @@ type Config struct {
 
 	GreyMin, GreyMax         time.Duration // greywindow: retry window
 	GreyPrefix4, GreyPrefix6 int           // greyprefix: sender pool size
+	GreyTriplets             int           // greytriplets: greylist triplets in all
+	GreyPerClient            int           // greyperclient: triplets of one client (pool, IPv6 /64)
+	GreyPerMsg               int           // greypermsg: triplets one message registers
+	GreyStore                string        // greystore: "file", or a redis:// or rediss:// URL (the state shared by MX hosts)
+	GreyFailClosed           bool          // greyfail: closed refuses (451) what the store could not check; open lets it through
 	TarpitShort, TarpitLong  time.Duration // tarpitdelay: normal, spammy class A
 
 	Backoff    []time.Duration // backoff: retry delays; the last repeats
 	Lifetime   time.Duration   // lifetime: give up and bounce after this
 	DelayWarn  time.Duration   // delaywarn: warn the sender after this, 0 off
 	Deliveries int             // deliveries: outbound sessions at once
+
+	DestConcurrency int           // destconcurrency: outbound sessions at once per destination
+	DeliveryTimeout time.Duration // deliverytimeout: bound on one whole outbound session
+
+	// What a client neither trusted nor authenticated may send to its own
+	// address (upas's user@[]): loopbackrcpts per message, loopbackrate
+	// messages and recipients per window and client.
+	LoopbackRcpts      int
+	LoopbackRateMsgs   int
+	LoopbackRateRcpts  int
+	LoopbackRateWindow time.Duration
+	Listen             []Listen            // listen: SMTP listeners and their roles (smtpfs; -l adds smtp ones)
+	SendAs             map[string][]string // sendas: the addresses a submission user may send as
+	SubmitterIP        bool                // submitterip: a submission's Received: names the client's address
+	MaxMails           int                 // maxmails: transactions of one session (LIMITS MAILMAX)
 }
 
 // Default returns the built-in configuration.
@@ -83,6 +108,7 @@ func Default() *Config {
 		Hostname:      host,
 		NoRelay:       true, // upas's default is off: an open relay
 		MkBox:         true,
+		MkBoxPerHour:  20,
 		MaxSize:       32 << 20,
 		MinFree:       64 << 20,
 		MaxRcpts:      1000,
@@ -95,6 +121,10 @@ func Default() *Config {
 		GreyMax:       14 * time.Hour,
 		GreyPrefix4:   32,
 		GreyPrefix6:   128,
+		GreyTriplets:  1_000_000,
+		GreyPerClient: 100,
+		GreyPerMsg:    5,
+		GreyStore:     "file",
 		TarpitShort:   15 * time.Second,
 		TarpitLong:    60 * time.Second,
 		Backoff: []time.Duration{5 * time.Minute, 15 * time.Minute, 30 * time.Minute,
@@ -102,6 +132,14 @@ func Default() *Config {
 		Lifetime:   5 * 24 * time.Hour,
 		DelayWarn:  4 * time.Hour,
 		Deliveries: 20,
+
+		DestConcurrency:    10,               // smtp/queue.DefaultSettings says why
+		DeliveryTimeout:    15 * time.Minute, // the same
+		LoopbackRcpts:      10,
+		LoopbackRateMsgs:   20,
+		LoopbackRateRcpts:  100,
+		LoopbackRateWindow: time.Hour,
+		MaxMails:           1000,
 	}
 }
 
@@ -113,11 +151,18 @@ func (c *Config) Clone() *Config {
 	n.Evil = append([]netip.Prefix(nil), c.Evil...)
 	n.Mailer = append([]string(nil), c.Mailer...)
 	n.Backoff = append([]time.Duration(nil), c.Backoff...)
+	n.Listen = append([]Listen(nil), c.Listen...)
+	if c.SendAs != nil {
+		n.SendAs = map[string][]string{}
+		for u, l := range c.SendAs {
+			n.SendAs[u] = append([]string(nil), l...)
+		}
+	}
 	return &n
 }
 
 // An Action is a runtime verb (reload, kick, retry, delete, hold, release,
-// unwhitelist): something to do rather than a setting. Apply returns the
+// unwhitelist, exportwhitelist): something to do rather than a setting. Apply returns the
 // actions of a ctl write, in order, for the daemon to carry out.
 type Action struct {
 	Verb string
@@ -151,7 +196,7 @@ func Apply(c *Config, source, text string) (*Config, []Action, error) {
 	for i, line := range strings.Split(text, "\n") {
 		act, err := n.applyLine(line, source == "ctl")
 		if err != nil {
-			return c, nil, &LineError{Source: source, Line: i + 1, Text: strings.TrimRight(line, "\r"), Err: err}
+			return c, nil, &LineError{Source: source, Line: i + 1, Text: Redact(strings.TrimRight(line, "\r")), Err: err}
 		}
 		if act != nil {
 			act.Line, act.Text = i+1, strings.TrimRight(line, "\r")
@@ -193,30 +238,44 @@ func (c *Config) applyLine(line string, ctl bool) (*Action, error) {
 func (c *Config) Dump() string {
 	var b strings.Builder
 	for _, v := range verbs {
-		if v.get == nil {
-			continue
+		var lines [][]string
+		switch {
+		case v.lines != nil:
+			lines = v.lines(c)
+		case v.get != nil:
+			if args := v.get(c); args != nil {
+				lines = [][]string{args}
+			}
 		}
-		args := v.get(c)
-		if args == nil {
-			continue
+		for _, args := range lines {
+			b.WriteString(v.name)
+			for _, a := range args {
+				b.WriteByte(' ')
+				b.WriteString(Quote(a))
+			}
+			b.WriteByte('\n')
 		}
-		b.WriteString(v.name)
-		for _, a := range args {
-			b.WriteByte(' ')
-			b.WriteString(Quote(a))
-		}
-		b.WriteByte('\n')
 	}
 	return b.String()
 }
 
+// MaxFile bounds the configuration file: a configuration is a few
+// hundred lines; long lists of networks belong in lib/blocked.
+const MaxFile = 1 << 20
+
 // Load builds the effective configuration: Default, then the file (if it
 // exists), then the lines in over (the environment and the command-line
-// flags, turned into verbs by the caller).
+// flags, turned into verbs by the caller). The file must be a regular
+// file of at most MaxFile bytes (regfile.Read): one replaced by a FIFO or
+// a link to /dev/zero fails the start or the reload at once, and is never
+// waited on or read without end.
 func Load(file string, over []string) (*Config, error) {
 	c := Default()
-	data, err := os.ReadFile(file)
-	if err != nil && !os.IsNotExist(err) {
+	data, err := regfile.Read(file, MaxFile)
+	switch {
+	case errors.Is(err, regfile.ErrNotRegular) || errors.Is(err, regfile.ErrTooLarge):
+		return nil, fmt.Errorf("invalid %s: %v", file, err)
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	}
 	if c, _, err = Apply(c, file, string(data)); err != nil {

@@ -236,6 +236,33 @@ func TestDumpRoundTrip(t *testing.T) {
 	}
 }
 
+// TestGreyAndBoxLimits: the bounds of the greylist's triplets and of
+// the boxes a client makes are verbs with defaults, printed by Dump and
+// checked.
+func TestGreyAndBoxLimits(t *testing.T) {
+	d := Default()
+	if d.GreyTriplets != 1_000_000 || d.GreyPerClient != 100 || d.GreyPerMsg != 5 || d.MkBoxPerHour != 20 {
+		t.Errorf("defaults %d %d %d %d", d.GreyTriplets, d.GreyPerClient, d.GreyPerMsg, d.MkBoxPerHour)
+	}
+	for _, want := range []string{"greytriplets 1000000\n", "greyperclient 100\n", "greypermsg 5\n", "mkboxperhour 20\n"} {
+		if !strings.Contains(d.Dump(), want) {
+			t.Errorf("dump lacks %q", want)
+		}
+	}
+	c, _, err := Apply(d, "ctl", "greytriplets 50\ngreyperclient 7\ngreypermsg 2\nmkboxperhour 4")
+	if err != nil || c.GreyTriplets != 50 || c.GreyPerClient != 7 || c.GreyPerMsg != 2 || c.MkBoxPerHour != 4 {
+		t.Fatalf("%v: %d %d %d %d", err, c.GreyTriplets, c.GreyPerClient, c.GreyPerMsg, c.MkBoxPerHour)
+	}
+	if c, _, err = Apply(c, "ctl", "clear greyperclient\nclear mkboxperhour"); err != nil || c.GreyPerClient != 100 || c.MkBoxPerHour != 20 {
+		t.Errorf("clear: %v, %d %d", err, c.GreyPerClient, c.MkBoxPerHour)
+	}
+	for _, bad := range []string{"greytriplets 0", "greyperclient -1", "greypermsg 50001", "mkboxperhour 0", "greypermsg x"} {
+		if _, _, err := Apply(d, "ctl", bad); err == nil || !strings.Contains(err.Error(), "takes a number from 1 to") {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}
+
 func TestMinFreeOff(t *testing.T) {
 	for _, v := range []string{"off", "0"} {
 		c, _, err := Apply(Default(), "ctl", "minfree "+v)
@@ -339,4 +366,106 @@ func FuzzApply(f *testing.F) {
 			t.Fatalf("dump does not round-trip: %q vs %q", d, c2.Dump())
 		}
 	})
+}
+
+// The outbound fairness verbs: set, dumped in a form that reads back,
+// bad values refused, clear restoring the defaults.
+func TestOutboundVerbs(t *testing.T) {
+	c, _, err := Apply(Default(), "ctl", "destconcurrency 3\ndeliverytimeout 1h30m\nloopbackrcpts 0\nloopbackrate 5 25 2h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DestConcurrency != 3 || c.DeliveryTimeout != 90*time.Minute || c.LoopbackRcpts != 0 ||
+		c.LoopbackRateMsgs != 5 || c.LoopbackRateRcpts != 25 || c.LoopbackRateWindow != 2*time.Hour {
+		t.Errorf("not applied: %+v", c)
+	}
+	d := c.Dump()
+	for _, want := range []string{"\ndestconcurrency 3\n", "\ndeliverytimeout 1h30m\n", "\nloopbackrcpts 0\n", "\nloopbackrate 5 25 2h\n"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("dump lacks %q:\n%s", want, d)
+		}
+	}
+	if c2, _, err := Apply(Default(), "ctl", d); err != nil || c2.Dump() != d {
+		t.Errorf("dump does not round-trip: %v", err)
+	}
+	def := Default().Dump()
+	for _, want := range []string{"\ndestconcurrency 10\n", "\ndeliverytimeout 15m\n", "\nloopbackrcpts 10\n", "\nloopbackrate 20 100 1h\n"} {
+		if !strings.Contains(def, want) {
+			t.Errorf("default dump lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"destconcurrency 0", "deliverytimeout 0s", "loopbackrcpts -1", "loopbackrcpts 50001",
+		"loopbackrate 5 25", "loopbackrate x 25 1h", "loopbackrate 5 -1 1h", "loopbackrate 5 25 soon"} {
+		if _, _, err := Apply(Default(), "ctl", bad); err == nil {
+			t.Errorf("%q applied", bad)
+		}
+	}
+	c, _, err = Apply(c, "ctl", "clear destconcurrency\nclear deliverytimeout\nclear loopbackrcpts\nclear loopbackrate")
+	if err != nil || c.Dump() != def {
+		t.Errorf("clear did not restore the defaults: %v", err)
+	}
+}
+
+// TestGreyStore: greystore takes file or a Redis URL, shown whole by Dump
+// (which round-trips), and refuses anything else with an error that does
+// not show the password; greyfail takes open or closed.
+func TestGreyStore(t *testing.T) {
+	d := Default()
+	if d.GreyStore != "file" || d.GreyFailClosed {
+		t.Errorf("defaults %q %v", d.GreyStore, d.GreyFailClosed)
+	}
+	for _, want := range []string{"greystore file\n", "greyfail open\n"} {
+		if !strings.Contains(d.Dump(), want) {
+			t.Errorf("dump lacks %q", want)
+		}
+	}
+	for _, url := range []string{"redis://127.0.0.1:6379/0", "rediss://smtpfs:s3cr%23t@redis.example:6380/3", "redis://[::1]", "redis://:pw@h/"} {
+		c, _, err := Apply(d, "ctl", "greystore "+Quote(url)+"\ngreyfail closed")
+		if err != nil || c.GreyStore != url || !c.GreyFailClosed {
+			t.Errorf("greystore %s: %v, %q %v", url, err, c.GreyStore, c.GreyFailClosed)
+			continue
+		}
+		dump := c.Dump()
+		if !strings.Contains(dump, "greystore "+url+"\n") || !strings.Contains(dump, "greyfail closed\n") {
+			t.Errorf("dump lacks the store:\n%s", dump)
+		}
+		c2, _, err := Apply(Default(), "ctl", dump)
+		if err != nil || c2.Dump() != dump {
+			t.Errorf("greystore %s does not round-trip: %v", url, err)
+		}
+		if c3, _, err := Apply(c, "ctl", "clear greystore\nclear greyfail"); err != nil || c3.GreyStore != "file" || c3.GreyFailClosed {
+			t.Errorf("clear: %v %q %v", err, c3.GreyStore, c3.GreyFailClosed)
+		}
+	}
+	if c, _, err := Apply(d, "ctl", "greystore FILE"); err != nil || c.GreyStore != "file" {
+		t.Errorf("greystore FILE: %v %q", err, c.GreyStore)
+	}
+	for bad, why := range map[string]string{
+		"greystore http://u:sekrit@h/0":      "the scheme must be redis or rediss",
+		"greystore redis://u:sekrit@/0":      "no host",
+		"greystore redis://u:sekrit@h/0?x=1": "no query",
+		"greystore redis://u:sekrit@h:0/0":   "bad port",
+		"greystore redis://u:sekrit@h/db1":   "the path is a database number",
+		"greystore /var/lib/smtpfs":          "the scheme",
+		"greyfail maybe":                     "greyfail takes open or closed",
+	} {
+		_, _, err := Apply(d, "ctl", bad)
+		if err == nil || !strings.Contains(err.Error(), why) || strings.Contains(err.Error(), "sekrit") {
+			t.Errorf("%s: %v, want an error with %q and no password", bad, err, why)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"greystore redis://u:sekrit@h:6379/0":           "greystore redis://u:xxxxx@h:6379/0",
+		"ctl: greystore 'rediss://:p''w d@h/1'":         "ctl: greystore 'rediss://:xxxxx@h/1'",
+		"greystore REDIS://u:pw@h and mail@example.org": "greystore REDIS://u:xxxxx@h and mail@example.org",
+		"greystore redis://h:6379/0 to bob@example.org": "greystore redis://h:6379/0 to bob@example.org",
+		"no URL here: a:b@c":                            "no URL here: a:b@c",
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

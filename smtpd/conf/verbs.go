@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"smtpfs/internal/regfile"
 	"smtpfs/smtp"
 )
 
@@ -27,6 +28,9 @@ type verb struct {
 	get      func(c *Config) []string // nil result: not rendered
 	reset    func(c *Config)          // for clear; nil: reset from Default
 	check    func(args []string) error
+
+	// lines, instead of get: a setting of many lines (listen, sendas).
+	lines func(c *Config) [][]string
 }
 
 // verbs is the table, in the order Dump renders settings. It is filled in
@@ -47,6 +51,7 @@ func init() {
 		onoff("greylist", func(c *Config) *bool { return &c.Greylist }),
 		onoff("helocheck", func(c *Config) *bool { return &c.HeloCheck }),
 		onoff("mkbox", func(c *Config) *bool { return &c.MkBox }),
+		count("mkboxperhour", 1, 1<<30, func(c *Config) *int { return &c.MkBoxPerHour }),
 		nets("ournets", func(c *Config) *[]netip.Prefix { return &c.OurNets }),
 		{name: "ourdomains", usage: "domain|*.domain...", min: 1, max: -1,
 			set: setOurDomains, get: func(c *Config) []string { return orNil(c.OurDomains) },
@@ -95,6 +100,16 @@ func init() {
 			get: func(c *Config) []string {
 				return []string{strconv.Itoa(c.GreyPrefix4), strconv.Itoa(c.GreyPrefix6)}
 			}},
+		count("greytriplets", 1, 1<<30, func(c *Config) *int { return &c.GreyTriplets }),
+		count("greyperclient", 1, 1<<30, func(c *Config) *int { return &c.GreyPerClient }),
+		count("greypermsg", 1, maxRcpts, func(c *Config) *int { return &c.GreyPerMsg }),
+		str("greystore", "file|redis://[user:password@]host[:port][/db]|rediss://...", func(c *Config) *string { return &c.GreyStore }, checkGreyStore),
+		{name: "greyfail", usage: "open|closed", min: 1, max: 1, set: setGreyFail, get: func(c *Config) []string {
+			if c.GreyFailClosed {
+				return []string{"closed"}
+			}
+			return []string{"open"}
+		}},
 		durations("tarpitdelay", "normal long", 2, func(c *Config) []*time.Duration { return []*time.Duration{&c.TarpitShort, &c.TarpitLong} }),
 		{name: "backoff", usage: "duration...", min: 1, max: 32, set: setBackoff,
 			get: func(c *Config) []string {
@@ -120,6 +135,19 @@ func init() {
 			return []string{FormatDuration(c.DelayWarn)}
 		}},
 		count("deliveries", 1, 1<<30, func(c *Config) *int { return &c.Deliveries }),
+		count("destconcurrency", 1, 1<<30, func(c *Config) *int { return &c.DestConcurrency }),
+		durations("deliverytimeout", "duration", 1, func(c *Config) []*time.Duration { return []*time.Duration{&c.DeliveryTimeout} }),
+		count("loopbackrcpts", 0, maxRcpts, func(c *Config) *int { return &c.LoopbackRcpts }),
+		{name: "loopbackrate", usage: "messages recipients duration", min: 3, max: 3, set: setLoopbackRate,
+			get: func(c *Config) []string {
+				return []string{strconv.Itoa(c.LoopbackRateMsgs), strconv.Itoa(c.LoopbackRateRcpts), FormatDuration(c.LoopbackRateWindow)}
+			}},
+		{name: "listen", usage: "dialstring [smtp|submission|submissions]", min: 1, max: 2, set: setListen,
+			lines: getListen, reset: func(c *Config) { c.Listen = nil }},
+		{name: "sendas", usage: "user address...", min: 2, max: -1, set: setSendAs,
+			lines: getSendAs, reset: func(c *Config) { c.SendAs = nil }},
+		onoff("submitterip", func(c *Config) *bool { return &c.SubmitterIP }),
+		count("maxmails", 1, 1<<30, func(c *Config) *int { return &c.MaxMails }), // RFC 9422 MAILMAX
 		{name: "clear", usage: "verb", min: 1, max: 1, set: clearVerb},
 
 		{name: "reload", usage: "", action: true},
@@ -136,6 +164,7 @@ func init() {
 			}
 			return nil
 		}},
+		{name: "exportwhitelist", usage: "[file]", min: 0, max: 1, action: true, check: checkExportFile},
 	}
 }
 
@@ -267,7 +296,7 @@ func nets(name string, f func(*Config) *[]netip.Prefix) *verb {
 
 func clearVerb(c *Config, a []string) error {
 	v := lookup(strings.ToLower(a[0]))
-	if v == nil || v.action || v.get == nil {
+	if v == nil || v.action || v.get == nil && v.lines == nil {
 		return fmt.Errorf("clear: %s is not a setting", quote(a[0]))
 	}
 	if v.reset != nil {
@@ -305,23 +334,50 @@ func setTLSCert(c *Config, a []string) error {
 	return nil
 }
 
+// MaxPEM bounds each file tlscert reads: a chain of a few certificates
+// and a key take a few KiB.
+const MaxPEM = 1 << 20
+
 // LoadCert loads a PEM certificate chain and its key. The key is read from
 // keyfile if given, else from certfile itself, else from the file beside it
-// with the extension .key instead of .pem or .crt.
+// with the extension .key instead of .pem or .crt. Each file must be a
+// regular file of at most MaxPEM bytes (regfile.Read): a FIFO, /dev/zero
+// or a link to them is refused at once, "invalid tlscert '/dev/zero': not
+// a regular file", and never waited on or read without end.
 func LoadCert(certfile, keyfile string) (*tls.Certificate, error) {
+	certPEM, err := readPEM(certfile)
+	if err != nil {
+		return nil, err
+	}
 	tries := []string{keyfile}
 	if keyfile == "" {
 		base := strings.TrimSuffix(strings.TrimSuffix(certfile, ".pem"), ".crt")
 		tries = []string{certfile, base + ".key"}
 	}
-	var err error
 	for _, k := range tries {
-		var cert tls.Certificate
-		if cert, err = tls.LoadX509KeyPair(certfile, k); err == nil {
+		keyPEM, names := certPEM, quote(certfile)
+		if k != certfile {
+			if keyPEM, err = readPEM(k); err != nil {
+				continue
+			}
+			names += " " + quote(k)
+		}
+		cert, perr := tls.X509KeyPair(certPEM, keyPEM)
+		if perr == nil {
 			return &cert, nil
 		}
+		err = fmt.Errorf("invalid tlscert %s: %v", names, perr)
 	}
-	return nil, fmt.Errorf("tlscert: %v", err)
+	return nil, err
+}
+
+// readPEM reads a file of tlscert.
+func readPEM(name string) ([]byte, error) {
+	b, err := regfile.Read(name, MaxPEM)
+	if err != nil {
+		return nil, fmt.Errorf("invalid tlscert %s: %v", quote(name), regfile.Reason(err))
+	}
+	return b, nil
 }
 
 func setMailer(c *Config, a []string) error {
@@ -339,6 +395,20 @@ func setGreyPrefix(c *Config, a []string) error {
 		return errors.New("greyprefix takes an IPv4 length from 8 to 32 and an IPv6 length from 16 to 128")
 	}
 	c.GreyPrefix4, c.GreyPrefix6 = v4, v6
+	return nil
+}
+
+func setLoopbackRate(c *Config, a []string) error {
+	msgs, err1 := strconv.Atoi(a[0])
+	rcpts, err2 := strconv.Atoi(a[1])
+	if err1 != nil || err2 != nil || msgs < 0 || rcpts < 0 || msgs > 1<<30 || rcpts > 1<<30 {
+		return fmt.Errorf("loopbackrate takes two numbers from 0 to %d and a duration, not %s %s", 1<<30, quote(a[0]), quote(a[1]))
+	}
+	d, err := ParseDuration(a[2])
+	if err != nil {
+		return err
+	}
+	c.LoopbackRateMsgs, c.LoopbackRateRcpts, c.LoopbackRateWindow = msgs, rcpts, d
 	return nil
 }
 

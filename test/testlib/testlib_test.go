@@ -104,3 +104,20 @@ func contains(l []string, s string) bool {
 	}
 	return false
 }
+
+// TestRedis: the private redis-server answers, dies when killed, and
+// comes back on the same address, empty.
+func TestRedis(t *testing.T) {
+	r := NewRedis(t)
+	if got, err := r.Do("SET", "k", "v"); got != "+OK" || err != nil {
+		t.Fatalf("SET: %q, %v", got, err)
+	}
+	r.Kill()
+	if _, err := r.Do("PING"); err == nil {
+		t.Errorf("PING after Kill: no error")
+	}
+	r.Restart()
+	if got, err := r.Do("EXISTS", "k"); got != ":0" || err != nil {
+		t.Errorf("EXISTS after Restart: %q, %v", got, err)
+	}
+}

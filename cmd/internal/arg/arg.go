@@ -4,7 +4,10 @@
 // repeatable list flags, and "--" to end the flags.
 package arg
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 type kind int
 
@@ -41,6 +44,17 @@ func (s *Set) String(c byte, p *string) { s.flags[c] = &flag{kind: stringFlag, s
 
 // List defines a repeatable flag whose values are appended to *p.
 func (s *Set) List(c byte, p *[]string) { s.flags[c] = &flag{kind: listFlag, l: p} }
+
+// Letters returns the letters of the flags defined, in byte order: what
+// the manual's SYNOPSIS and option list must name.
+func (s *Set) Letters() string {
+	var b []byte
+	for c := range s.flags {
+		b = append(b, c)
+	}
+	slices.Sort(b)
+	return string(b)
+}
 
 // Seen reports whether flag c appeared on the command line.
 func (s *Set) Seen(c byte) bool { return s.seen[c] }

@@ -24,6 +24,9 @@ func TestParse(t *testing.T) {
 	if !reflect.DeepEqual(rest, []string{"a", "-b"}) {
 		t.Errorf("rest = %q", rest)
 	}
+	if got := s.Letters(); got != "fghk" {
+		t.Errorf("Letters() = %q, want fghk", got)
+	}
 	if !s.Seen('h') || s.Seen('x') {
 		t.Errorf("Seen wrong")
 	}

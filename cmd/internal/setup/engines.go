@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"smtpfs/grey"
+	"smtpfs/grey/redisstore"
 	"smtpfs/smtp"
 	"smtpfs/smtp/mlog"
 	"smtpfs/smtp/queue"
@@ -73,15 +74,44 @@ func (c Classifier) Classify(ip netip.Addr, sender string) smtpd.Verdict {
 }
 
 // OpenBlocked loads <root>/lib/blocked. A missing file blocks nothing; a
-// bad one is an error, as a bad smtpd.conf is.
+// bad one is an error, as a bad smtpd.conf is, and so is one that is not a
+// regular file (CheckRegular).
 func OpenBlocked(root string, logger *log.Logger) (*grey.Blocked, error) {
 	b := grey.NewBlocked(filepath.Join(root, "lib", "blocked"), logger)
+	if err := CheckRegular(b.Path()); err != nil {
+		return nil, err
+	}
 	return b, b.Reload()
 }
 
 // GreySettings returns the greylist's settings of the configuration.
 func GreySettings(c *conf.Config) grey.Settings {
-	return grey.Settings{Min: c.GreyMin, Max: c.GreyMax, Prefix4: c.GreyPrefix4, Prefix6: c.GreyPrefix6}
+	return grey.Settings{Min: c.GreyMin, Max: c.GreyMax, Prefix4: c.GreyPrefix4, Prefix6: c.GreyPrefix6,
+		MaxTriplets: c.GreyTriplets, PerClient: c.GreyPerClient, PerMessage: c.GreyPerMsg, FailClosed: c.GreyFailClosed}
+}
+
+// SessionRedis opens, for the smtpd program, the Redis store greystore
+// names, without a local index of the whitelist (one session has no use
+// for one: the Check script asks Redis), to be shared by the greylist
+// (LazyGreylist.Redis) and the AUTH limiter. Opening connects to
+// nothing. It returns nil for the file store, and for a URL it cannot
+// use, which it logs: the session then goes on with the files.
+func SessionRedis(cfg *conf.Config, logger *log.Logger) *redisstore.Store {
+	if cfg.GreyStore == "file" {
+		return nil
+	}
+	s, err := redisstore.Open(cfg.GreyStore, redisstore.Options{Log: logger})
+	if err != nil {
+		logger.Printf("greystore: %v; using the files of the mail root", err)
+		return nil
+	}
+	return s
+}
+
+// RedisAuthLimiter is the Redis store's count of failed AUTH, with
+// package authfail's policy.
+func RedisAuthLimiter(s *redisstore.Store) smtpd.AuthLimiter {
+	return s.AuthLimiter(authfail.Max, authfail.Window, authfail.Lockout)
 }
 
 // A LazyGreylist opens the greylist at its first Check: the smtpd program
@@ -91,6 +121,7 @@ type LazyGreylist struct {
 	Root   string
 	Config func() *conf.Config
 	Log    *log.Logger
+	Redis  *redisstore.Store // the store of greystore (SessionRedis); nil: the files
 
 	once sync.Once
 	g    *grey.Greylist
@@ -101,7 +132,13 @@ type LazyGreylist struct {
 // the reason is logged.
 func (l *LazyGreylist) Check(local, remote netip.Addr, from string, rcpts []string) bool {
 	l.once.Do(func() {
-		g, err := grey.Open(l.Root, l.Log)
+		var g *grey.Greylist
+		var err error
+		if l.Redis != nil {
+			g = grey.New(l.Redis, l.Log)
+		} else {
+			g, err = grey.Open(l.Root, l.Log)
+		}
 		if err == nil {
 			err = g.SetSettings(GreySettings(l.Config()))
 		}
@@ -125,8 +162,12 @@ const sweepEvery = time.Hour
 // when the client has gone: a mail root served only by smtpd sessions is
 // swept as smtpfs sweeps its own. The stamp is written before the sweep,
 // so sessions ending meanwhile do not start another; two that race both
-// sweep, which is harmless.
+// sweep, which is harmless. A store in Redis expires its triplets by
+// itself: nothing to sweep.
 func SweepIfDue(root string, cfg *conf.Config, logger *log.Logger) {
+	if cfg.GreyStore != "file" {
+		return
+	}
 	stamp := filepath.Join(root, "grey", "swept")
 	now := time.Now()
 	if fi, err := os.Stat(stamp); err == nil && now.Sub(fi.ModTime()) < sweepEvery && !fi.ModTime().After(now) {
@@ -166,6 +207,9 @@ func QueueSettings(c *conf.Config) queue.Settings {
 		Hostname:   c.Hostname,
 		Domain:     c.DefaultDomain,
 		MinFree:    c.MinFree,
+
+		DestConcurrency: c.DestConcurrency,
+		DeliveryTimeout: c.DeliveryTimeout,
 		IsLocal: func(addr string) (string, bool) {
 			at := strings.LastIndexByte(addr, '@')
 			if at < 0 {
@@ -194,10 +238,14 @@ func NewClient(c *conf.Config, logs *mlog.Log) *smtp.Client {
 	}
 }
 
-// AuthLimiter returns the count of failed AUTH of the mail root, in
-// <root>/grey/authfail: the smtpd program, run once per session, and
-// smtpfs on the same root share it, so that a guesser is locked out
+// AuthLimiter returns the count of failed AUTH: in the Redis store rs,
+// shared by every host, or with rs nil in the mail root's
+// <root>/grey/authfail, which the smtpd program, run once per session,
+// and smtpfs on the same root share, so that a guesser is locked out
 // whichever of them it calls.
-func AuthLimiter(root string) *authfail.File {
+func AuthLimiter(root string, rs *redisstore.Store) smtpd.AuthLimiter {
+	if rs != nil {
+		return RedisAuthLimiter(rs)
+	}
 	return authfail.NewFile(filepath.Join(root, "grey", "authfail"))
 }

@@ -1,17 +1,21 @@
 package setup
 
 import (
+	"io"
+	"log"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"smtpfs/smtpd"
+	"smtpfs/smtpd/authfail"
 	"smtpfs/smtpd/conf"
 )
 
 func TestQueueSettingsIsLocal(t *testing.T) {
-	c, _, err := conf.Apply(conf.Default(), "ctl", "ourdomains example.org *.example.net\nhostname mx.example.com\nminfree 100m")
+	c, _, err := conf.Apply(conf.Default(), "ctl", "ourdomains example.org *.example.net\nhostname mx.example.com\nminfree 100m\ndestconcurrency 3\ndeliverytimeout 2m")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,6 +37,20 @@ func TestQueueSettingsIsLocal(t *testing.T) {
 		}
 	}
 	if s.Hostname != "mx.example.com" || s.Lifetime != c.Lifetime || len(s.Backoff) != len(c.Backoff) || s.MinFree != 100<<20 {
+		t.Errorf("settings %+v", s)
+	}
+	if s.DestConcurrency != 3 || s.DeliveryTimeout != 2*time.Minute {
+		t.Errorf("destconcurrency and deliverytimeout not handed on: %d %v", s.DestConcurrency, s.DeliveryTimeout)
+	}
+}
+
+func TestGreySettings(t *testing.T) {
+	c, _, err := conf.Apply(conf.Default(), "ctl", "greywindow 1m 2h\ngreyprefix 24 64\ngreytriplets 50\ngreyperclient 7\ngreypermsg 2\ngreyfail closed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := GreySettings(c)
+	if s.Min != time.Minute || s.Max != 2*time.Hour || s.Prefix4 != 24 || s.Prefix6 != 64 || s.MaxTriplets != 50 || s.PerClient != 7 || s.PerMessage != 2 || !s.FailClosed {
 		t.Errorf("settings %+v", s)
 	}
 }
@@ -86,5 +104,28 @@ func TestMakeRoot(t *testing.T) {
 				t.Errorf("%s: mode %v (%v), want %v", filepath.Join(r, d), fi.Mode().Perm(), err, mode)
 			}
 		}
+	}
+}
+
+// TestSessionRedis: the smtpd program opens Redis only when greystore
+// names it, and then counts AUTH failures there.
+func TestSessionRedis(t *testing.T) {
+	if rs := SessionRedis(conf.Default(), log.New(io.Discard, "", 0)); rs != nil {
+		t.Errorf("greystore file opened %s", rs.Name())
+	}
+	if _, ok := AuthLimiter(t.TempDir(), nil).(*authfail.File); !ok {
+		t.Errorf("greystore file: the AUTH limiter is not grey/authfail")
+	}
+	c, _, err := conf.Apply(conf.Default(), "ctl", "greystore redis://127.0.0.1:1/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := SessionRedis(c, log.New(io.Discard, "", 0))
+	if rs == nil {
+		t.Fatal("greystore redis://: no store")
+	}
+	defer rs.Close()
+	if _, err := AuthLimiter(t.TempDir(), rs).Failed(netip.MustParsePrefix("192.0.2.7/32"), time.Now()); err == nil {
+		t.Errorf("a failure counted in a Redis that is not there")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"smtpfs/cmd/internal/arg"
+	"smtpfs/internal/regfile"
 	"smtpfs/smtpd"
 	"smtpfs/smtpd/conf"
 )
@@ -82,15 +83,12 @@ func (f *Flags) CheckConf() error {
 }
 
 // NamedConf checks a configuration file named by -C, at start and at
-// each reload.
+// each reload. It is opened as conf.Load reads it (regfile.Open), so that
+// a FIFO named there is refused at once, not waited on.
 func NamedConf(file string) error {
-	fd, err := os.Open(file)
+	fd, _, err := regfile.Open(file)
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return fmt.Errorf("-C %s: %v", file, err)
+		return fmt.Errorf("-C %s: %v", file, regfile.Reason(err))
 	}
 	return fd.Close()
 }
@@ -156,14 +154,37 @@ func MakeRoot(root string) error {
 // Load reads the configuration (the file, then verbs) and lib/secrets.
 func Load(root, file string, verbs []string) (*conf.Config, *smtpd.Secrets, error) {
 	cfg, err := conf.Load(file, verbs)
+	if err == nil {
+		err = cfg.CheckListen()
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	sec, err := smtpd.LoadSecrets(filepath.Join(root, "lib", "secrets"))
+	secrets := filepath.Join(root, "lib", "secrets")
+	if err := CheckRegular(secrets); err != nil {
+		return nil, nil, err
+	}
+	sec, err := smtpd.LoadSecrets(secrets)
 	if err != nil {
 		return nil, nil, err
 	}
 	return cfg, sec, nil
+}
+
+// CheckRegular refuses, at once, a file of the mail root that is there but
+// is not a regular file: a FIFO, a device, a directory (regfile.Open). It
+// is asked before the loaders of lib/secrets and lib/blocked, which open
+// their files themselves, and would wait for ever on a FIFO. A missing or
+// unreadable file is left to them to judge.
+func CheckRegular(name string) error {
+	f, _, err := regfile.Open(name)
+	switch {
+	case err == nil:
+		f.Close()
+	case errors.Is(err, regfile.ErrNotRegular):
+		return fmt.Errorf("invalid %s: %v", name, err)
+	}
+	return nil
 }
 
 // Usage prints err, after the program's name (the usage line's first
