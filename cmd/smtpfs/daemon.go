@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -89,10 +90,10 @@ func newDaemon(root, confFile string, verbs []string, stderr io.Writer) (*daemon
 	d.actions = map[string]action{
 		"reload":      {run: func([]string) error { return d.Reload() }},
 		"kick":        {run: func([]string) error { d.queue.Kick(); return nil }},
-		"retry":       {d.queued, func(ids []string) error { return d.queue.Retry(ids...) }},
-		"delete":      {d.queued, func(ids []string) error { return d.queue.Delete(ids...) }},
-		"hold":        {d.queued, func(ids []string) error { return d.queue.Hold(ids...) }},
-		"release":     {d.queued, func(ids []string) error { return d.queue.Release(ids...) }},
+		"retry":       {d.queued, func(ids []string) error { return queueError(d.queue.Retry(ids...)) }},
+		"delete":      {d.queued, func(ids []string) error { return queueError(d.queue.Delete(ids...)) }},
+		"hold":        {d.queued, func(ids []string) error { return queueError(d.queue.Hold(ids...)) }},
+		"release":     {d.queued, func(ids []string) error { return queueError(d.queue.Release(ids...)) }},
 		"unwhitelist": {d.whitelisted, d.unwhitelist},
 
 		"exportwhitelist": {run: d.exportWhitelist},
@@ -280,7 +281,7 @@ func (d *daemon) whitelisted(args []string) error {
 	}
 	text, err := d.grey.Whitelist().Bytes()
 	if err != nil {
-		return err
+		return storeError(err)
 	}
 	in := map[netip.Prefix]bool{} // of those asked for
 	for _, p := range ps {
@@ -311,8 +312,31 @@ func (d *daemon) unwhitelist(args []string) error {
 		return err
 	}
 	n, err := d.grey.Whitelist().Remove(ps...)
-	if err == nil && n == 0 {
-		err = fmt.Errorf("%w: %s", fs.ErrNotFound, strings.Join(args, " "))
+	switch {
+	case err != nil:
+		return storeError(err)
+	case n == 0:
+		return fmt.Errorf("%w: %s", fs.ErrNotFound, strings.Join(args, " "))
+	}
+	return nil
+}
+
+// storeError is the error of a whitelist that could not be read or
+// written (a file store's file, Redis down): the daemon could not do it,
+// whatever the line asked (EIO under 9pfuse, fs.ErrIO).
+func storeError(err error) error {
+	if err == nil || errors.Is(err, fs.ErrIO) {
+		return err
+	}
+	return fmt.Errorf("%w: whitelist: %v", fs.ErrIO, err)
+}
+
+// queueError tells the tree that a queue action failed on an id that
+// was queued when the line was checked, and no longer is (delivered
+// meanwhile): the queue's "not found: id" (ENOENT, fs.ErrNotFound).
+func queueError(err error) error {
+	if err != nil && strings.HasPrefix(err.Error(), "not found") {
+		return fs.WithKind(err, fs.ErrNotFound)
 	}
 	return err
 }

@@ -62,6 +62,9 @@ func TestErrno(t *testing.T) {
 		{"no such message", write("ctl", "delete nosuchid\n"), syscall.ENOENT, "not found: nosuchid"},
 		{"no such message of table words", write("ctl", "retry access permitted\n"), syscall.ENOENT, "not found: access"},
 		{"no such entry", write("ctl", "unwhitelist 192.0.2.9\n"), syscall.ENOENT, "not found: 192.0.2.9"},
+		{"export with the files the store", write("ctl", "exportwhitelist\n"), syscall.EINVAL, "greystore is file"},
+		{"export to no such directory", write("ctl", "exportwhitelist /nonexistent/no-such-dir/wl\n"), syscall.ENOENT, "not found: /nonexistent/no-such-dir"},
+		{"export over a directory", write("ctl", "exportwhitelist "+t.TempDir()+"\n"), syscall.EIO, "i/o error: "},
 		{"line too long", write("ctl", strings.Repeat("#", 70<<10)), syscall.E2BIG, "line too long"},
 		{"bad entry", write("whitelist", "bogus\n"), syscall.EINVAL, "invalid whitelist entry 'bogus'"},
 		{"bad entry of table words", write("whitelist", "no such host exists\n"), syscall.EINVAL, "invalid whitelist entry 'no such host exists'"},
@@ -122,6 +125,19 @@ func TestErrno(t *testing.T) {
 	if got := fstest.FuseErrno(errText(err)); got != syscall.EIO {
 		t.Errorf("whitelist not writable: %q: 9pfuse gives %v, want EIO", errText(err), got)
 	}
+	// Nor read: unwhitelist and exportwhitelist cannot do their work.
+	for _, line := range []string{"unwhitelist 192.0.2.1\n", "exportwhitelist " + filepath.Join(t.TempDir(), "wl") + "\n"} {
+		err = write("ctl", line)
+		if got := fstest.FuseErrno(errText(err)); got != syscall.EIO {
+			t.Errorf("%q with the whitelist unreadable: %q: 9pfuse gives %v, want EIO", line, errText(err), got)
+		}
+	}
+	// A queue action on a message gone since the line was checked.
+	for _, verb := range []string{"retry", "delete", "hold", "release"} {
+		if err := d.actions[verb].run([]string{"gone"}); !errors.Is(err, fs.ErrNotFound) {
+			t.Errorf("%s of a message gone: %v, want it of kind fs.ErrNotFound", verb, err)
+		}
+	}
 	// grey's words for a list at its limit, for storage, for a bad line.
 	for _, tc := range []struct {
 		err  string
@@ -131,6 +147,7 @@ func TestErrno(t *testing.T) {
 		{"blocked: file too long (limit 134217728 bytes)", fs.ErrTooLong},
 		{"whitelist: write /x: no space left on device", fs.ErrIO},
 		{"invalid whitelist entry 'x': not an address or network", nil},
+		{"greystore down since 22:00:00: redis://127.0.0.1:6379: dial tcp 127.0.0.1:6379: i/o timeout", fs.ErrIO},
 	} {
 		err := listError(errors.New(tc.err))
 		if tc.kind != nil && !errors.Is(err, tc.kind) || tc.kind == nil && (errors.Is(err, fs.ErrIO) || errors.Is(err, fs.ErrTooLong)) || err.Error() != tc.err {
