@@ -15,6 +15,7 @@ import (
 
 	"smtpfs/fs"
 	"smtpfs/fs/fstest"
+	"smtpfs/fs/mount"
 )
 
 // treeClient serves d's tree on a pipe and attaches a 9P client to it.
@@ -37,7 +38,8 @@ func treeClient(t *testing.T, d *daemon) *client.Fsys {
 // TestErrno: every kind of mistake a shell can make through the tree
 // fails with an error that 9pfuse turns into the errno meant for it,
 // whatever the user's text quotes of 9pfuse's table (fstest.FuseErrno is
-// that table), and the log names the reason as it was written.
+// that table), and so does smtpfs mount (mount.Errno), and the log names
+// the reason as it was written.
 func TestErrno(t *testing.T) {
 	d := newTestDaemon(t, "")
 	fsys := treeClient(t, d)
@@ -89,7 +91,7 @@ func TestErrno(t *testing.T) {
 			t.Errorf("%s: no error", tc.what)
 			continue
 		}
-		if got := fstest.FuseErrno(tc.err.Error()); got != tc.want {
+		if got := errnoOf(t, tc.err.Error()); got != tc.want {
 			t.Errorf("%s: %q: 9pfuse gives %v, want %v", tc.what, tc.err, got, tc.want)
 		}
 		if tc.logged != "" && !strings.Contains(fstest.Read(t, fsys, "log.recent"), tc.logged) {
@@ -102,14 +104,14 @@ func TestErrno(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := write("queue", "From: glenda@example.org\nTo: rob@example.net\n\n", strings.Repeat("too long\n", 12000))
-	if got := fstest.FuseErrno(errText(err)); got != syscall.E2BIG {
+	if got := errnoOf(t, errText(err)); got != syscall.E2BIG {
 		t.Errorf("message over maxsize: %q: 9pfuse gives %v, want E2BIG", errText(err), got)
 	}
 	if err := d.Ctl("minfree 1000g"); err != nil {
 		t.Fatal(err)
 	}
 	err = write("queue", "From: glenda@example.org\nTo: rob@example.net\n\nno such room\n")
-	if got := fstest.FuseErrno(errText(err)); got != syscall.EAGAIN {
+	if got := errnoOf(t, errText(err)); got != syscall.EAGAIN {
 		t.Errorf("no room: %q: 9pfuse gives %v, want EAGAIN", errText(err), got)
 	}
 
@@ -122,13 +124,13 @@ func TestErrno(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = write("whitelist", "192.0.2.1 no such directory\n")
-	if got := fstest.FuseErrno(errText(err)); got != syscall.EIO {
+	if got := errnoOf(t, errText(err)); got != syscall.EIO {
 		t.Errorf("whitelist not writable: %q: 9pfuse gives %v, want EIO", errText(err), got)
 	}
 	// Nor read: unwhitelist and exportwhitelist cannot do their work.
 	for _, line := range []string{"unwhitelist 192.0.2.1\n", "exportwhitelist " + filepath.Join(t.TempDir(), "wl") + "\n"} {
 		err = write("ctl", line)
-		if got := fstest.FuseErrno(errText(err)); got != syscall.EIO {
+		if got := errnoOf(t, errText(err)); got != syscall.EIO {
 			t.Errorf("%q with the whitelist unreadable: %q: 9pfuse gives %v, want EIO", line, errText(err), got)
 		}
 	}
@@ -154,6 +156,17 @@ func TestErrno(t *testing.T) {
 			t.Errorf("listError(%q) = %q, want it of kind %v", tc.err, err, tc.kind)
 		}
 	}
+}
+
+// errnoOf returns the errno 9pfuse gives for an error text, and fails
+// the test if smtpfs mount gives another.
+func errnoOf(t *testing.T, text string) syscall.Errno {
+	t.Helper()
+	e := fstest.FuseErrno(text)
+	if m := mount.Errno(text); m != e {
+		t.Errorf("%q: 9pfuse gives %v, smtpfs mount %v", text, e, m)
+	}
+	return e
 }
 
 func errText(err error) string {
