@@ -1178,8 +1178,9 @@ func TestHeloCheck(t *testing.T) {
 }
 
 // TestAbandoned: a session that ends inside a transaction, its message
-// not answered (the client gone in the middle of DATA, or after MAIL), is
-// counted; one that ends after its transaction, or quits, is not. The
+// not answered (the client gone in the middle of DATA or of a BDAT chunk,
+// between chunks, or after MAIL), is counted; one that ends after its
+// transaction, or quits, is not. The
 // smtpd program exits 1 by it.
 func TestAbandoned(t *testing.T) {
 	ts := newTestServer(t, "ournets 10.0.0.0/8")
@@ -1208,4 +1209,24 @@ func TestAbandoned(t *testing.T) {
 	c.begin("a@example.org", "b@example.org")
 	c.c.Close()
 	ended(2)
+	// BDAT (RFC 3030): a chunk cut short, and a session that ends between
+	// chunks before LAST, leave the message unanswered; BDAT LAST answered
+	// does not.
+	c = ts.ehloed("10.0.0.1")
+	c.begin("a@example.org", "b@example.org")
+	c.write("BDAT 100 LAST\r\nSubject: x\r\n\r\ncut")
+	c.c.Close()
+	ended(3)
+	c = ts.ehloed("10.0.0.1")
+	c.begin("a@example.org", "b@example.org")
+	c.write("BDAT 12\r\nSubject: x\r\n")
+	c.expect("250 2.0.0 12 octets received")
+	c.c.Close()
+	ended(4)
+	c = ts.ehloed("10.0.0.1")
+	c.begin("a@example.org", "b@example.org")
+	c.write("BDAT 17 LAST\r\nSubject: x\r\n\r\nx\r\n")
+	c.expect("250 ")
+	c.c.Close()
+	ended(4)
 }

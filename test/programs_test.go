@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -79,6 +80,40 @@ func TestProgramConfMissing(t *testing.T) {
 	code, stderr = runProgram(t, "smtpd", dir, "", []string{"TCPREMOTEIP=127.0.0.1", "TCPLOCALIP=127.0.0.1"}, "-R", root, "-C", missing)
 	if code != 1 || stderr != "smtpd: "+want {
 		t.Errorf("smtpd -C missing: exit %d, stderr %q; want 1 and %q", code, stderr, "smtpd: "+want)
+	}
+	// A FIFO named by -C is refused at once, not waited on.
+	fifo := filepath.Join(dir, "fifo.conf")
+	if err := syscall.Mkfifo(fifo, 0600); err != nil {
+		t.Fatal(err)
+	}
+	want = "-C " + fifo + ": not a regular file\n"
+	code, stderr = runProgram(t, "smtpd", dir, "", []string{"TCPREMOTEIP=127.0.0.1", "TCPLOCALIP=127.0.0.1"}, "-R", root, "-C", fifo)
+	if code != 1 || stderr != "smtpd: "+want {
+		t.Errorf("smtpd -C fifo: exit %d, stderr %q; want 1 and %q", code, stderr, "smtpd: "+want)
+	}
+	code, stderr = runProgram(t, "smtpfs", dir, "", nil, "-R", root, "-C", fifo, "-l", "tcp!127.0.0.1!0")
+	if code != 1 || stderr != "smtpfs: "+want {
+		t.Errorf("smtpfs -C fifo: exit %d, stderr %q; want 1 and %q", code, stderr, "smtpfs: "+want)
+	}
+}
+
+// TestSmtpdBdatCut: a session whose BDAT chunk (RFC 3030) never came
+// whole ends inside its transaction: smtpd exits 1 and says so, as for
+// DATA.
+func TestSmtpdBdatCut(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "mail")
+	if err := os.MkdirAll(root, 0755); err != nil {
+		t.Fatal(err)
+	}
+	in := "EHLO me.example.org\r\nMAIL FROM:<glenda@example.org>\r\nRCPT TO:<bob@localhost>\r\n" +
+		"BDAT 100 LAST\r\nSubject: cut\r\n\r\nshort\r\n"
+	code, stderr := runProgram(t, "smtpd", dir, in, []string{"TCPREMOTEIP=127.0.0.1", "TCPLOCALIP=127.0.0.1"}, "-R", root)
+	if want := "smtpd: the session ended inside a transaction: the message was not accepted\n"; code != 1 || stderr != want {
+		t.Errorf("a cut BDAT: exit %d, stderr %q; want 1 and %q", code, stderr, want)
+	}
+	if m := boxMessages(t, root, "bob"); len(m) != 0 {
+		t.Errorf("bob has %q", m)
 	}
 }
 
