@@ -229,16 +229,48 @@ func permanent(err error) error { return permError{err} }
 // turn until one takes the transaction; after MAIL FROM the answer is
 // final.
 func (c *Client) Deliver(ctx context.Context, dest, from string, rcpts []string, msg io.Reader) (rcptErrs []error, err error) {
-	return c.deliver(ctx, dest, from, rcpts, msg)
+	return c.deliver(ctx, dest, Mail{From: from, Rcpts: rcpts}, msg)
+}
+
+// A Mail is one message's envelope as it leaves: the reverse path, the
+// recipients and what the message asks of the next hop beyond them.
+type Mail struct {
+	From  string   // "" for the null sender
+	Rcpts []string // local@domain
+	Params
+}
+
+// Params are what a message asks of the next hop besides its addresses:
+// the DSN parameters (RFC 3461), REQUIRETLS (RFC 8689) and SMTPUTF8 (RFC
+// 6531). The zero value asks nothing.
+type Params struct {
+	Ret        string       // RET: "FULL", "HDRS" or "" if not given (RFC 3461 §4.3)
+	EnvID      string       // ENVID, decoded from its xtext (RFC 3461 §4.4)
+	RequireTLS bool         // REQUIRETLS (RFC 8689 §4)
+	SMTPUTF8   bool         // the message needs SMTPUTF8 (RFC 6531 §3.4): UTF-8 in its header or addresses
+	Rcpt       []RcptParams // per recipient, in the order of Mail.Rcpts; nil or shorter: none
+}
+
+// RcptParams are one recipient's DSN parameters (RFC 3461 §4.1, §4.2).
+type RcptParams struct {
+	Notify string // "NEVER", or a comma list of SUCCESS, FAILURE, DELAY; "" if not given
+	ORcpt  string // ORCPT as "addr-type;address", decoded from its xtext; "" if not given
+}
+
+// Send is Deliver with the whole envelope: the Mail's parameters go to a
+// server that offers what they need.
+func (c *Client) Send(ctx context.Context, dest string, m Mail, msg io.Reader) (rcptErrs []error, err error) {
+	return c.deliver(ctx, dest, m, msg)
 }
 
 // Ping is Deliver without a message: it asks the server whether it takes
 // each recipient (RCPT) and quits before DATA (upas smtp -p).
 func (c *Client) Ping(ctx context.Context, dest, from string, rcpts []string) (rcptErrs []error, err error) {
-	return c.deliver(ctx, dest, from, rcpts, nil)
+	return c.deliver(ctx, dest, Mail{From: from, Rcpts: rcpts}, nil)
 }
 
-func (c *Client) deliver(ctx context.Context, dest, from string, rcpts []string, msg io.Reader) ([]error, error) {
+func (c *Client) deliver(ctx context.Context, dest string, m Mail, msg io.Reader) ([]error, error) {
+	from, rcpts := m.From, m.Rcpts
 	rcptErrs := make([]error, len(rcpts))
 	d, err := ParseDialString(dest)
 	if err == nil && d.Net != "tcp" {
@@ -268,9 +300,15 @@ func (c *Client) deliver(ctx context.Context, dest, from string, rcpts []string,
 		}
 		return rcptErrs, nil
 	}
-	env := envelope{from: from, size: messageSize(msg), msg: msg}
+	env := envelope{from: from, size: messageSize(msg), msg: msg, params: m.Params}
+	env.params.Rcpt = nil
 	for _, i := range good {
 		env.rcpts = append(env.rcpts, rcpts[i])
+		if i < len(m.Rcpt) {
+			env.params.Rcpt = append(env.params.Rcpt, m.Rcpt[i])
+		} else {
+			env.params.Rcpt = append(env.params.Rcpt, RcptParams{})
+		}
 	}
 	sub, err := c.attempt(ctx, d, env)
 	for j, i := range good {
@@ -311,10 +349,11 @@ func fill(errs []error, err error) ([]error, error) {
 
 // An envelope is what one attempt sends.
 type envelope struct {
-	from  string
-	rcpts []string
-	size  int64     // the message's size if known, else -1
-	msg   io.Reader // nil for a ping
+	from   string
+	rcpts  []string
+	size   int64     // the message's size if known, else -1
+	msg    io.Reader // nil for a ping
+	params Params    // Rcpt parallel to rcpts
 }
 
 // what names the attempt in the logs, as upas does.

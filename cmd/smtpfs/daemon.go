@@ -460,8 +460,8 @@ func (d *daemon) close() {
 // the old one.
 type deliverer struct{ p *atomic.Pointer[smtp.Client] }
 
-func (d deliverer) Deliver(ctx context.Context, dest, from string, rcpts []string, msg io.Reader) ([]error, error) {
-	return d.p.Load().Deliver(ctx, dest, from, rcpts, msg)
+func (d deliverer) Send(ctx context.Context, dest string, m smtp.Mail, msg io.Reader) ([]error, error) {
+	return d.p.Load().Send(ctx, dest, m, msg)
 }
 
 // A debugTee copies log lines to w while debug is on.

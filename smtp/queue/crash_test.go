@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"smtpfs/smtp"
 )
 
 // crashDir names the queue directory to the helper process.
@@ -42,7 +44,7 @@ func tokenOf(msg []byte) string {
 // its token: what a far-end server that said 250 holds.
 type mailbox struct{ dir string }
 
-func (m mailbox) Deliver(ctx context.Context, dest, from string, rcpts []string, msg io.Reader) ([]error, error) {
+func (m mailbox) Send(ctx context.Context, dest string, mail smtp.Mail, msg io.Reader) ([]error, error) {
 	b, err := io.ReadAll(msg)
 	if err != nil {
 		return nil, err

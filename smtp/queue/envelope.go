@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"smtpfs/smtp"
 )
 
 // An envelope is what <id>.env holds: who the message is from, who is
@@ -20,6 +22,9 @@ type envelope struct {
 	held    bool
 	warned  bool // a delay warning was sent
 	rcpts   []*rcpt
+	// What the message asks of the next hop and of our DSNs: RET,
+	// ENVID, REQUIRETLS, SMTPUTF8 (Rcpt unused: each rcpt has its own).
+	params smtp.Params
 }
 
 // A rcpt is a recipient not yet delivered nor bounced.
@@ -28,6 +33,7 @@ type rcpt struct {
 	tries int       // failed attempts
 	next  time.Time // no attempt before this
 	err   string    // the last failure, "" if none
+	dsn   smtp.RcptParams
 }
 
 // Bounds on what an envelope holds, so that a damaged or hostile file
@@ -43,8 +49,12 @@ const (
 	// maxErr bounds the failure text kept per recipient.
 	maxErr = 900
 	// maxEnvSize bounds an envelope file: MaxRcpts lines of at most
-	// about 1200 bytes.
-	maxEnvSize = 64 << 20
+	// about 1800 bytes.
+	maxEnvSize = 96 << 20
+	// MaxEnvID bounds ENVID: RFC 3461 §4.4, 100 characters.
+	MaxEnvID = 100
+	// MaxORcpt bounds ORCPT: RFC 3461 §4.2, 500 characters.
+	MaxORcpt = 500
 )
 
 const envHeader = "# smtpfs queue envelope; the format is in README.md, The queue\n"
@@ -63,8 +73,24 @@ func (e *envelope) marshal() []byte {
 	if e.warned {
 		b.WriteString("warned\n")
 	}
+	if p := e.params; p.Ret != "" {
+		fmt.Fprintf(&b, "ret %s\n", p.Ret)
+	}
+	if p := e.params; p.EnvID != "" {
+		fmt.Fprintf(&b, "envid %s\n", quote(p.EnvID))
+	}
+	if e.params.RequireTLS {
+		b.WriteString("requiretls\n")
+	}
+	if e.params.SMTPUTF8 {
+		b.WriteString("smtputf8\n")
+	}
 	for _, r := range e.rcpts {
-		fmt.Fprintf(&b, "rcpt %s %d %s %s\n", quote(r.addr), r.tries, r.next.UTC().Format(time.RFC3339Nano), quote(r.err))
+		fmt.Fprintf(&b, "rcpt %s %d %s %s", quote(r.addr), r.tries, r.next.UTC().Format(time.RFC3339Nano), quote(r.err))
+		if r.dsn != (smtp.RcptParams{}) {
+			fmt.Fprintf(&b, " %s %s", quote(r.dsn.Notify), quote(r.dsn.ORcpt))
+		}
+		b.WriteByte('\n')
 	}
 	return b.Bytes()
 }
@@ -106,15 +132,17 @@ func parseEnvelope(b []byte) (*envelope, error) {
 	return e, nil
 }
 
-// nargs is the number of words after each keyword.
-var nargs = map[string]int{"from": 1, "arrived": 1, "size": 1, "held": 0, "warned": 0, "rcpt": 4}
+// nargs is the number of words after each keyword. A rcpt line has two
+// more when the recipient has DSN parameters: NOTIFY and ORCPT.
+var nargs = map[string]int{"from": 1, "arrived": 1, "size": 1, "held": 0, "warned": 0, "rcpt": 4,
+	"ret": 1, "envid": 1, "requiretls": 0, "smtputf8": 0}
 
 func (e *envelope) field(w []string, seen *[3]bool) error {
 	n, ok := nargs[w[0]]
 	if !ok {
 		return errors.New("unknown keyword")
 	}
-	if len(w)-1 != n {
+	if len(w)-1 != n && !(w[0] == "rcpt" && len(w)-1 == n+2) {
 		return fmt.Errorf("%d words, want %d", len(w)-1, n)
 	}
 	var err error
@@ -137,6 +165,14 @@ func (e *envelope) field(w []string, seen *[3]bool) error {
 		e.held = true
 	case "warned":
 		e.warned = true
+	case "ret":
+		e.params.Ret, err = w[1], CheckRet(w[1])
+	case "envid":
+		e.params.EnvID, err = w[1], CheckEnvID(w[1])
+	case "requiretls":
+		e.params.RequireTLS = true
+	case "smtputf8":
+		e.params.SMTPUTF8 = true
 	case "rcpt":
 		if len(e.rcpts) >= MaxRcpts {
 			return errors.New("too many recipients")
@@ -151,9 +187,80 @@ func (e *envelope) field(w []string, seen *[3]bool) error {
 		if r.next, err = time.Parse(time.RFC3339Nano, w[3]); err != nil {
 			return err
 		}
+		if len(w) == 7 {
+			r.dsn = smtp.RcptParams{Notify: w[5], ORcpt: w[6]}
+			if err := CheckRcptParams(r.dsn); err != nil {
+				return err
+			}
+		}
 		e.rcpts = append(e.rcpts, r)
 	}
 	return err
+}
+
+// CheckRet checks a RET value as the queue keeps it (RFC 3461 §4.3):
+// FULL, HDRS, or "" for none given.
+func CheckRet(v string) error {
+	switch v {
+	case "", "FULL", "HDRS":
+		return nil
+	}
+	return fmt.Errorf("bad RET %q: want FULL or HDRS", v)
+}
+
+// CheckEnvID checks an ENVID as the queue keeps it, decoded from xtext:
+// at most MaxEnvID characters (RFC 3461 §4.4) of printable ASCII.
+func CheckEnvID(v string) error {
+	if len(v) > MaxEnvID {
+		return fmt.Errorf("ENVID longer than %d characters", MaxEnvID)
+	}
+	return printable("ENVID", v)
+}
+
+// CheckRcptParams checks a recipient's DSN parameters as the queue keeps
+// them: NOTIFY is NEVER alone or a list of SUCCESS, FAILURE and DELAY
+// (RFC 3461 §4.1); ORCPT is addr-type;address, decoded, at most MaxORcpt
+// characters (§4.2).
+func CheckRcptParams(p smtp.RcptParams) error {
+	if p.Notify != "" {
+		seen := map[string]bool{}
+		for _, v := range strings.Split(p.Notify, ",") {
+			switch {
+			case v != "NEVER" && v != "SUCCESS" && v != "FAILURE" && v != "DELAY":
+				return fmt.Errorf("bad NOTIFY %q", p.Notify)
+			case seen[v], v == "NEVER" && p.Notify != "NEVER":
+				return fmt.Errorf("bad NOTIFY %q: NEVER stands alone, and nothing twice", p.Notify)
+			}
+			seen[v] = true
+		}
+	}
+	if p.ORcpt != "" {
+		if len(p.ORcpt) > MaxORcpt {
+			return fmt.Errorf("ORCPT longer than %d characters", MaxORcpt)
+		}
+		if t, a, ok := strings.Cut(p.ORcpt, ";"); !ok || t == "" || a == "" {
+			return fmt.Errorf("bad ORCPT %q: want addr-type;address", p.ORcpt)
+		}
+		if !utf8.ValidString(p.ORcpt) {
+			return errors.New("ORCPT is not UTF-8")
+		}
+		for _, c := range p.ORcpt {
+			if c < ' ' || c == 0x7f {
+				return errors.New("ORCPT holds a control character")
+			}
+		}
+	}
+	return nil
+}
+
+// printable refuses anything but printable ASCII.
+func printable(what, v string) error {
+	for i := 0; i < len(v); i++ {
+		if v[i] < ' ' || v[i] >= 0x7f {
+			return fmt.Errorf("%s holds a byte that is not printable ASCII", what)
+		}
+	}
+	return nil
 }
 
 // clone returns a deep copy, for writing outside the lock.

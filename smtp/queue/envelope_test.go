@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"smtpfs/smtp"
 )
 
 func TestEnvelopeRoundTrip(t *testing.T) {
@@ -17,6 +19,13 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 				{addr: "bob@example.com", tries: 3, next: at.Add(time.Hour), err: "451 4.7.1 it's greylisted; try later"},
 				{addr: `"john doe"@example.net`, tries: 1, next: at, err: ""},
 				{addr: "carol@[192.0.2.1]", tries: 0, next: at, err: "''"},
+			}},
+		{from: "alice@example.org", arrived: at, size: 9,
+			params: smtp.Params{Ret: "HDRS", EnvID: "QQ 314159", RequireTLS: true, SMTPUTF8: true},
+			rcpts: []*rcpt{
+				{addr: "bob@example.com", next: at, dsn: smtp.RcptParams{Notify: "SUCCESS,DELAY", ORcpt: "rfc822;Bob@Example.COM"}},
+				{addr: "carol@example.com", next: at, dsn: smtp.RcptParams{Notify: "NEVER"}},
+				{addr: "dave@example.com", next: at},
 			}},
 	}
 	for _, e := range tests {
@@ -59,6 +68,12 @@ func TestEnvelopeDamaged(t *testing.T) {
 		{good + "rcpt 'b\x01@c.d' 0 2025-06-01T10:00:00Z ''\n", "control character"},
 		{"from a@b.c\narrived 2025-06-01T10:00:00Z\nsize -5\n" + rcpt, "negative"},
 		{good + "held now\n" + rcpt, "1 words, want 0"},
+		{good + "ret NONE\n" + rcpt, "bad RET"},
+		{good + "envid '" + strings.Repeat("x", 101) + "'\n" + rcpt, "ENVID longer"},
+		{good + "rcpt b@c.d 0 2025-06-01T10:00:00Z '' NEVER,SUCCESS ''\n", "NEVER stands alone"},
+		{good + "rcpt b@c.d 0 2025-06-01T10:00:00Z '' SOMETIMES ''\n", "bad NOTIFY"},
+		{good + "rcpt b@c.d 0 2025-06-01T10:00:00Z '' '' b@c.d\n", "want addr-type;address"},
+		{good + "rcpt b@c.d 0 2025-06-01T10:00:00Z '' ''\n", "5 words, want 4"},
 	}
 	for _, tt := range tests {
 		_, err := parseEnvelope([]byte(tt.text))

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"smtpfs/smtp"
 )
 
 // A fakeClock is a clock that moves only when told.
@@ -77,6 +79,7 @@ type call struct {
 	dest, from string
 	rcpts      []string
 	msg        []byte
+	params     smtp.Params
 }
 
 // A fakeDeliverer records calls and answers them with result (nil:
@@ -87,12 +90,13 @@ type fakeDeliverer struct {
 	result func(ctx context.Context, c call) ([]error, error)
 }
 
-func (d *fakeDeliverer) Deliver(ctx context.Context, dest, from string, rcpts []string, msg io.Reader) ([]error, error) {
+func (d *fakeDeliverer) Send(ctx context.Context, dest string, m smtp.Mail, msg io.Reader) ([]error, error) {
+	from, rcpts := m.From, m.Rcpts
 	b, err := io.ReadAll(msg)
 	if err != nil {
 		return nil, err
 	}
-	c := call{dest, from, append([]string(nil), rcpts...), b}
+	c := call{dest, from, append([]string(nil), rcpts...), b, m.Params}
 	d.mu.Lock()
 	d.calls = append(d.calls, c)
 	f := d.result

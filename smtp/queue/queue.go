@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"smtpfs/smtp"
 )
 
 // A Deliverer sends a message to recipients at one destination: the SMTP
@@ -23,10 +25,10 @@ import (
 // rcptErrs: the others were accepted). Errors say whether they are
 // temporary as smtp.IsTemporary reads them; an error that names the
 // server that answered with a method RemoteMTA() string gets that name in
-// the DSN. Deliver must be safe for concurrent use, and return soon after
+// the DSN. Send must be safe for concurrent use, and return soon after
 // ctx is done.
 type Deliverer interface {
-	Deliver(ctx context.Context, dest, from string, rcpts []string, msg io.Reader) (rcptErrs []error, err error)
+	Send(ctx context.Context, dest string, m smtp.Mail, msg io.Reader) (rcptErrs []error, err error)
 }
 
 // Local delivers to local users (the server engine's Maildir delivery):
@@ -244,12 +246,21 @@ func (e *entry) schedule() {
 // the file system has less than Settings.MinFree free, Put refuses with
 // ErrInsufficientStorage.
 func (q *Queue) Put(ctx context.Context, from string, rcpts []string, msg io.Reader) (string, error) {
-	return q.put(ctx, from, rcpts, msg, true)
+	return q.put(ctx, smtp.Mail{From: from, Rcpts: rcpts}, msg, true)
 }
 
-// put is Put; a DSN (roomCheck false) is not held to MinFree.
-func (q *Queue) put(ctx context.Context, from string, rcpts []string, msg io.Reader, roomCheck bool) (string, error) {
-	rcpts, err := checkEnvelope(from, rcpts)
+// PutMail is Put with the whole envelope: m's Params (DSN, REQUIRETLS,
+// SMTPUTF8) are kept with the message, handed to the next hop and obeyed
+// by the DSNs the queue sends. A recipient given twice keeps the
+// parameters of its first mention.
+func (q *Queue) PutMail(ctx context.Context, m smtp.Mail, msg io.Reader) (string, error) {
+	return q.put(ctx, m, msg, true)
+}
+
+// put is PutMail; a DSN (roomCheck false) is not held to MinFree.
+func (q *Queue) put(ctx context.Context, m smtp.Mail, msg io.Reader, roomCheck bool) (string, error) {
+	from := m.From
+	rcpts, dsns, err := checkEnvelope(m)
 	if err != nil {
 		return "", err
 	}
@@ -260,9 +271,10 @@ func (q *Queue) put(ctx context.Context, from string, rcpts []string, msg io.Rea
 	}
 	now := q.clock.Now()
 	id := newID(now)
-	e := &entry{id: id, envelope: envelope{from: from, arrived: now}, hidx: -1}
-	for _, a := range rcpts {
-		e.rcpts = append(e.rcpts, &rcpt{addr: a, next: now})
+	e := &entry{id: id, envelope: envelope{from: from, arrived: now, params: m.Params}, hidx: -1}
+	e.params.Rcpt = nil
+	for i, a := range rcpts {
+		e.rcpts = append(e.rcpts, &rcpt{addr: a, next: now, dsn: dsns[i]})
 	}
 	q.mu.Lock()
 	if q.closed {
@@ -295,32 +307,48 @@ func (q *Queue) put(ctx context.Context, from string, rcpts []string, msg io.Rea
 	return id, nil
 }
 
-// checkEnvelope checks the addresses given to Put and returns the
-// recipients without repeats.
-func checkEnvelope(from string, rcpts []string) ([]string, error) {
+// checkEnvelope checks the addresses and parameters given to PutMail and
+// returns the recipients without repeats, each with its parameters.
+func checkEnvelope(m smtp.Mail) ([]string, []smtp.RcptParams, error) {
+	from, rcpts := m.From, m.Rcpts
 	if from != "" {
 		if err := checkAddr(from); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if len(rcpts) == 0 {
-		return nil, errors.New("invalid envelope: no recipients")
+		return nil, nil, errors.New("invalid envelope: no recipients")
 	}
 	if len(rcpts) > MaxRcpts {
-		return nil, fmt.Errorf("too long: more than %d recipients", MaxRcpts)
+		return nil, nil, fmt.Errorf("too long: more than %d recipients", MaxRcpts)
+	}
+	if err := CheckRet(m.Ret); err != nil {
+		return nil, nil, err
+	}
+	if err := CheckEnvID(m.EnvID); err != nil {
+		return nil, nil, err
 	}
 	seen := make(map[string]bool, len(rcpts))
 	var out []string
-	for _, r := range rcpts {
+	var dsns []smtp.RcptParams
+	for i, r := range rcpts {
 		if err := checkAddr(r); err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		var p smtp.RcptParams
+		if i < len(m.Rcpt) {
+			p = m.Rcpt[i]
+			if err := CheckRcptParams(p); err != nil {
+				return nil, nil, err
+			}
 		}
 		if k := addrKey(r); !seen[k] {
 			seen[k] = true
 			out = append(out, r)
+			dsns = append(dsns, p)
 		}
 	}
-	return out, nil
+	return out, dsns, nil
 }
 
 // addrKey is the address with its domain in lower case: local parts may

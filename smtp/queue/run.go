@@ -431,16 +431,19 @@ func (q *Queue) session(d *dest, j *job, limit time.Duration) {
 		q.jobDone(j)
 	}()
 	addrs := make([]string, len(j.rcpts))
+	mail := smtp.Mail{From: j.a.e.from, Params: j.a.e.params}
+	mail.Rcpt = make([]smtp.RcptParams, len(j.rcpts))
 	for i, r := range j.rcpts {
-		addrs[i] = r.addr
+		addrs[i], mail.Rcpt[i] = r.addr, r.dsn
 	}
+	mail.Rcpts = addrs
 	var errs []error
 	f, err := os.Open(q.st.path(j.a.e.id, ".msg"))
 	if err == nil {
 		switch {
 		case j.dest != "":
 			ctx, stop := q.bound(j.a.ctx, limit)
-			errs, err = q.deliver.Deliver(ctx, j.dest, j.a.e.from, addrs, f)
+			errs, err = q.deliver.Send(ctx, j.dest, mail, f)
 			err = q.cut(ctx, j, err)
 			stop()
 		case q.local == nil:

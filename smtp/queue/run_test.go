@@ -509,3 +509,58 @@ func TestRestForgotten(t *testing.T) {
 		t.Errorf("the last destination rests until %v, %v", until, ok)
 	}
 }
+
+// A message's parameters reach the next hop with it: RET, ENVID,
+// REQUIRETLS and SMTPUTF8 as given, and each recipient's NOTIFY and ORCPT
+// beside that recipient, whatever job it falls in.
+func TestParamsReachDeliverer(t *testing.T) {
+	h := newHarness(t, Settings{})
+	h.run()
+	m := smtp.Mail{From: "alice@example.org",
+		Rcpts: []string{"bob@one.example", "carol@two.example", "bob@one.example", "dave@one.example"},
+		Params: smtp.Params{Ret: "HDRS", EnvID: "env-1", RequireTLS: true, SMTPUTF8: true,
+			Rcpt: []smtp.RcptParams{{Notify: "SUCCESS"}, {Notify: "NEVER", ORcpt: "rfc822;carol@two.example"}, {Notify: "FAILURE"}}}}
+	id, err := h.q.PutMail(context.Background(), m, strings.NewReader(testMsg(m.From)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitID(id)
+	got := map[string]smtp.RcptParams{}
+	for _, c := range h.d.take() {
+		if c.params.Ret != "HDRS" || c.params.EnvID != "env-1" || !c.params.RequireTLS || !c.params.SMTPUTF8 {
+			t.Errorf("%s: params %+v", c.dest, c.params)
+		}
+		if len(c.params.Rcpt) != len(c.rcpts) {
+			t.Fatalf("%s: %d recipients, %d parameter sets", c.dest, len(c.rcpts), len(c.params.Rcpt))
+		}
+		for i, r := range c.rcpts {
+			got[r] = c.params.Rcpt[i]
+		}
+	}
+	want := map[string]smtp.RcptParams{
+		"bob@one.example":   {Notify: "SUCCESS"}, // the first mention's
+		"carol@two.example": {Notify: "NEVER", ORcpt: "rfc822;carol@two.example"},
+		"dave@one.example":  {},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("recipients' parameters: %+v, want %+v", got, want)
+	}
+}
+
+// PutMail refuses parameters the queue could not keep.
+func TestPutMailRefusesBadParams(t *testing.T) {
+	h := newHarness(t, Settings{})
+	for _, p := range []smtp.Params{
+		{Ret: "ALL"},
+		{EnvID: strings.Repeat("e", 101)},
+		{EnvID: "tab\there"},
+		{Rcpt: []smtp.RcptParams{{Notify: "NEVER,FAILURE"}}},
+		{Rcpt: []smtp.RcptParams{{ORcpt: "no-type"}}},
+		{Rcpt: []smtp.RcptParams{{ORcpt: "rfc822;" + strings.Repeat("a", 500)}}},
+	} {
+		m := smtp.Mail{From: "alice@example.org", Rcpts: []string{"bob@example.com"}, Params: p}
+		if id, err := h.q.PutMail(context.Background(), m, strings.NewReader(testMsg(m.From))); err == nil {
+			t.Errorf("PutMail with %+v queued %s", p, id)
+		}
+	}
+}

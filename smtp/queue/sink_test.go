@@ -26,7 +26,8 @@ type netDeliverer struct {
 	dests []string
 }
 
-func (d *netDeliverer) Deliver(ctx context.Context, dest, from string, rcpts []string, msg io.Reader) ([]error, error) {
+func (d *netDeliverer) Send(ctx context.Context, dest string, m smtp.Mail, msg io.Reader) ([]error, error) {
+	from, rcpts := m.From, m.Rcpts
 	d.mu.Lock()
 	d.dests = append(d.dests, dest)
 	d.mu.Unlock()

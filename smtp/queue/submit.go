@@ -224,7 +224,7 @@ func (c *LineChecker) Start(l []byte) error {
 		return nil
 	}
 	name, _, ok := bytes.Cut(l, []byte(":"))
-	if ok && !validName(string(name)) || !ok && !printable(name) {
+	if ok && !validName(string(name)) || !ok && !fieldChars(name) {
 		return notField(n, l)
 	}
 	return nil
@@ -255,10 +255,11 @@ func clip(s string) string {
 }
 
 // validName: RFC 5322 §2.2, printable US-ASCII but colon.
-func validName(s string) bool { return s != "" && printable([]byte(s)) }
+func validName(s string) bool { return s != "" && fieldChars([]byte(s)) }
 
-// printable reports whether b is printable US-ASCII, space excluded.
-func printable(b []byte) bool {
+// fieldChars reports whether b is printable US-ASCII, space excluded: the
+// characters of a field name, the colon aside.
+func fieldChars(b []byte) bool {
 	for _, c := range b {
 		if c < 33 || c > 126 {
 			return false

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"smtpfs/smtp"
 )
 
 func TestParseEnvelope(t *testing.T) {
@@ -102,7 +104,7 @@ func FuzzParseEnvelope(f *testing.F) {
 			return
 		}
 		// What it returns, Put takes.
-		if _, err := checkEnvelope(from, rcpts); err != nil {
+		if _, _, err := checkEnvelope(smtp.Mail{From: from, Rcpts: rcpts}); err != nil {
 			t.Fatalf("ParseEnvelope(%q) = %q, %q, which Put refuses: %v", h, from, rcpts, err)
 		}
 	})
