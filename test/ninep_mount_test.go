@@ -148,7 +148,7 @@ func TestNinepMountSh(t *testing.T) {
 	m := ninepMountDaemon(t)
 	fstest.RunSteps(t, "sh", m.mnt, ninepSession(m))
 	ninepFollowMount(t, m)
-	// Last: a failed rm leaves mount9p v1.18.0 confused (README).
+	// Last: a failed rm leaves mount9p v1.18.0 confused (smtpfs(4), BUGS).
 	ninepMessageSteps(t, m)
 }
 

@@ -12,7 +12,7 @@ import (
 )
 
 // authFailMax is the number of failed AUTH after which a client is locked
-// out (the README's 10 within 10 minutes).
+// out (smtpd(8)'s 10 within 10 minutes).
 const authFailMax = 10
 
 // cramAnswer answers the CRAM-MD5 challenge of a 334 line (RFC 2195).

@@ -12,7 +12,7 @@ import (
 // errWords is how an error text becomes an errno: plan9port 9pfuse's
 // table (src/cmd/9pfuse/errstr.c), in its order, the first word found in
 // the text, in any case, wins. It is 9pfuse's on purpose: the daemon words
-// its errors for that table (README, "Errors a shell sees"), so that a
+// its errors for that table (smtpfs(4), DIAGNOSTICS), so that a
 // shell sees the same errno through either mount, and a test through this
 // one checks what a 9pfuse user gets.
 var errWords = []struct {

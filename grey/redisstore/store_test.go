@@ -371,12 +371,12 @@ func fill(n int) string {
 	return b.String()
 }
 
-// acl is the Redis user the README gives smtpfs: its keys and channel,
+// acl is the Redis user smtpd(8) gives smtpfs: its keys and channel,
 // no dangerous commands.
 var acl = []string{"ACL", "SETUSER", "smtpfs", "on", ">s3cret", "resetkeys", "~smtpfs:*", "resetchannels", "&smtpfs:*",
 	"-@all", "+@read", "+@write", "+@scripting", "+@pubsub", "+@connection", "+@transaction", "-@dangerous"}
 
-// TestACL: everything the store does works as the README's Redis user,
+// TestACL: everything the store does works as smtpd(8)'s Redis user,
 // and Redis refused nothing (its ACL LOG is empty).
 func TestACL(t *testing.T) {
 	r := testlib.NewRedis(t)

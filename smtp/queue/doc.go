@@ -10,7 +10,7 @@
 // delivered, again if a crash cut its delivery short (twice at worst,
 // never lost). While the file system has less free space than
 // Settings.MinFree, Put and Submit write nothing and refuse with
-// ErrInsufficientStorage, a temporary 452 4.3.1. README.md, "The queue",
+// ErrInsufficientStorage, a temporary 452 4.3.1. smtpfs(8), "The queue",
 // documents the format for people.
 //
 // Run delivers: one session per destination (recipient domain, address

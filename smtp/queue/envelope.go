@@ -57,7 +57,7 @@ const (
 	MaxORcpt = 500
 )
 
-const envHeader = "# smtpfs queue envelope; the format is in README.md, The queue\n"
+const envHeader = "# smtpfs queue envelope; the format is in smtpfs(8), The queue\n"
 
 // marshal renders the envelope as text, one keyword and its words per
 // line, words quoted as rc quotes them when they hold spaces or quotes.

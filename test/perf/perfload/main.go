@@ -25,7 +25,7 @@
 // idle holds conns sessions open after their greeting, prints the
 // server's RSS and peak RSS (VmRSS, VmHWM) and how long a newcomer waits
 // for its greeting. fill writes held messages into a stopped daemon's
-// queue directory in the on-disk format of README.md. cat times reading a
+// queue directory in the on-disk format of smtpfs(8). cat times reading a
 // 9P file to its end; ctl writes a line to the ctl file. wait waits until
 // a counter of the daemon's stats file (queue.length unless -field says),
 // or the number of files under the directories, is -want (0; a -want
@@ -437,7 +437,7 @@ func procKB(pid int, field string) string {
 	return "?"
 }
 
-// fill writes n held messages in the on-disk format (README, The queue):
+// fill writes n held messages in the on-disk format (smtpfs(8), The queue):
 // a fixture for a daemon that is not running, so nothing is fsynced.
 func fill(args []string) error {
 	fl := flag.NewFlagSet("fill", flag.ExitOnError)
@@ -457,7 +457,7 @@ func fill(args []string) error {
 	for i := range *n {
 		t := base.Add(time.Duration(i) * time.Millisecond)
 		id := queueID(t)
-		env := fmt.Sprintf("# smtpfs queue envelope; the format is in README.md, The queue\n"+
+		env := fmt.Sprintf("# smtpfs queue envelope; the format is in smtpfs(8), The queue\n"+
 			"from perf@bench.example\narrived %s\nsize %d\nheld\nrcpt %s 0 %s ''\n",
 			t.UTC().Format(time.RFC3339Nano), len(msg), *to, t.UTC().Format(time.RFC3339Nano))
 		if err := os.WriteFile(filepath.Join(*dir, id+".msg"), msg, 0600); err != nil {
