@@ -12,6 +12,7 @@
 //	queue.d/   r   a file per queued message, by id; rm deletes the message
 //	stats      r   counters, `name value` a line
 //	version    r   the daemon's version
+//	dkim/      r   a file per domain with DKIM keys: the TXT records to publish
 //
 // The package only presents: it declares small interfaces for what it
 // shows and steers (Control, List, Queue, Stats) and the daemon implements
@@ -121,6 +122,7 @@ type Config struct {
 	Queue     Queue
 	Stats     Stats // nil: the stats file has the tree's counters only
 	Version   string
+	DKIM      DKIM // the dkim directory is there only when this is set
 
 	// Log is the hub behind the log files. The daemon makes it with
 	// NewLog and hands it to smtp/mlog as the tee, so that every line of
@@ -245,6 +247,9 @@ func (s *Server) build() *dir {
 	root.add(&textFile{node: file("log.recent", 0444), render: s.hub.Recent})
 	root.add(&textFile{node: file("stats", 0444), render: s.stats})
 	root.add(&textFile{node: file("version", 0444), render: func() []byte { return []byte(c.Version + "\n") }})
+	if c.DKIM != nil {
+		root.add(newDKIMDir(s, c.DKIM))
+	}
 	return root
 }
 

@@ -15,7 +15,9 @@ import (
 
 // A FileStore keeps the greylist's state in the mail root, as upas did:
 // a triplet is an empty file whose modification time is the first
-// attempt, <root>/grey/tmp/<local-ip>/<remote-key>/<rcpt>, and the
+// attempt, <root>/grey/tmp/<local-ip>/<remote-key>/<rcpt> (a sender
+// domain's, <root>/grey/tmp/<local-ip>/@<domain>/<rcpt>, holds the
+// address of the client that registered it: sender.go), and the
 // whitelist is the file <root>/grey/whitelist (Whitelist). The counts of
 // the bounds are kept in memory (tally). It serves one host: several
 // processes on one mail root share it (the smtpd program and smtpfs), not
@@ -42,11 +44,15 @@ func (f *FileStore) Whitelist() WhitelistStore {
 }
 
 // Triplets looks up and registers the triplets of q, one file each, in
-// <root>/grey/tmp/<local>/<pool>/. It never answers Whitelisted: the
-// whitelist file's index is the whole truth.
+// <root>/grey/tmp/<local>/<pool>/, or <root>/grey/tmp/<local>/@<sender>/
+// for a sender domain's. It never answers Whitelisted: the whitelist
+// file's index is the whole truth.
 func (f *FileStore) Triplets(q *Query) (Answer, error) {
-	tr := tripletRun{dir: filepath.Join(f.tmp, q.LocalName(), q.Pool.Addr().String()), now: q.Now, s: q.Settings,
-		client: q.Client}
+	pool := filepath.Join(f.tmp, q.LocalName(), q.Pool.Addr().String())
+	tr := tripletRun{dir: pool, pool: pool, now: q.Now, s: q.Settings, client: q.Client}
+	if q.Sender != "" {
+		tr.dir, tr.remote = filepath.Join(f.tmp, q.LocalName(), SenderDir(q.Sender)), q.Remote
+	}
 	var ans Answer
 	for _, key := range q.Keys {
 		o, age, err := f.triplet(&tr, key)
@@ -64,15 +70,17 @@ func (f *FileStore) Triplets(q *Query) (Answer, error) {
 // Close does nothing: the store holds nothing open.
 func (f *FileStore) Close() error { return nil }
 
-// A tripletRun is what the triplets of one Check share: the client's
-// directory, the time, the settings, the client's unit (clientOf) and how
-// many triplets the Check registered.
+// A tripletRun is what the triplets of one Check share: their directory
+// and the pool's, the time, the settings, the client's unit (clientOf),
+// the client's address for a sender domain's triplets (else invalid) and
+// how many triplets the Check registered.
 type tripletRun struct {
-	dir    string
-	now    time.Time
-	s      Settings
-	client netip.Prefix
-	made   int
+	dir, pool string
+	now       time.Time
+	s         Settings
+	client    netip.Prefix
+	remote    netip.Addr
+	made      int
 }
 
 // triplet registers or consults the triplet file tr.dir/name: its mtime
@@ -104,13 +112,21 @@ func (f *FileStore) triplet(tr *tripletRun, name string) (Outcome, time.Duration
 			return Enough, 0, nil
 		}
 		key := keyOf(tr.client)
-		if o := f.tally.reserve(key, s, func() int { return countDir(tr.dir, s.PerClient) }); o != Registered {
+		if o := f.tally.reserve(key, s, func() int { return countDir(tr.pool, s.PerClient) }); o != Registered {
 			return o, 0, nil
 		}
 		fd, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err == nil {
-			fd.Close()
+			if tr.remote.IsValid() { // a sender domain's: whose it is, for Expire's count
+				_, err = fd.WriteString(tr.remote.String() + "\n")
+			}
+			if cerr := fd.Close(); err == nil {
+				err = cerr
+			}
 			tr.made++
+			if err != nil {
+				return Registered, 0, err
+			}
 			return Registered, 0, os.Chtimes(path, now, now)
 		}
 		f.tally.release(key)

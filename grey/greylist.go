@@ -175,6 +175,11 @@ func (g *Greylist) now() time.Time {
 // out are logged once for each bound. The store is asked once for all of
 // them; if it cannot answer, Settings.FailClosed decides.
 func (g *Greylist) Check(local, remote netip.Addr, from string, rcpts []string) (pass bool) {
+	return g.check(local, remote, "", rcpts)
+}
+
+// check is Check, keyed by the sender domain when it is not "" (sender.go).
+func (g *Greylist) check(local, remote netip.Addr, domain string, rcpts []string) (pass bool) {
 	remote = canon(remote)
 	if !remote.IsValid() {
 		g.log.Printf("greylist: no remote address; not greylisting")
@@ -186,7 +191,11 @@ func (g *Greylist) Check(local, remote netip.Addr, from string, rcpts []string) 
 		return true
 	}
 	s := g.Settings()
-	q := &Query{Local: local, Remote: remote, Pool: poolOf(remote, s), Client: clientOf(remote, s), Now: g.now(), Settings: s}
+	q := &Query{Local: local, Remote: remote, Pool: poolOf(remote, s), Client: clientOf(remote, s), Now: g.now(), Settings: s,
+		Sender: domain}
+	if domain != "" {
+		g.log.Printf("%s passed SPF for %s: greylisting its domain's triplets", domain, remote)
+	}
 	var named []string // the recipient of each key
 	for _, rcpt := range rcpts {
 		if key := fileName(rcpt); key != "" {

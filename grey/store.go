@@ -59,12 +59,16 @@ type WhitelistStore interface {
 
 // A Query is what one Check asks of the triplets: those of the client
 // at Remote, whose pool is Pool, talking to our address Local, for the
-// recipients whose keys are Keys (TripletKey), at Now.
+// recipients whose keys are Keys (TripletKey), at Now. When Sender is
+// set, the triplets are the sender domain's rather than the pool's
+// (CheckSender): (Sender, recipient), whichever client registered them;
+// those a Check registers still count for Client under PerClient.
 type Query struct {
 	Local    netip.Addr   // our address; invalid if unknown
 	Remote   netip.Addr   // the client, unmapped, without zone
 	Pool     netip.Prefix // its pool (greyprefix): part of the triplet
 	Client   netip.Prefix // what PerClient counts: the pool, at least an IPv6 /64
+	Sender   string       // the key (TripletKey) of a sender domain that passed SPF; "": none
 	Keys     []string     // the recipients' keys, in order; none is empty
 	Now      time.Time
 	Settings Settings

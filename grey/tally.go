@@ -38,7 +38,8 @@ import (
 // never walks it; smtpfs does at start), a client the tally has not seen
 // is counted once from its directory, so that its cap holds from its first
 // message: that counts the pool's own directory under our address, not
-// the other addresses of an IPv6 /64. Triplets removed by hand are counted
+// the other addresses of an IPv6 /64 nor the triplets it registered for
+// sender domains (sender.go), which only a walk attributes. Triplets removed by hand are counted
 // until the next Expire. Registrations made while Expire walks are added
 // to what it found, and those it also saw are counted twice until the next
 // Expire: a bounded error, and on the side of refusing.
@@ -171,6 +172,10 @@ func (w *walkCounter) add(path string) {
 	}
 	if w.good {
 		w.per[w.key]++
+	} else if isSenderDir(w.dir) { // a sender domain's: the client that made it (sender.go)
+		if a, ok := clientInFile(path); ok {
+			w.per[keyOf(clientOf(a, w.s))]++
+		}
 	}
 }
 

@@ -262,6 +262,7 @@ func (s *session) mail(arg string) {
 		return
 	}
 	s.from, s.state = p, stMail
+	s.checkSPF()
 	s.reply(smtp.Replyf(250, "2.0.0", "sender is %s", p.Bang()))
 }
 
@@ -321,6 +322,10 @@ func (s *session) rcpt(arg string) {
 	}
 	if err != nil {
 		s.fail(err)
+		return
+	}
+	if r := s.spfRefusal(); r != nil {
+		s.fail(r)
 		return
 	}
 	r, ok := s.route(p)

@@ -59,6 +59,9 @@ func (s *session) received(sp *spool, v Verdict, err error) {
 		err = sp.finish()
 	}
 	h := scanHeader(sp.head(maxHeaderScan))
+	if !h.ended && sp.Size() > maxHeaderScan { // a long header: read it whole (mailauth.go)
+		h = scanHeaderMax(sp.head(maxAuthHeader), maxAuthHeader)
+	}
 	s.transcribe(sp, h)
 	if r := s.dataFailed(err, sp); r != nil {
 		s.srv.Stats.Rejected.Add(1)
@@ -79,6 +82,17 @@ func (s *session) received(sp *spool, v Verdict, err error) {
 	if h.received > maxReceived {
 		s.srv.Stats.Rejected.Add(1)
 		s.fail(errLoop)
+		return
+	}
+	if !h.ended && sp.Size() > maxAuthHeader {
+		s.srv.Stats.Rejected.Add(1)
+		s.fail(errHeaderLong)
+		return
+	}
+	s.stripAuthResults(sp, h)
+	if r := s.checkMessage(sp, h); r != nil {
+		s.srv.Stats.Rejected.Add(1)
+		s.fail(r)
 		return
 	}
 	if r := s.srv.roomFor(s.cfg.MinFree, sp.Size()); r != nil {
@@ -159,7 +173,7 @@ func (s *session) screen() (Verdict, bool) {
 		return v, false
 	}
 	if s.cfg.Greylist && s.srv.Greylister != nil {
-		if !s.srv.Greylister.Check(s.local, s.remote, s.from.Addr(), s.rcptAddrs()) {
+		if !s.greyCheck() {
 			s.srv.Stats.Greylisted.Add(1)
 			s.reply(errGreylisted)
 			s.quit = true
@@ -294,7 +308,7 @@ func (s *session) store(sp *spool, h headerInfo, id string) (string, error) {
 	if !s.trusted {
 		from = ""
 	}
-	qid, err := s.srv.Queue.Put(ctx, from, remote, s.message(sp, h, id))
+	qid, err := s.srv.Queue.Put(ctx, from, remote, s.signed(sp, h, id))
 	if err != nil {
 		return "", err
 	}
@@ -310,14 +324,22 @@ func (s *session) store(sp *spool, h headerInfo, id string) (string, error) {
 // without one. CRLF line ends, no dot-stuffing.
 func (s *session) message(sp *spool, h headerInfo, id string) io.Reader {
 	pre := bytes.NewReader(s.added(h, id))
-	if h.blank {
+	if h.blank && s.stripped == nil {
 		return io.MultiReader(pre, sp.Reader(0))
 	}
-	return io.MultiReader(pre, io.NewSectionReader(sp, 0, int64(h.end)), strings.NewReader("\r\n"), sp.Reader(int64(h.end)))
+	var head io.Reader = io.NewSectionReader(sp, 0, int64(h.end))
+	if s.stripped != nil { // without forged Authentication-Results fields
+		head = bytes.NewReader(s.stripped)
+	}
+	if h.blank {
+		return io.MultiReader(pre, head, sp.Reader(int64(h.end)))
+	}
+	return io.MultiReader(pre, head, strings.NewReader("\r\n"), sp.Reader(int64(h.end)))
 }
 
 // added returns the header lines we put in front of a message: our
-// Received: line; upas's X-warning: lines for a client that may not relay
+// Received: line; our Authentication-Results: field and a quarantine
+// field (mailauth.go); upas's X-warning: lines for a client that may not relay
 // (upas.md §2.11.3); From: and To: when the message has none (upas.md
 // §2.12.2, with RFC 5322 addresses).
 func (s *session) added(h headerInfo, id string) []byte {
@@ -337,6 +359,8 @@ func (s *session) added(h headerInfo, id string) []byte {
 		fmt.Fprintf(&b, " for <%s>", s.rcpts[0].addr)
 	}
 	fmt.Fprintf(&b, "; %s\r\n", s.srv.Now().Format(time.RFC1123Z))
+	b.WriteString(s.authRes) // mailauth.go: for a message from outside
+	b.WriteString(s.quarantine)
 	if s.cfg.NoRelay && !s.trusted {
 		for _, w := range s.warnings(h) {
 			fmt.Fprintf(&b, "X-warning: %s\r\n", w)

@@ -28,6 +28,9 @@ type headerInfo struct {
 	// header field, and an empty line must go in at end.
 	end   int
 	blank bool
+	// ended says that an empty line or a line that is no field ended the
+	// header within what was scanned; else it ran to the end of it.
+	ended bool
 }
 
 // Header fields that count as destination (upas.md §2.12.2; RFC 5322
@@ -37,7 +40,10 @@ var destinations = []string{"to", "cc", "bcc", "resent-to", "resent-cc", "resent
 
 // scanHeader reads the header at the start of msg (CRLF line ends), at
 // most maxHeaderScan bytes of it.
-func scanHeader(msg []byte) headerInfo {
+func scanHeader(msg []byte) headerInfo { return scanHeaderMax(msg, maxHeaderScan) }
+
+// scanHeaderMax is scanHeader reading at most max bytes.
+func scanHeaderMax(msg []byte, max int) headerInfo {
 	var h headerInfo
 	var name string // the field being read, for continuation lines
 	var value []byte
@@ -51,7 +57,7 @@ func scanHeader(msg []byte) headerInfo {
 		name, value = "", nil
 	}
 	off := 0
-	for off < len(msg) && off < maxHeaderScan {
+	for off < len(msg) && off < max {
 		i := bytes.Index(msg[off:], []byte("\r\n"))
 		if i < 0 { // the header runs on past what we have
 			h.end, h.blank = len(msg), true
@@ -63,7 +69,7 @@ func scanHeader(msg []byte) headerInfo {
 		switch {
 		case len(line) == 0:
 			flush()
-			h.end, h.blank = next, true
+			h.end, h.blank, h.ended = next, true, true
 			return h
 		case (line[0] == ' ' || line[0] == '\t') && off > 0:
 			if name != "" {
@@ -73,7 +79,7 @@ func scanHeader(msg []byte) headerInfo {
 			flush()
 			colon := bytes.IndexByte(line, ':')
 			if colon <= 0 || !isFieldName(line[:colon]) {
-				h.end = off // the body starts here, and needs an empty line before it
+				h.end, h.ended = off, true // the body starts here, and needs an empty line before it
 				return h
 			}
 			n := strings.ToLower(string(line[:colon]))

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"smtpfs/smtp"
+	"smtpfs/smtp/mailauth"
 	"smtpfs/smtpd/authfail"
 	"smtpfs/smtpd/conf"
 )
@@ -33,6 +34,13 @@ type Queue interface {
 // neither trusted nor authenticated. It logs its own decisions.
 type Greylister interface {
 	Check(local, remote netip.Addr, from string, rcpts []string) (pass bool)
+}
+
+// SenderGreylister is what a Greylister may also implement: CheckSender
+// greylists the pair (sender domain, recipient) instead of (client
+// address, recipient), for a sender whose domain passed SPF (mailauth.go).
+type SenderGreylister interface {
+	CheckSender(local, remote netip.Addr, domain, from string, rcpts []string) (pass bool)
 }
 
 // Classifier gives the lib/blocked verdict (upas ratfs semantics) for the
@@ -86,8 +94,17 @@ type Server struct {
 	// together.
 	Maildir *Maildir
 
-	// Stats counts what the server did, for the 9P stats file.
-	Stats Stats
+	// MailAuth checks SPF, DKIM and DMARC of mail from outside (the spf and
+	// dmarc verbs); nil: nothing is checked and no Authentication-Results
+	// field is added. Signer signs what trusted clients queue (DKIM); nil:
+	// nothing is signed. See mailauth.go.
+	MailAuth MailAuth
+	Signer   Signer
+
+	// Stats counts what the server did, for the 9P stats file; AuthStats
+	// the verdicts of MailAuth.
+	Stats     Stats
+	AuthStats mailauth.Counters
 
 	// sleep waits for d unless ctx is done first; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error

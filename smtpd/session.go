@@ -15,6 +15,7 @@ import (
 
 	"smtpfs/internal/errquote"
 	"smtpfs/smtp"
+	"smtpfs/smtp/mailauth"
 	"smtpfs/smtpd/conf"
 )
 
@@ -96,6 +97,13 @@ type session struct {
 	// counted for the transaction (takeBox) and not yet made.
 	boxesHeld  int
 	boxesSince time.Time
+	// Mail authentication (mailauth.go): the SPF result of the sender, and
+	// for the message after DATA the header without forged
+	// Authentication-Results fields (nil: unchanged) and the fields added.
+	spf        *mailauth.SPFResult
+	stripped   []byte
+	authRes    string
+	quarantine string
 
 	mu      sync.Mutex
 	conn    net.Conn // plain or TLS; swapped under mu
@@ -408,6 +416,7 @@ func (s *session) resetTxn() {
 	s.from, s.rcpts, s.body8 = mailPath{}, nil, false
 	s.rcptSeen, s.rcptBoxes, s.newBoxes = nil, nil, 0
 	s.loopRcpts = 0
+	s.spf, s.stripped, s.authRes, s.quarantine = nil, nil, "", ""
 	if s.state&(stMail|stRcpt) != 0 {
 		s.state = stHelo
 	}

@@ -16,8 +16,15 @@ import (
 // role r, with a certificate and the AUTH user glenda (password s3cret).
 func newSubmitServer(t *testing.T, r conf.Role, text string) (*testServer, *Listener) {
 	t.Helper()
+	return newSubmitServerWith(t, r, text, nil)
+}
+
+// newSubmitServerWith is newSubmitServer, with set called on the Server
+// before it serves.
+func newSubmitServerWith(t *testing.T, r conf.Role, text string, set func(*Server)) (*testServer, *Listener) {
+	t.Helper()
 	cert := testlib.NewCert(t, t.TempDir())
-	ts := newTestServer(t, "tlscert "+cert.CertFile+" "+cert.KeyFile+"\nourdomains example.com\n"+text)
+	ts := newTestServerWith(t, "tlscert "+cert.CertFile+" "+cert.KeyFile+"\nourdomains example.com\n"+text, set)
 	ts.Secrets = func() *Secrets { return &Secrets{m: map[string]string{"glenda": "s3cret"}} }
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

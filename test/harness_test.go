@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"smtpfs/test/testlib"
 )
 
 var binDir string
@@ -27,7 +29,22 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	binDir = dir
+	// The programs check SPF of what arrives from outside (spf tag, the
+	// default): their DNS is on loopback, as every network of the tests
+	// is, and knows no name unless a test says otherwise
+	// (t.Setenv("SMTPFS_RESOLVER", ...)).
+	stopDNS := func() {}
+	if os.Getenv("SMTPFS_RESOLVER") == "" {
+		stop, addr, err := testlib.ServeDNS("")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		stopDNS = stop
+		os.Setenv("SMTPFS_RESOLVER", addr)
+	}
 	code := m.Run()
+	stopDNS()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -17,11 +17,13 @@
 // which is the client's. With the greylist on, once the client has gone,
 // it expires old triplets if nobody has for an hour (smtpfs does that on
 // its own). Failed AUTH is counted in <root>/grey/authfail, with the
-// other sessions and smtpfs, so that the lockout holds across them. It
-// exits 0 when the session ended outside a transaction, 1 when it ended
-// inside one (the client gone, or timed out, after MAIL and before its
-// message was answered), and 1 on an error before it (a usage error, a
-// missing root or -C file).
+// other sessions and smtpfs, so that the lockout holds across them. Mail
+// from outside is checked (SPF, DKIM, DMARC) as smtpfs checks it, and what
+// trusted clients queue is signed with the keys of lib/dkim. It exits 0
+// when the session ended outside a transaction, 1 when it ended inside one
+// (the client gone, or timed out, after MAIL and before its message was
+// answered), and 1 on an error before it (a usage error, a missing root
+// or -C file).
 package main
 
 import (
@@ -117,6 +119,10 @@ func run(f *setup.Flags, netdir string) error {
 		return err
 	}
 	defer q.Close()
+	keys, err := setup.OpenKeys(root, cfg)
+	if err != nil {
+		return err
+	}
 	rs := setup.SessionRedis(cfg, logger) // greystore redis://...: shared by every host; nil: the files
 	srv := &smtpd.Server{
 		Root:       root,
@@ -127,6 +133,8 @@ func run(f *setup.Flags, netdir string) error {
 		Greylister: &setup.LazyGreylist{Root: root, Config: config, Log: logger, Redis: rs},
 		Classifier: setup.Classifier{Blocked: blocked},
 		Resolver:   &setup.Resolver{Config: config},
+		MailAuth:   &setup.AuthChecker{Config: config},
+		Signer:     &setup.Signer{Keys: keys, Config: config, Log: logger},
 	}
 	srv.AuthLimiter = setup.AuthLimiter(root, rs) // shared with smtpfs and the other sessions
 	srv.ServeConn(conn)

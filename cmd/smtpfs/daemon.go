@@ -9,6 +9,7 @@ import (
 	"log"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"smtpfs/fs"
 	"smtpfs/grey"
 	"smtpfs/smtp"
+	"smtpfs/smtp/mailauth"
 	"smtpfs/smtp/mlog"
 	"smtpfs/smtp/queue"
 	"smtpfs/smtpd"
@@ -45,6 +47,7 @@ type daemon struct {
 	queue   *queue.Queue
 	client  atomic.Pointer[smtp.Client]
 	tree    *fs.Server
+	keys    *mailauth.KeyStore // lib/dkim, chosen by the dkim lines
 
 	// actions are the runtime ctl verbs, by verb.
 	actions map[string]action
@@ -95,6 +98,7 @@ func newDaemon(root, confFile string, verbs []string, stderr io.Writer) (*daemon
 		"hold":        {d.queued, func(ids []string) error { return queueError(d.queue.Hold(ids...)) }},
 		"release":     {d.queued, func(ids []string) error { return queueError(d.queue.Release(ids...)) }},
 		"unwhitelist": {d.whitelisted, d.unwhitelist},
+		"dkim":        {run: d.newKey}, // dkim newkey: the one action of the verb
 
 		"exportwhitelist": {run: d.exportWhitelist},
 	}
@@ -105,6 +109,7 @@ func newDaemon(root, confFile string, verbs []string, stderr io.Writer) (*daemon
 		Queue:      queueFile{d.queue},
 		Stats:      d,
 		Version:    version,
+		DKIM:       d.keys,
 		Log:        d.hub,
 		Logger:     redacting(d.logs.Logger("9p")),
 		MaxMessage: cfg.MaxSize,
@@ -124,6 +129,9 @@ func (d *daemon) openEngines(cfg *conf.Config) error {
 	if err := d.grey.SetSettings(setup.GreySettings(cfg)); err != nil {
 		return err
 	}
+	if d.keys, err = setup.OpenKeys(d.root, cfg); err != nil {
+		return err
+	}
 	maildir := smtpd.NewMaildir(filepath.Join(d.root, "box"))
 	maildir.MkBox = func() bool { return d.Config().MkBox }
 	d.client.Store(setup.NewClient(cfg, d.logs))
@@ -132,6 +140,7 @@ func (d *daemon) openEngines(cfg *conf.Config) error {
 	if err != nil {
 		return err
 	}
+	d.queue.SetSigner(&setup.Signer{Keys: d.keys, Config: d.Config, Log: d.logs.Logger("runq")})
 	d.srv = &smtpd.Server{
 		Root:       d.root,
 		Config:     d.Config,
@@ -142,6 +151,8 @@ func (d *daemon) openEngines(cfg *conf.Config) error {
 		Classifier: setup.Classifier{Blocked: d.blocked},
 		Resolver:   &setup.Resolver{Config: d.Config},
 		Maildir:    maildir,
+		MailAuth:   &setup.AuthChecker{Config: d.Config},
+		Signer:     &setup.Signer{Keys: d.keys, Config: d.Config, Log: d.log},
 	}
 	d.srv.AuthLimiter = &d.stores.auth // the store's of the moment
 	d.useStore(cfg)
@@ -232,6 +243,9 @@ func (d *daemon) ctlSettings(text string) ([]conf.Action, error) {
 	}
 	if err == nil {
 		cfg, err = withListen(cfg), d.checkActions(acts)
+	}
+	if err == nil && !slices.EqualFunc(cfg.DKIM, d.cfg.DKIM, sameSigns) {
+		err = d.selectKeys(cfg, text)
 	}
 	if err != nil {
 		return nil, err
@@ -341,6 +355,56 @@ func queueError(err error) error {
 	return err
 }
 
+func sameSigns(a, b conf.DKIMSigns) bool {
+	return a.Domain == b.Domain && slices.Equal(a.Selectors, b.Selectors)
+}
+
+// selectKeys chooses the DKIM keys that sign, as the dkim lines of cfg,
+// the configuration a ctl write of text makes, say. If one names a
+// selector without a key, the write fails naming the first line whose
+// choice fails, and the keys chosen before still sign.
+func (d *daemon) selectKeys(cfg *conf.Config, text string) error {
+	err := d.keys.Select(cfg.DKIMSelection())
+	if err == nil {
+		return nil
+	}
+	lines := strings.Split(text, "\n")
+	for i := range lines {
+		part, _, perr := conf.Apply(d.cfg, "ctl", strings.Join(lines[:i+1], "\n"))
+		if perr != nil {
+			continue
+		}
+		if e := d.keys.Select(part.DKIMSelection()); e != nil {
+			err = &conf.LineError{Source: "ctl", Line: i + 1, Text: strings.TrimRight(lines[i], "\r"),
+				Err: errors.New(strings.TrimPrefix(e.Error(), "invalid "))}
+			break
+		}
+	}
+	d.keys.Select(d.cfg.DKIMSelection())
+	return err
+}
+
+// newKey is "dkim newkey domain selector [rsa|ed25519]": it makes a key
+// in lib/dkim, which signs once a dkim line chooses it, and logs the
+// record to publish first.
+func (d *daemon) newKey(args []string) error {
+	dom, sel, alg := strings.ToLower(args[1]), strings.ToLower(args[2]), "rsa"
+	if len(args) == 4 {
+		alg = args[3]
+	}
+	k, err := d.keys.NewKey(dom, sel, alg)
+	if err != nil {
+		return err
+	}
+	d.log.Printf("dkim: new %s key lib/dkim/%s/%s.key; publish its record (cat dkim/%s), then sign with it: dkim %s %s", k.Algorithm, dom, sel, dom, dom, sel)
+	for _, l := range strings.Split(d.keys.DNSRecords(dom), "\n") {
+		if strings.HasPrefix(l, sel+"._domainkey.") {
+			d.log.Printf("dkim: %s", l)
+		}
+	}
+	return nil
+}
+
 // prefixes parses whitelist entries, as ctl's unwhitelist names them: in
 // the whitelist's own grammar, which clears host bits (192.0.2.7/24 is
 // the entry 192.0.2.0/24).
@@ -357,7 +421,7 @@ func prefixes(args []string) ([]netip.Prefix, error) {
 }
 
 // Reload builds the configuration again from smtpd.conf and the flags, and
-// re-reads lib/secrets, lib/blocked and the whitelist, and reopens the log
+// re-reads lib/secrets, lib/blocked, lib/dkim and the whitelist, and reopens the log
 // files (SIGHUP, ctl reload). A bad file keeps the old configuration, and
 // the error says why; so does one that is not a regular file (a FIFO
 // would hang the reload, and every ctl write after it).
@@ -382,6 +446,12 @@ func (d *daemon) Reload() error {
 	if err == nil {
 		err = d.blocked.Reload()
 	}
+	if err == nil {
+		err = d.keys.Reload()
+	}
+	if err == nil {
+		err = d.keys.Select(cfg.DKIMSelection())
+	}
 	if err != nil {
 		d.log.Printf("reload: %v; keeping the old configuration", err)
 		return err
@@ -396,7 +466,7 @@ func (d *daemon) Reload() error {
 	d.cfg, d.secrets = cfg, sec
 	d.mu.Unlock()
 	d.changed(cfg)
-	d.log.Printf("reloaded %s, lib/secrets (%d users), lib/blocked and the whitelist", d.confFile, sec.Len())
+	d.log.Printf("reloaded %s, lib/secrets (%d users), lib/blocked, lib/dkim and the whitelist", d.confFile, sec.Len())
 	return nil
 }
 
@@ -441,6 +511,9 @@ func (d *daemon) Stats() []fs.Stat {
 		{"whitelist.entries", int64(d.grey.Whitelist().Len())},
 	} {
 		st = append(st, fs.Stat{Name: s.name, Value: s.v})
+	}
+	for _, c := range d.srv.AuthStats.Snapshot() {
+		st = append(st, fs.Stat{Name: c.Name, Value: c.Value})
 	}
 	return append(st, d.storeStats()...)
 }

@@ -235,6 +235,66 @@ func TestReloadNamedConf(t *testing.T) {
 	}
 }
 
+// TestCtlDKIM: "dkim newkey" makes a key (mode 0600) and logs its
+// record; a dkim line naming a selector without a key fails the write,
+// naming the line, and the keys chosen before still sign; once the key
+// exists the line chooses it, the tree's file says so, and the stats
+// file has the verdict counters.
+func TestCtlDKIM(t *testing.T) {
+	d := newTestDaemon(t, "")
+	before := d.ConfigText()
+	err := d.Ctl("tarpit on\ndkim example.org s2026\n")
+	if want := "invalid ctl line 2 'dkim example.org s2026': dkim example.org s2026: no key " + filepath.Join(d.root, "lib", "dkim", "example.org", "s2026.key"); err == nil || err.Error() != want {
+		t.Errorf("a selector without a key:\n got %v\nwant %s", err, want)
+	}
+	if d.ConfigText() != before {
+		t.Errorf("a failed write changed the configuration")
+	}
+	if err := d.Ctl("dkim newkey Example.ORG s2026 ed25519"); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(d.root, "lib", "dkim", "example.org", "s2026.key"))
+	if err != nil || fi.Mode().Perm() != 0600 {
+		t.Fatalf("key file: %v %v", fi, err)
+	}
+	if err := d.Ctl("dkim newkey example.org s2026"); err == nil || !strings.Contains(err.Error(), "exists; a key is never replaced") {
+		t.Errorf("a second key for a selector: %v", err)
+	}
+	log := d.logged(t)
+	for _, want := range []string{"dkim: new ed25519 key lib/dkim/example.org/s2026.key; publish its record (cat dkim/example.org), then sign with it: dkim example.org s2026",
+		"dkim: s2026._domainkey.example.org. IN TXT \"v=DKIM1; k=ed25519; p="} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	if got := d.keys.DNSRecords("example.org"); !strings.HasPrefix(got, "; selector s2026: ed25519, not signing yet\n") {
+		t.Errorf("records before the dkim line: %q", got)
+	}
+	if err := d.Ctl("dkim example.org s2026"); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.keys.DNSRecords("example.org"); !strings.HasPrefix(got, "; selector s2026: ed25519, signing\n") {
+		t.Errorf("records after the dkim line: %q", got)
+	}
+	if !strings.Contains(d.ConfigText(), "\ndkim example.org s2026\n") {
+		t.Errorf("ctl:\n%s", d.ConfigText())
+	}
+	// A failed choice keeps the one before.
+	if err := d.Ctl("dkim example.org s2027"); err == nil {
+		t.Errorf("s2027 chosen without a key")
+	}
+	if len(d.keys.Signing("example.org")) != 1 {
+		t.Errorf("the failed choice undid the one before")
+	}
+	var names []string
+	for _, s := range d.Stats() {
+		names = append(names, s.Name)
+	}
+	if all := strings.Join(names, " "); !strings.Contains(all, "spf.pass") || !strings.Contains(all, "dmarc.reject") {
+		t.Errorf("stats: %s", all)
+	}
+}
+
 // TestCtlDoesNotHoldSessions: while a ctl write is being applied (here,
 // its action's check takes its time, as reading a file may), the live
 // configuration, which every new session asks for, is there at once.

@@ -17,7 +17,12 @@
 // script answers a whole Check, atomically, in one round trip, and every
 // client's set expires by itself (PEXPIRE) two hours after its newest
 // triplet leaves the window; Checks and Expire count the departed off the
-// total first.
+// total first. A sender domain that passed SPF (grey.Query.Sender) has a
+// sorted set of its own, smtpfs:d:<domain>, of recipients' keys, which
+// every client of the domain looks up; each triplet in it is also a
+// member "@<domain>/<rcpt key>" of the set of the client that registered
+// it, so that greyperclient, greytriplets and expiry count it as that
+// client's.
 //
 // The whitelist (whitelist.go): the lines in a list (comments and order
 // kept, so that `cat whitelist` reads the same on every host), the entries

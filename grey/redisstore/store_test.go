@@ -422,3 +422,70 @@ func TestACL(t *testing.T) {
 		t.Errorf("ACL LOG: %q, %v: Redis refused a command", got, err)
 	}
 }
+
+// TestCheckSender: a sender domain that passed SPF is greylisted as the
+// pair (domain, recipient) across hosts: a first try from one of its
+// servers at A, the retry from another at B passes. The triplet is in the
+// domain's set and counts for the client that registered it: greyperclient
+// counts the real client (another of the domain's has its share), the
+// total counts it once, Expire keeps the counts, and past the window the
+// domain's triplet is too late and registered again.
+func TestCheckSender(t *testing.T) {
+	r := testlib.NewRedis(t)
+	rc := rdb(t, r)
+	ctx := context.Background()
+	clk := newClock()
+	ha, hb := newHost(t, r, clk), newHost(t, r, clk)
+	hb.local = netip.MustParseAddr("198.51.100.2")
+	a, b, c := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("203.0.113.9")
+	sender := func(h *host, remote netip.Addr, domain string, rcpts []string, want bool, logged string) {
+		t.Helper()
+		before := len(h.log.String())
+		if got := h.g.CheckSender(h.local, remote, domain, "alice@"+domain, rcpts); got != want {
+			t.Errorf("CheckSender(%v, %s, %q) = %v, want %v; log:\n%s", remote, domain, rcpts, got, want, h.log.String()[before:])
+		}
+		if logged != "" && !strings.Contains(h.log.String()[before:], logged) {
+			t.Errorf("CheckSender(%v, %s) did not log %q:\n%s", remote, domain, logged, h.log.String()[before:])
+		}
+	}
+	sender(ha, a, "Farm.Example", []string{"bob"}, false, "farm.example passed SPF for 192.0.2.1: greylisting its domain's triplets")
+	if _, err := rc.ZScore(ctx, keySenderPrefix+"farm.example", "bob").Result(); err != nil {
+		t.Errorf("the domain's triplet: %v", err)
+	}
+	if _, err := rc.ZScore(ctx, keyClientPrefix+"192.0.2.1", "@farm.example/bob").Result(); err != nil {
+		t.Errorf("the triplet in its client's set: %v", err)
+	}
+	clk.Add(6 * time.Minute)
+	hb.check(c, []string{"bob"}, false, "no call registered for 203.0.113.9/bob; registering")
+	sender(hb, b, "farm.example", []string{"bob"}, true, "192.0.2.2/bob was grey; adding IP to white")
+
+	s := grey.DefaultSettings
+	s.PerClient = 3
+	ha.g.SetSettings(s)
+	hb.g.SetSettings(s)
+	sender(ha, a, "farm.example", []string{"r1", "r2"}, false, "")
+	ha.check(a, []string{"r3"}, false, "192.0.2.1 has 3 triplets, greyperclient's limit: not registering 192.0.2.1/r3")
+	sender(hb, a, "other.example", []string{"r3"}, false, "192.0.2.1 has 3 triplets, greyperclient's limit")
+	sender(hb, c, "farm.example", []string{"r3"}, false, "no call registered for 203.0.113.9/r3; registering")
+	removed, kept, err := ha.g.Expire(ctx)
+	if removed != 0 || kept != 5 || err != nil {
+		t.Errorf("Expire = %d, %d, %v; want 0, 5 (a's three, c's two)", removed, kept, err)
+	}
+	if n, _ := rc.Get(ctx, keyTotal).Int(); n != 5 {
+		t.Errorf("total %d, want 5", n)
+	}
+	sender(hb, c, "farm.example", []string{"r4"}, false, "no call registered for 203.0.113.9/r4")
+	sender(ha, c, "farm.example", []string{"r5"}, false, "203.0.113.9 has 3 triplets, greyperclient's limit")
+
+	clk.Add(15 * time.Hour)
+	if removed, kept, err := ha.g.Expire(ctx); removed != 6 || kept != 0 || err != nil {
+		t.Errorf("Expire after the window = %d, %d, %v; want 6, 0", removed, kept, err)
+	}
+	sender(ha, c, "farm.example", []string{"r3"}, false, "ago: too late; registering again)")
+	if n, _ := rc.Get(ctx, keyTotal).Int(); n != 1 {
+		t.Errorf("total %d, want 1", n)
+	}
+	if ttl := rc.PTTL(ctx, keySenderPrefix+"farm.example").Val(); ttl <= 14*time.Hour || ttl > 14*time.Hour+grace {
+		t.Errorf("the domain's triplets expire in %v, want 14h and the grace", ttl)
+	}
+}

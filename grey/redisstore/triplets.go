@@ -21,6 +21,7 @@ import (
 // across hosts as they do in one.
 const (
 	keyClientPrefix = "smtpfs:t:"     // ZSET per client
+	keySenderPrefix = "smtpfs:d:"     // ZSET per sender domain: rcpt key → first attempt (senders, below)
 	keyClients      = "smtpfs:tc"     // ZSET: client → when its triplets are all past the window
 	keyCounts       = "smtpfs:tcount" // HASH: client → its triplets
 	keyTotal        = "smtpfs:tn"     // the sum of the counts
@@ -31,6 +32,17 @@ const (
 // before Redis drops them; should Redis drop them first, the count in the
 // hash still says how many went.
 const grace = 2 * time.Hour
+
+// Triplets of a sender domain (grey.Query.Sender: its SPF passed), the
+// pair (domain, recipient) whoever the client: the domain has a sorted set
+// of its recipients' keys scored by the first attempt, which any client of
+// the domain looks up, at any host; it expires by itself a grace period
+// after its newest leaves the window, and a Check of the domain takes the
+// ones past the window out. Each also goes into the set of the client that
+// registered it, as "@<domain>/<rcpt key>", so that it counts for that
+// client under greyperclient and in the total, and leaves the counts as
+// the client's own triplets do. A domain's set is an index: it is in
+// neither the clients nor the counts.
 
 // sweepPerCheck bounds the clients whose triplets are all past the
 // window that one Check forgets, besides its own.
@@ -48,22 +60,29 @@ const sweepPerCheck = 8
 // triplets past the window out, remembering them, so that a retry after
 // the window is Late as it is with files; then looks up the keys in
 // order, as the file store does, registering new ones within greypermsg,
-// greytriplets and greyperclient, until one is Recent. It waits Timeout
-// at most.
+// greytriplets and greyperclient, until one is Recent; for a sender
+// domain, in the domain's set, each new one also counted in the client's.
+// It waits Timeout at most.
 func (s *Store) Triplets(q *grey.Query) (grey.Answer, error) {
 	cands := covering(hostOf(q.Remote))
 	st := q.Settings
-	args := make([]any, 0, 9+len(cands)+len(q.Keys))
+	prefix, sender := q.Pool.Addr().String()+"/", ""
+	if q.Sender != "" {
+		prefix, sender = grey.SenderDir(q.Sender)+"/", keySenderPrefix+q.Sender
+	}
+	args := make([]any, 0, 10+len(cands)+len(q.Keys))
 	args = append(args, q.Now.UnixMilli(), st.Min.Milliseconds(), st.Max.Milliseconds(), st.PerClient,
-		st.PerMessage, st.MaxTriplets, grey.FormatPrefix(q.Client), grace.Milliseconds(), len(cands))
+		st.PerMessage, st.MaxTriplets, grey.FormatPrefix(q.Client), grace.Milliseconds(), len(prefix)+1, len(cands))
 	for _, c := range cands {
 		args = append(args, c)
 	}
-	prefix := q.Pool.Addr().String() + "/"
 	for _, k := range q.Keys {
 		args = append(args, prefix+k)
 	}
 	keys := []string{keySet, keyClients, keyCounts, keyTotal, keyClientPrefix + grey.FormatPrefix(q.Client)}
+	if sender != "" {
+		keys = append(keys, sender)
+	}
 	var res []any
 	err := s.call(0, func(ctx context.Context) error {
 		var err error
@@ -107,14 +126,16 @@ func parseAnswer(res []any) (grey.Answer, error) {
 
 // checkScript is the Check.
 // KEYS: the whitelist's set, the clients, the counts, the total, this
-// client's triplets. ARGV: now, min, max (ms), greyperclient, greypermsg,
-// greytriplets, the client, the grace (ms), the number of whitelist
-// candidates, the candidates, the triplets' members in order.
+// client's triplets, and for a sender domain the domain's. ARGV: now,
+// min, max (ms), greyperclient, greypermsg, greytriplets, the client, the
+// grace (ms), where a member's recipient key starts (after "<pool>/",
+// or "@<domain>/" for a sender domain), the number of whitelist candidates,
+// the candidates, the triplets' members in order (as in the client's set).
 var checkScript = redis.NewScript(`
 local now, min, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local perclient, permsg, maxt = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local client, grace, ncand = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
-for i = 10, 9 + ncand do
+local client, grace, rcptat, ncand = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+for i = 11, 10 + ncand do
 	if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 1 then return {'w'} end
 end
 local total0 = tonumber(redis.call('GET', KEYS[4]) or '0')
@@ -129,23 +150,42 @@ for _, c in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 
 end
 local key = KEYS[5]
 local cutoff = '(' .. tostring(now - max)
-local stale = {}
-local old = redis.call('ZRANGEBYSCORE', key, '-inf', cutoff, 'WITHSCORES')
-for i = 1, #old, 2 do stale[old[i]] = tonumber(old[i + 1]) end
-if #old > 0 then redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff) end
+local function pastWindow(k)
+	local stale = {}
+	local old = redis.call('ZRANGEBYSCORE', k, '-inf', cutoff, 'WITHSCORES')
+	for i = 1, #old, 2 do stale[old[i]] = tonumber(old[i + 1]) end
+	if #old > 0 then redis.call('ZREMRANGEBYSCORE', k, '-inf', cutoff) end
+	return stale, #old > 0
+end
+local stale, changed = pastWindow(key)
+-- A sender domain's triplets are looked up in its set (dom), by the
+-- recipient's key; the client's set counts those the client registers.
+local dom = KEYS[6]
+local dstale, dchanged = {}, false
+if dom then dstale, dchanged = pastWindow(dom) else dom, dstale = key, stale end
 local had = tonumber(redis.call('HGET', KEYS[3], client) or '0')
 local n = redis.call('ZCARD', key)
 total = total - had + n
-local out, made, changed = {}, 0, #old > 0
+local out, made = {}, 0
 local function say(letter, age) out[#out + 1] = letter; out[#out + 1] = age end
-for i = 10 + ncand, #ARGV do
+local function mine(m) -- the triplet m is the client's now: counted once
+	if dom ~= key then
+		if not redis.call('ZSCORE', key, m) then n, total = n + 1, total + 1 end
+		redis.call('ZADD', key, now, m)
+	end
+	changed = true
+end
+for i = 11 + ncand, #ARGV do
 	local m = ARGV[i]
-	local s = redis.call('ZSCORE', key, m)
+	local dm = string.sub(m, rcptat)
+	if dom == key then dm = m end
+	local s = redis.call('ZSCORE', dom, dm)
 	if s then
 		local age = now - tonumber(s)
 		if age < 0 then
-			redis.call('ZADD', key, now, m)
-			changed = true
+			redis.call('ZADD', dom, now, dm)
+			dchanged = true
+			if dom == key then changed = true end
 			say('l', age)
 		elseif age < min then
 			say('e', age)
@@ -153,10 +193,12 @@ for i = 10 + ncand, #ARGV do
 			say('r', age)
 			break
 		end
-	elseif stale[m] then
-		redis.call('ZADD', key, now, m)
-		n, total, changed = n + 1, total + 1, true
-		say('l', now - stale[m])
+	elseif dstale[dm] then
+		redis.call('ZADD', dom, now, dm)
+		dchanged = true
+		if dom == key then n, total = n + 1, total + 1 end
+		mine(m)
+		say('l', now - dstale[dm])
 	elseif made >= permsg then
 		say('m', 0)
 	elseif total >= maxt then
@@ -164,10 +206,17 @@ for i = 10 + ncand, #ARGV do
 	elseif n >= perclient then
 		say('c', 0)
 	else
-		redis.call('ZADD', key, now, m)
-		n, total, made, changed = n + 1, total + 1, made + 1, true
+		redis.call('ZADD', dom, now, dm)
+		dchanged = true
+		if dom == key then n, total = n + 1, total + 1 end
+		mine(m)
+		made = made + 1
 		say('n', 0)
 	end
+end
+if dom ~= key and dchanged then
+	local newest = redis.call('ZRANGE', dom, -1, -1, 'WITHSCORES')[2]
+	if newest then redis.call('PEXPIRE', dom, tonumber(newest) + max - now + grace) end
 end
 if changed or had ~= n then
 	if n > 0 then

@@ -35,7 +35,7 @@ func (q *Queue) sendDSN(e *entry, set Settings, now time.Time, action string, rs
 	}
 	msg := buildDSN(dsn{host: set.Hostname, sender: e.from, arrived: e.arrived, now: now,
 		action: action, reports: rs, header: hdr, until: e.arrived.Add(set.Lifetime)})
-	id, err := q.put(context.Background(), smtp.Mail{Rcpts: []string{e.from}}, bytes.NewReader(msg), false)
+	id, err := q.put(context.Background(), smtp.Mail{Rcpts: []string{e.from}}, q.signed(msg), false)
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,7 @@ type Queue struct {
 	n       Stats
 	closed  bool
 	wake    chan struct{}
+	signer  Signer // of Submit and DSNs (sign.go); nil: none
 
 	lowLogged atomic.Int64 // when CheckSpace last logged a refusal, Unix ns
 }

@@ -477,7 +477,7 @@ func (q *Queue) Submit(ctx context.Context, msg []byte) (string, error) {
 	if len(body) > 0 && !bytes.HasSuffix(b.Bytes(), []byte("\r\n")) {
 		b.WriteString("\r\n")
 	}
-	return q.Put(ctx, from, rcpts, &b)
+	return q.Put(ctx, from, rcpts, q.signed(b.Bytes()))
 }
 
 // headerEnd returns the index just past the empty line that ends the

@@ -94,6 +94,39 @@ type Config struct {
 	SendAs             map[string][]string // sendas: the addresses a submission user may send as
 	SubmitterIP        bool                // submitterip: a submission's Received: names the client's address
 	MaxMails           int                 // maxmails: transactions of one session (LIMITS MAILMAX)
+
+	SPF   AuthPolicy  // spf: SPF (RFC 7208) at MAIL for untrusted clients
+	DMARC AuthPolicy  // dmarc: DKIM and DMARC (RFC 6376, RFC 7489) after DATA for untrusted clients
+	DKIM  []DKIMSigns // dkim: the selectors that sign each domain's outgoing mail
+}
+
+// An AuthPolicy says what a check of mail authentication does (the spf
+// and dmarc verbs): nothing, record its result in the
+// Authentication-Results field, or also refuse what fails.
+type AuthPolicy string
+
+// The policies.
+const (
+	PolicyOff     AuthPolicy = "off"
+	PolicyTag     AuthPolicy = "tag"
+	PolicyEnforce AuthPolicy = "enforce"
+)
+
+// DKIMSigns is one line of the dkim verb: the selectors whose keys sign
+// the mail of Domain, in order.
+type DKIMSigns struct {
+	Domain    string
+	Selectors []string
+}
+
+// DKIMSelection returns the dkim lines as a map, domain: selectors, as
+// mailauth.KeyStore.Select takes it.
+func (c *Config) DKIMSelection() map[string][]string {
+	m := map[string][]string{}
+	for _, d := range c.DKIM {
+		m[d.Domain] = append([]string(nil), d.Selectors...)
+	}
+	return m
 }
 
 // Default returns the built-in configuration.
@@ -140,6 +173,8 @@ func Default() *Config {
 		LoopbackRateRcpts:  100,
 		LoopbackRateWindow: time.Hour,
 		MaxMails:           1000,
+		SPF:                PolicyTag,
+		DMARC:              PolicyTag,
 	}
 }
 
@@ -151,6 +186,10 @@ func (c *Config) Clone() *Config {
 	n.Evil = append([]netip.Prefix(nil), c.Evil...)
 	n.Mailer = append([]string(nil), c.Mailer...)
 	n.Backoff = append([]time.Duration(nil), c.Backoff...)
+	n.DKIM = nil
+	for _, d := range c.DKIM {
+		n.DKIM = append(n.DKIM, DKIMSigns{d.Domain, append([]string(nil), d.Selectors...)})
+	}
 	n.Listen = append([]Listen(nil), c.Listen...)
 	if c.SendAs != nil {
 		n.SendAs = map[string][]string{}
@@ -162,7 +201,7 @@ func (c *Config) Clone() *Config {
 }
 
 // An Action is a runtime verb (reload, kick, retry, delete, hold, release,
-// unwhitelist, exportwhitelist): something to do rather than a setting. Apply returns the
+// unwhitelist, exportwhitelist, dkim newkey): something to do rather than a setting. Apply returns the
 // actions of a ctl write, in order, for the daemon to carry out.
 type Action struct {
 	Verb string
@@ -219,9 +258,13 @@ func (c *Config) applyLine(line string, ctl bool) (*Action, error) {
 	if len(args) < v.min || v.max >= 0 && len(args) > v.max {
 		return nil, fmt.Errorf("usage: %s %s", v.name, v.usage)
 	}
-	if v.action {
+	if v.action || v.actionIf != nil && v.actionIf(args) {
 		if !ctl {
-			return nil, fmt.Errorf("%s is a ctl command, not a setting", v.name)
+			name := v.name
+			if !v.action {
+				name += " " + strings.ToLower(args[0])
+			}
+			return nil, fmt.Errorf("%s is a ctl command, not a setting", name)
 		}
 		if v.check != nil {
 			if err := v.check(args); err != nil {

@@ -368,6 +368,79 @@ func FuzzApply(f *testing.F) {
 	})
 }
 
+// TestMailAuthVerbs: spf and dmarc are off, tag (the default) or
+// enforce; dkim names, a line a domain, the selectors that sign, replacing
+// those named for the domain before; all of it round-trips through Dump;
+// "dkim newkey" is an action of ctl, checked before it is handed back.
+func TestMailAuthVerbs(t *testing.T) {
+	d := Default()
+	if d.SPF != PolicyTag || d.DMARC != PolicyTag || d.DKIM != nil {
+		t.Errorf("defaults: spf %q dmarc %q dkim %v", d.SPF, d.DMARC, d.DKIM)
+	}
+	for _, want := range []string{"spf tag\n", "dmarc tag\n"} {
+		if !strings.Contains(d.Dump(), want) {
+			t.Errorf("dump lacks %q", want)
+		}
+	}
+	c, acts, err := Apply(d, "ctl", "spf Enforce\ndmarc off\ndkim Example.ORG s2025 s2025 ed2025\ndkim example.net a\n"+
+		"dkim example.org s2026\ndkim newkey example.com s1 ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SPF != PolicyEnforce || c.DMARC != PolicyOff {
+		t.Errorf("spf %q dmarc %q", c.SPF, c.DMARC)
+	}
+	want := []DKIMSigns{{"example.org", []string{"s2026"}}, {"example.net", []string{"a"}}}
+	if !reflect.DeepEqual(c.DKIM, want) {
+		t.Errorf("dkim %v, want %v", c.DKIM, want)
+	}
+	if len(acts) != 1 || acts[0].Verb != "dkim" || strings.Join(acts[0].Args, " ") != "newkey example.com s1 ed25519" || acts[0].Line != 6 {
+		t.Errorf("actions %+v", acts)
+	}
+	dump := c.Dump()
+	for _, w := range []string{"spf enforce\n", "dmarc off\n", "dkim example.org s2026\ndkim example.net a\n"} {
+		if !strings.Contains(dump, w) {
+			t.Errorf("dump lacks %q:\n%s", w, dump)
+		}
+	}
+	c2, _, err := Apply(Default(), "ctl", dump)
+	if err != nil || c2.Dump() != dump || !reflect.DeepEqual(c2.DKIM, c.DKIM) {
+		t.Errorf("dump does not round-trip: %v\n%s", err, dump)
+	}
+	// Clone copies the lists: a change of the copy leaves the original.
+	cl := c.Clone()
+	cl.DKIM[0].Selectors[0] = "x"
+	if c.DKIM[0].Selectors[0] != "s2026" {
+		t.Errorf("Clone shares the dkim lists")
+	}
+	if sel := c.DKIMSelection(); !reflect.DeepEqual(sel, map[string][]string{"example.org": {"s2026"}, "example.net": {"a"}}) {
+		t.Errorf("DKIMSelection %v", sel)
+	}
+	if c3, _, err := Apply(c, "ctl", "clear dkim\nclear spf"); err != nil || c3.DKIM != nil || c3.SPF != PolicyTag {
+		t.Errorf("clear: %v %v %q", err, c3.DKIM, c3.SPF)
+	}
+	for _, tt := range []struct{ text, want string }{
+		{"spf maybe", "invalid ctl line 1 'spf maybe': spf takes off, tag or enforce, not 'maybe'"},
+		{"dmarc", "invalid ctl line 1 'dmarc': usage: dmarc off|tag|enforce"},
+		{"dkim example.org", "invalid ctl line 1 'dkim example.org': usage: dkim domain selector... | dkim newkey domain selector [rsa|ed25519]"},
+		{"dkim exa..mple s1", "invalid ctl line 1 'dkim exa..mple s1': dkim: bad domain 'exa..mple'"},
+		{"dkim example.org s/1", "invalid ctl line 1 'dkim example.org s/1': dkim: bad selector 's/1' (RFC 6376 3.1: labels of letters, digits and hyphens)"},
+		{"dkim newkey example.org", "invalid ctl line 1 'dkim newkey example.org': usage: dkim newkey domain selector [rsa|ed25519]"},
+		{"dkim newkey example.org s1 dsa", "invalid ctl line 1 'dkim newkey example.org s1 dsa': dkim newkey: algorithm 'dsa', want rsa or ed25519"},
+		{"dkim newkey -x s1", "invalid ctl line 1 'dkim newkey -x s1': dkim newkey: bad domain '-x'"},
+	} {
+		if _, _, err := Apply(Default(), "ctl", tt.text); err == nil || err.Error() != tt.want {
+			t.Errorf("Apply(%q):\n got %v\nwant %s", tt.text, err, tt.want)
+		}
+	}
+	if _, _, err := Apply(Default(), "smtpd.conf", "dkim newkey example.org s1"); err == nil || !strings.Contains(err.Error(), "dkim newkey is a ctl command, not a setting") {
+		t.Errorf("dkim newkey in a file: %v", err)
+	}
+	if _, _, err := Apply(Default(), "smtpd.conf", "dkim example.org s1 s2"); err != nil {
+		t.Errorf("dkim in a file: %v", err)
+	}
+}
+
 // The outbound fairness verbs: set, dumped in a form that reads back,
 // bad values refused, clear restoring the defaults.
 func TestOutboundVerbs(t *testing.T) {

@@ -28,8 +28,11 @@ type verb struct {
 	get      func(c *Config) []string // nil result: not rendered
 	reset    func(c *Config)          // for clear; nil: reset from Default
 	check    func(args []string) error
+	// actionIf, when set, says whether the arguments make an action of a
+	// verb that is otherwise a setting (dkim newkey).
+	actionIf func(args []string) bool
 
-	// lines, instead of get: a setting of many lines (listen, sendas).
+	// lines, instead of get: a setting of many lines (listen, sendas, dkim).
 	lines func(c *Config) [][]string
 }
 
@@ -148,6 +151,11 @@ func init() {
 			lines: getSendAs, reset: func(c *Config) { c.SendAs = nil }},
 		onoff("submitterip", func(c *Config) *bool { return &c.SubmitterIP }),
 		count("maxmails", 1, 1<<30, func(c *Config) *int { return &c.MaxMails }), // RFC 9422 MAILMAX
+		policy("spf", func(c *Config) *AuthPolicy { return &c.SPF }),
+		policy("dmarc", func(c *Config) *AuthPolicy { return &c.DMARC }),
+		{name: "dkim", usage: "domain selector... | dkim newkey domain selector [rsa|ed25519]", min: 2, max: -1,
+			set: setDKIM, lines: dkimLines, reset: func(c *Config) { c.DKIM = nil },
+			actionIf: func(a []string) bool { return strings.EqualFold(a[0], "newkey") }, check: checkNewKey},
 		{name: "clear", usage: "verb", min: 1, max: 1, set: clearVerb},
 
 		{name: "reload", usage: "", action: true},
@@ -422,6 +430,108 @@ func setBackoff(c *Config, a []string) error {
 		c.Backoff = append(c.Backoff, d)
 	}
 	return nil
+}
+
+// policy is a verb of mail authentication: off, tag or enforce.
+func policy(name string, f func(*Config) *AuthPolicy) *verb {
+	return &verb{name: name, usage: "off|tag|enforce", min: 1, max: 1,
+		set: func(c *Config, a []string) error {
+			switch p := AuthPolicy(strings.ToLower(a[0])); p {
+			case PolicyOff, PolicyTag, PolicyEnforce:
+				*f(c) = p
+				return nil
+			}
+			return fmt.Errorf("%s takes off, tag or enforce, not %s", name, quote(a[0]))
+		},
+		get: func(c *Config) []string { return []string{string(*f(c))} }}
+}
+
+// maxDKIMDomains and maxSelectors bound the dkim lines: lib/dkim holds at
+// most 1000 keys (smtp/mailauth).
+const (
+	maxDKIMDomains = 1000
+	maxSelectors   = 10
+)
+
+// setDKIM is the dkim verb: the selectors that sign for a domain, in
+// place of those named for it before (a line names all of a domain's
+// signing selectors, so that a rotation is one line). Whether each has a
+// key is for the daemon to check: the configuration knows no files.
+func setDKIM(c *Config, a []string) error {
+	d, err := checkDomain(a[0])
+	if err != nil {
+		return fmt.Errorf("dkim: %v", err)
+	}
+	sels := a[1:]
+	if len(sels) > maxSelectors {
+		return fmt.Errorf("dkim: more than %d selectors for %s", maxSelectors, d)
+	}
+	var list []string
+	for _, s := range sels {
+		s = strings.ToLower(s)
+		if !validSelector(s) {
+			return fmt.Errorf("dkim: bad selector %s (RFC 6376 3.1: labels of letters, digits and hyphens)", quote(s))
+		}
+		if !slices.Contains(list, s) {
+			list = append(list, s)
+		}
+	}
+	for i := range c.DKIM {
+		if c.DKIM[i].Domain == d {
+			c.DKIM[i].Selectors = list
+			return nil
+		}
+	}
+	if len(c.DKIM) >= maxDKIMDomains {
+		return fmt.Errorf("dkim: more than %d domains", maxDKIMDomains)
+	}
+	c.DKIM = append(c.DKIM, DKIMSigns{Domain: d, Selectors: list})
+	return nil
+}
+
+func dkimLines(c *Config) [][]string {
+	var l [][]string
+	for _, d := range c.DKIM {
+		l = append(l, append([]string{d.Domain}, d.Selectors...))
+	}
+	return l
+}
+
+// checkNewKey checks "dkim newkey domain selector [rsa|ed25519]".
+func checkNewKey(a []string) error {
+	if len(a) < 3 || len(a) > 4 {
+		return errors.New("usage: dkim newkey domain selector [rsa|ed25519]")
+	}
+	if _, err := checkDomain(a[1]); err != nil {
+		return fmt.Errorf("dkim newkey: %v", err)
+	}
+	if !validSelector(strings.ToLower(a[2])) {
+		return fmt.Errorf("dkim newkey: bad selector %s (RFC 6376 3.1: labels of letters, digits and hyphens)", quote(a[2]))
+	}
+	if len(a) == 4 && a[3] != "rsa" && a[3] != "ed25519" {
+		return fmt.Errorf("dkim newkey: algorithm %s, want rsa or ed25519", quote(a[3]))
+	}
+	return nil
+}
+
+// validSelector reports whether s is a DKIM selector (RFC 6376 §3.1):
+// dot-separated labels of letters, digits, hyphens (and underscores, as
+// smtp/mailauth allows), at most 63 octets in all.
+func validSelector(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if l == "" {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func checkIDs(a []string) error {

@@ -32,24 +32,42 @@ type DNS struct {
 // NewDNS starts a fake DNS server for the life of the test.
 func NewDNS(t testing.TB, zone string) *DNS {
 	t.Helper()
+	d, stop, err := startDNS(zone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return d
+}
+
+// ServeDNS starts a fake DNS server outside a test (for TestMain) and
+// returns a function that stops it, and its address.
+func ServeDNS(zone string) (stop func(), addr string, err error) {
+	d, stop, err := startDNS(zone)
+	if err != nil {
+		return nil, "", err
+	}
+	return stop, d.Addr, nil
+}
+
+func startDNS(zone string) (*DNS, func(), error) {
 	d := &DNS{}
 	if err := d.Set(zone); err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	pc, l, err := listenUDPTCP()
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	d.Addr = pc.LocalAddr().String()
 	udp := &dns.Server{PacketConn: pc, Handler: d}
 	tcp := &dns.Server{Listener: l, Handler: d}
 	go udp.ActivateAndServe()
 	go tcp.ActivateAndServe()
-	t.Cleanup(func() {
+	return d, func() {
 		udp.Shutdown()
 		tcp.Shutdown()
-	})
-	return d
+	}, nil
 }
 
 // listenUDPTCP listens on one port of 127.0.0.1 for UDP and TCP. The

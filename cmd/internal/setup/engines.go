@@ -131,6 +131,12 @@ type LazyGreylist struct {
 // the message passes (fail open, as grey does with storage errors) and
 // the reason is logged.
 func (l *LazyGreylist) Check(local, remote netip.Addr, from string, rcpts []string) bool {
+	l.open()
+	return l.g == nil || l.g.Check(local, remote, from, rcpts)
+}
+
+// open opens the greylist once.
+func (l *LazyGreylist) open() {
 	l.once.Do(func() {
 		var g *grey.Greylist
 		var err error
@@ -148,7 +154,12 @@ func (l *LazyGreylist) Check(local, remote netip.Addr, from string, rcpts []stri
 		}
 		l.g = g
 	})
-	return l.g == nil || l.g.Check(local, remote, from, rcpts)
+}
+
+// CheckSender is Check keyed by the sender domain (grey.CheckSender).
+func (l *LazyGreylist) CheckSender(local, remote netip.Addr, domain, from string, rcpts []string) bool {
+	l.open()
+	return l.g == nil || l.g.CheckSender(local, remote, domain, from, rcpts)
 }
 
 // sweepEvery is how often SweepIfDue expires triplets.
