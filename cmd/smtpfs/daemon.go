@@ -394,6 +394,9 @@ func (d *daemon) newKey(args []string) error {
 	}
 	k, err := d.keys.NewKey(dom, sel, alg)
 	if err != nil {
+		if !strings.HasPrefix(err.Error(), "invalid ") { // lib/dkim could not be written: EIO
+			err = fmt.Errorf("%w: dkim newkey: %v", fs.ErrIO, err)
+		}
 		return err
 	}
 	d.log.Printf("dkim: new %s key lib/dkim/%s/%s.key; publish its record (cat dkim/%s), then sign with it: dkim %s %s", k.Algorithm, dom, sel, dom, dom, sel)

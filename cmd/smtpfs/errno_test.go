@@ -134,6 +134,26 @@ func TestErrno(t *testing.T) {
 			t.Errorf("%q with the whitelist unreadable: %q: 9pfuse gives %v, want EIO", line, errText(err), got)
 		}
 	}
+	// dkim newkey: a bad request is EINVAL, a key that cannot be stored
+	// (a file where the domain's directory goes) EIO.
+	if err := os.MkdirAll(filepath.Join(d.root, "lib", "dkim"), 0700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.root, "lib", "dkim", "example.net"), nil, 0600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		line string
+		want syscall.Errno
+	}{
+		{"dkim newkey example.net s1 ed25519\n", syscall.EIO},
+		{"dkim newkey example.net s1 no-such-algorithm\n", syscall.EINVAL},
+	} {
+		err = write("ctl", tc.line)
+		if got := errnoOf(t, errText(err)); got != tc.want {
+			t.Errorf("%q: %q: 9pfuse gives %v, want %v", tc.line, errText(err), got, tc.want)
+		}
+	}
 	// A queue action on a message gone since the line was checked.
 	for _, verb := range []string{"retry", "delete", "hold", "release"} {
 		if err := d.actions[verb].run([]string{"gone"}); !errors.Is(err, fs.ErrNotFound) {
