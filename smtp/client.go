@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"smtpfs/internal/errquote"
+	"smtpfs/smtp/tlspolicy"
 )
 
 // A Client delivers messages over SMTP: upas smtp's engine, used by the
@@ -34,6 +35,9 @@ type Client struct {
 	Insecure    bool           // accept any certificate (-o)
 	Pins        *Pins          // certificates accepted by thumbprint, lib/tls/smtp
 	RootCAs     *x509.CertPool // CAs to verify against; nil means the system's
+
+	Policy      *tlspolicy.Engine // TLS policy of MX destinations, instead of the four above (policy.go); nil for none
+	PolicyStats *PolicyStats      // its decisions counted; nil for none
 
 	Auth           *Auth // credentials for AUTH, nil for none (-a)
 	AuthWithoutTLS bool  // send them over a plaintext connection too (-i)
@@ -129,8 +133,9 @@ func (t Timeouts) orDefault() Timeouts {
 
 // An Error is a failed delivery attempt or a refused recipient: the phase
 // that failed ("dns", "dial", "tls", "greeting", "hello", "starttls", "auth",
-// "mailfrom", "rcptto", "data"), the host (an MX name; the destination for
-// "dns") and address dialled, and the cause: a *Reply when the server said
+// "mailfrom", "rcptto", "data"; "tls" is also the TLS policy refusing a
+// destination before anything is dialled, policy.go), the host (an MX name;
+// the destination for "dns" and such a refusal) and address dialled, and the cause: a *Reply when the server said
 // so. Temporary tells the queue whether to try again.
 type Error struct {
 	Phase string
@@ -270,6 +275,14 @@ func (c *Client) Ping(ctx context.Context, dest, from string, rcpts []string) (r
 }
 
 func (c *Client) deliver(ctx context.Context, dest string, m Mail, msg io.Reader) ([]error, error) {
+	return c.deliverVia(ctx, dest, m, msg, c.attempt)
+}
+
+// deliverVia checks and sends one message as deliver does, the
+// transaction run by via: on a session of its own (attempt) or on a
+// Conn's.
+func (c *Client) deliverVia(ctx context.Context, dest string, m Mail, msg io.Reader,
+	via func(context.Context, DialString, envelope) ([]error, error)) ([]error, error) {
 	from, rcpts := m.From, m.Rcpts
 	rcptErrs := make([]error, len(rcpts))
 	d, err := ParseDialString(dest)
@@ -310,7 +323,7 @@ func (c *Client) deliver(ctx context.Context, dest string, m Mail, msg io.Reader
 			env.params.Rcpt = append(env.params.Rcpt, RcptParams{})
 		}
 	}
-	sub, err := c.attempt(ctx, d, env)
+	sub, err := via(ctx, d, env)
 	for j, i := range good {
 		if sub != nil {
 			rcptErrs[i] = sub[j]
@@ -364,15 +377,31 @@ func (env envelope) what() string {
 	return "delivery"
 }
 
-// attempt tries the hosts of the route in turn, each address of each, until
-// a session gets past the greeting, EHLO and TLS: that session's result is
-// the answer. When no session does, the answer is the failure of the host
-// that got furthest; it is permanent only if every host failed for good (a
+// attempt runs one transaction on a session of its own (connect): that
+// session's result is the answer. When no session could be had, the
+// answer is the failure of the host that got furthest; it is permanent only if every host failed for good (a
 // host that could not be reached may take the message later).
 func (c *Client) attempt(ctx context.Context, d DialString, env envelope) ([]error, error) {
+	s, err := c.connect(ctx, d, env.params.RequireTLS)
+	if err != nil {
+		return nil, err
+	}
+	s.bind(ctx)
+	defer s.close()
+	return s.transact(env)
+}
+
+// connect tries the hosts of the route in turn, each address of each,
+// until a session gets past the greeting, EHLO and TLS, and returns it.
+// requireTLS: the session is for REQUIRETLS mail, and the TLS policy
+// allows only hosts that may carry it (RFC 8689 §4.2.1).
+func (c *Client) connect(ctx context.Context, d DialString, requireTLS bool) (*session, error) {
 	hops, err := c.route(ctx, d)
 	if err != nil {
 		return nil, &Error{Phase: "dns", Host: d.Host, Err: err}
+	}
+	if hops, err = c.applyPolicy(ctx, d, hops, requireTLS); err != nil {
+		return nil, err
 	}
 	var best *Error
 	retry := false
@@ -395,10 +424,10 @@ loop:
 				break loop
 			}
 			tried++
-			rcptErrs, err := c.session(ctx, h, a, env)
+			s, err := c.open(ctx, h, a)
 			var e *Error
 			if err == nil || !errors.As(err, &e) || !e.nextHost() {
-				return rcptErrs, err
+				return s, err
 			}
 			note(e)
 		}

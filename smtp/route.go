@@ -23,6 +23,7 @@ type hop struct {
 	name  string       // host name, for TLS verification and messages; the address for a literal
 	addrs []netip.Addr // nil until looked up
 	port  string
+	pol   *hostPolicy // its TLS policy (policy.go); nil: the Client's settings
 }
 
 // route turns a destination into the hosts to try, in order (RFC 5321 §5.1):

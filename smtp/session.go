@@ -30,32 +30,75 @@ type session struct {
 	tw     *timeoutWriter
 	ext    map[string]string // EHLO keywords (upper case) and their parameters
 	tls    bool
-	broken bool // the connection failed; no QUIT
+	broken bool        // the connection failed; no QUIT
+	pol    *hostPolicy // the host's TLS policy, nil for none
+
+	stop     func() bool // ends bind's watch of the context
+	dirty    bool        // a transaction began (MAIL sent) and did not end with the reply to the dot
+	dataSent bool        // this transaction got as far as sending DATA
 }
 
-// session runs one conversation: connect, greeting, EHLO, STARTTLS, AUTH,
-// MAIL, RCPT, DATA, QUIT.
-func (c *Client) session(ctx context.Context, h hop, a netip.Addr, env envelope) ([]error, error) {
+// open connects to one address of one host and gets the session ready
+// for transactions: greeting, EHLO, STARTTLS, AUTH. ctx bounds it; the
+// caller closes the session.
+func (c *Client) open(ctx context.Context, h hop, a netip.Addr) (*session, error) {
 	s := &session{c: c, ctx: ctx, t: c.Timeouts.orDefault(), host: h.name,
-		addr: net.JoinHostPort(a.String(), h.port)}
+		addr: net.JoinHostPort(a.String(), h.port), pol: h.pol}
 	s.note("connecting to %s (%s)", s.host, s.addr)
+	s.notePolicy()
 	d := net.Dialer{Timeout: s.t.Connect}
 	conn, err := d.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
 		return nil, s.fail("dial", err)
 	}
 	s.setConn(conn)
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer func() {
-		stop()
-		s.quit()
-		s.conn.Close()
-	}()
+	s.bind(ctx)
 	for _, step := range []func() error{s.implicitTLS, s.greet, s.hello, s.startTLS, s.auth} {
 		if err := step(); err != nil {
+			s.close()
 			return nil, err
 		}
 	}
+	s.unbind()
+	return s, nil
+}
+
+// bind makes ctx the session's until unbind: when it is done the
+// connection is closed, so that a wait on the server ends at once.
+func (s *session) bind(ctx context.Context) {
+	s.unbind()
+	s.ctx = ctx
+	conn := s.conn
+	s.stop = context.AfterFunc(ctx, func() { conn.Close() })
+}
+
+// unbind ends bind's watch.
+func (s *session) unbind() {
+	if s.stop != nil {
+		s.stop()
+		s.stop = nil
+	}
+}
+
+// close ends the session: QUIT if it still works, then the connection.
+func (s *session) close() {
+	s.unbind()
+	s.quit()
+	s.conn.Close()
+}
+
+// transact runs one mail transaction on a session that is ready: RSET
+// if the one before did not end (RFC 5321 §4.1.1.5), MAIL, RCPT, DATA.
+func (s *session) transact(env envelope) ([]error, error) {
+	s.dataSent = false
+	if s.dirty {
+		if _, err := s.cmd("rset", s.t.Command, 2, "RSET"); err != nil {
+			s.broken = true // a server that will not reset is no use for another
+			return nil, err
+		}
+		s.dirty = false
+	}
+	s.dirty = true
 	rcptErrs, accepted, err := s.envelope(env)
 	if err != nil || accepted == 0 || env.msg == nil {
 		if err == nil && env.msg == nil {
@@ -68,6 +111,7 @@ func (c *Client) session(ctx context.Context, h hop, a netip.Addr, env envelope)
 	if err != nil {
 		return rcptErrs, err
 	}
+	s.dirty = false
 	var ok []string
 	for i, r := range env.rcpts {
 		if rcptErrs[i] == nil {
@@ -240,6 +284,9 @@ func (s *session) envelope(env envelope) ([]error, int, error) {
 	if err := s.needUTF8(env); err != nil {
 		return nil, 0, err
 	}
+	if err := s.checkRequireTLS(env); err != nil {
+		return nil, 0, err
+	}
 	step := 1
 	if _, ok := s.ext["PIPELINING"]; ok {
 		step = 100
@@ -295,6 +342,7 @@ func (s *session) mailParams(env envelope) string {
 	if _, ok := s.ext["SMTPUTF8"]; ok && env.utf8() {
 		p += " SMTPUTF8"
 	}
+	p += s.requireTLSParam(env)
 	return p
 }
 
@@ -322,6 +370,7 @@ func (env envelope) utf8() bool {
 // to read the message ends the connection without the final dot, so that
 // the server discards what it got rather than deliver half a message.
 func (s *session) data(msg io.Reader) (int64, error) {
+	s.dataSent = true
 	if _, err := s.cmd("data", s.t.DataInit, 3, "DATA"); err != nil {
 		return 0, err
 	}

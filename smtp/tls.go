@@ -29,12 +29,12 @@ func (s *session) implicitTLS() error {
 // sent, nothing but a good handshake lets the session go on: no fallback to
 // plaintext.
 func (s *session) startTLS() error {
-	if s.tls || s.c.StartTLS == NoTLS {
+	if s.tls || s.tlsMode() == NoTLS {
 		return nil
 	}
 	if _, ok := s.ext["STARTTLS"]; !ok {
-		if s.c.StartTLS == RequireTLS {
-			return s.fail("starttls", errors.New("TLS required, but the server does not offer STARTTLS"))
+		if s.tlsMode() == RequireTLS {
+			return s.fail("starttls", s.noStartTLS())
 		}
 		s.note("the server does not offer STARTTLS; going on in plaintext")
 		return nil
@@ -67,6 +67,9 @@ func (s *session) handshake() error {
 	s.conn.SetDeadline(time.Now().Add(s.t.Command))
 	if err := tc.HandshakeContext(s.ctx); err != nil {
 		s.broken = true
+		if perr := s.policyTLSError(err); perr != nil {
+			return s.fail("tls", perr)
+		}
 		var ce *CertError
 		if errors.As(err, &ce) {
 			s.c.failf("%v", ce)
@@ -89,6 +92,9 @@ func (s *session) handshake() error {
 func (s *session) verify(cs tls.ConnectionState) error {
 	if len(cs.PeerCertificates) == 0 {
 		return &CertError{Host: s.host, Err: errors.New("no certificate")}
+	}
+	if s.pol != nil {
+		return s.policyVerify(cs)
 	}
 	leaf := cs.PeerCertificates[0]
 	if s.c.Insecure || s.c.Pins.Match(leaf) {

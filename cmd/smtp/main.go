@@ -1,6 +1,6 @@
 // Command smtp sends one message by SMTP, as upas smtp does:
 //
-//	smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-R root] [.domain] destaddr sender rcpt-list
+//	smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-P level] [-D daneresolver] [-R root] [.domain] destaddr sender rcpt-list
 //
 // The message comes on standard input, an upas "From sender date" line
 // first if it likes. It is converted as upas converts it (Message-ID, Date,
@@ -36,6 +36,21 @@
 //	-R  the mail root, for lib/tls/smtp and the logs log/smtp and
 //	    log/smtp.fail (written only if the root exists); default ./mail
 //
+// and, beyond upas, the TLS policy the queue follows (smtp/tlspolicy):
+//
+//	-P  the TLS policy of destaddr, when it is a domain: dane, mta-sts,
+//	    verify, encrypt, may, none, or default (what the queue gives a
+//	    domain without a tlspolicy line: DANE, else MTA-STS, else may);
+//	    it decides STARTTLS and the certificate check instead of -s, -o
+//	    and the pins; MTA-STS policies are cached in root/lib/mta-sts
+//	-D  the validating resolver (ip:port) whose AD bit DANE believes;
+//	    implies -P default; without it there is no DANE
+//
+// With -P and -p, the policy found is written on standard output first:
+// a line for the domain, one per MX host ("tls policy: ..."). The
+// environment settings of smtpfs(8) for tests, $SMTPFS_TLS_CA and
+// $SMTPFS_MTASTS_PORT, apply.
+//
 // $SMTPFS_RESOLVER (host:port) names the DNS server, else /etc/resolv.conf.
 // $SMTPFS_SMTP_PORT sets the port of MX hosts (default 25), for tests and
 // for sites whose mail exchangers listen elsewhere.
@@ -44,20 +59,25 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"smtpfs/cmd/internal/arg"
+	"smtpfs/cmd/internal/setup"
 	"smtpfs/smtp"
 	"smtpfs/smtp/mlog"
+	"smtpfs/smtp/tlspolicy"
+	"smtpfs/smtpd/conf"
 )
 
-const usage = "smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-R root] [.domain] destaddr sender rcpt-list"
+const usage = "smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-P level] [-D daneresolver] [-R root] [.domain] destaddr sender rcpt-list"
 
 // Exit statuses.
 const (
@@ -79,6 +99,7 @@ type flags struct {
 
 	busted              []string
 	gateway, host, user string
+	policy, daneRes     string // -P, -D
 	root                string
 	domain              string // .domain, without the dot
 	dest, sender        string
@@ -113,6 +134,8 @@ func argSet(f *flags) *arg.Set {
 	set.String('h', &f.host)
 	set.String('u', &f.user)
 	set.String('R', &f.root)
+	set.String('P', &f.policy)
+	set.String('D', &f.daneRes)
 	return set
 }
 
@@ -156,6 +179,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	var rcptErrs []error
 	if f.ping {
+		if lines, err := c.DescribePolicy(ctx, f.dest); err == nil {
+			for _, l := range lines {
+				fmt.Fprintf(stdout, "tls policy: %s\n", l)
+			}
+		}
 		rcptErrs, err = c.Ping(ctx, f.dest, from, rcpts)
 	} else {
 		rcptErrs, err = c.Deliver(ctx, f.dest, from, rcpts, msg)
@@ -198,6 +226,9 @@ func (f *flags) client(ds smtp.DialString, hostdomain string, stderr io.Writer) 
 		l := mlog.New(filepath.Join(f.root, "log"), nil)
 		c.Log, c.FailLog = l.Logger("smtp"), l.Logger("smtp.fail")
 	}
+	if err := f.tlsPolicy(c, ds); err != nil {
+		return nil, err
+	}
 	if f.auth {
 		a, err := netrcAuth(ds.Host, f.user)
 		if err != nil {
@@ -227,4 +258,34 @@ func netrcAuth(machine, user string) (*smtp.Auth, error) {
 		return nil, fmt.Errorf("no password for machine %s in %s", machine, file)
 	}
 	return &smtp.Auth{User: cmp.Or(e.Login, user, os.Getenv("USER")), Password: e.Password}, nil
+}
+
+// tlsPolicy gives the client the policy engine of -P and -D, as the
+// queue's (setup.TLSPolicy) but for the one destination; its MTA-STS
+// cache is root/lib/mta-sts only if the root exists.
+func (f *flags) tlsPolicy(c *smtp.Client, ds smtp.DialString) error {
+	if f.policy == "" && f.daneRes == "" {
+		return nil
+	}
+	cfg := conf.Default()
+	cfg.Resolver = os.Getenv("SMTPFS_RESOLVER")
+	if f.daneRes != "" {
+		var err error
+		if cfg, _, err = conf.Apply(cfg, "-D", "daneresolver "+conf.Quote(f.daneRes)); err != nil {
+			return errors.Unwrap(err)
+		}
+	}
+	if f.policy != "" && f.policy != "default" {
+		l, err := tlspolicy.ParseLevel(f.policy)
+		if err != nil {
+			return fmt.Errorf("-P: %v", err)
+		}
+		cfg.TLSPolicy = map[string]tlspolicy.Level{strings.ToLower(strings.TrimSuffix(ds.Host, ".")): l}
+	}
+	e, err := setup.TLSPolicy(cfg, f.root, c.Log)
+	if fi, serr := os.Stat(f.root); serr != nil || !fi.IsDir() {
+		e.CacheDir = ""
+	}
+	c.Policy = e
+	return err
 }

@@ -46,6 +46,7 @@ type daemon struct {
 	blocked *grey.Blocked
 	queue   *queue.Queue
 	client  atomic.Pointer[smtp.Client]
+	tlsStat smtp.PolicyStats // the TLS policy's counters, across clients
 	tree    *fs.Server
 	keys    *mailauth.KeyStore // lib/dkim, chosen by the dkim lines
 
@@ -134,7 +135,7 @@ func (d *daemon) openEngines(cfg *conf.Config) error {
 	}
 	maildir := smtpd.NewMaildir(filepath.Join(d.root, "box"))
 	maildir.MkBox = func() bool { return d.Config().MkBox }
-	d.client.Store(setup.NewClient(cfg, d.logs))
+	d.client.Store(d.newClient(cfg))
 	d.queue, err = queue.Open(filepath.Join(d.root, "queue"), setup.QueueSettings(cfg),
 		deliverer{&d.client}, maildir, d.logs.Logger("runq"))
 	if err != nil {
@@ -485,7 +486,7 @@ func (d *daemon) changed(cfg *conf.Config) {
 	}
 	d.useStore(cfg)
 	d.queue.SetSettings(setup.QueueSettings(cfg))
-	d.client.Store(setup.NewClient(cfg, d.logs))
+	d.client.Store(d.newClient(cfg))
 	d.tree.SetMaxMessage(cfg.MaxSize)
 	if d.started.Load() {
 		if _, err := d.syncListeners(cfg); err != nil {
@@ -518,7 +519,22 @@ func (d *daemon) Stats() []fs.Stat {
 	for _, c := range d.srv.AuthStats.Snapshot() {
 		st = append(st, fs.Stat{Name: c.Name, Value: c.Value})
 	}
+	for _, s := range d.tlsStat.Values() {
+		st = append(st, fs.Stat{Name: s.Name, Value: s.Value})
+	}
 	return append(st, d.storeStats()...)
+}
+
+// newClient is the queue's client for cfg, with its TLS policy
+// (setup.TLSPolicy) and the daemon's counters of it.
+func (d *daemon) newClient(cfg *conf.Config) *smtp.Client {
+	c := setup.NewClient(cfg, d.logs)
+	p, err := setup.TLSPolicy(cfg, d.root, d.logs.Logger("smtp"))
+	if err != nil {
+		d.log.Printf("tls policy: %v", err)
+	}
+	c.Policy, c.PolicyStats = p, &d.tlsStat
+	return c
 }
 
 // close closes what newDaemon opened, after run has returned.
@@ -536,8 +552,17 @@ func (d *daemon) close() {
 // the old one.
 type deliverer struct{ p *atomic.Pointer[smtp.Client] }
 
+var _ queue.Opener = deliverer{}
+
 func (d deliverer) Send(ctx context.Context, dest string, m smtp.Mail, msg io.Reader) ([]error, error) {
 	return d.p.Load().Send(ctx, dest, m, msg)
+}
+
+// Open makes the deliverer a queue.Opener: the queue's sessions carry
+// several messages. A session opened before a reload keeps the client
+// it was opened with until it closes (sessionidle, sessionmsgs).
+func (d deliverer) Open(ctx context.Context, dest string, first smtp.Mail) (*smtp.Conn, error) {
+	return d.p.Load().Open(ctx, dest, first)
 }
 
 // A debugTee copies log lines to w while debug is on.

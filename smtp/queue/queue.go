@@ -31,6 +31,16 @@ type Deliverer interface {
 	Send(ctx context.Context, dest string, m smtp.Mail, msg io.Reader) (rcptErrs []error, err error)
 }
 
+// An Opener is a Deliverer that can also open a session to a destination
+// that carries several messages one after another: the client engine,
+// *smtp.Client. With one, the runner sends the messages waiting for a
+// destination over the session that just delivered one there
+// (Settings.SessionMsgs, SessionIdle); with a plain Deliverer, each job
+// is a session of its own. The Conn is used by one goroutine at a time.
+type Opener interface {
+	Open(ctx context.Context, dest string, first smtp.Mail) (*smtp.Conn, error)
+}
+
 // Local delivers to local users (the server engine's Maildir delivery):
 // recipients for which Settings.IsLocal says ok, among them bounces to
 // local senders. from is the envelope sender ("" for <>), for the
@@ -65,6 +75,7 @@ type Queue struct {
 	dests   map[string]*dest     // destinations with sessions under way or jobs waiting
 	lines   []*dest              // those with jobs waiting, in turn order
 	active  int                  // delivery sessions under way
+	idle    []*parked            // sessions kept open for their destination's next message, oldest first
 	n       Stats
 	closed  bool
 	wake    chan struct{}

@@ -66,8 +66,31 @@ type job struct {
 type dest struct {
 	name    string // dial string; "" for local delivery
 	active  int    // sessions under way
+	idle    int    // sessions kept open for the next job (Queue.idle)
 	waiting []*job
 	served  bool // a session started in this round of start
+}
+
+// Session reuse. With an Opener, a session that has delivered a job
+// takes the next one waiting at its destination, as long as it has
+// carried fewer than SessionMsgs, its connection works, the destination
+// does not rest, and no other destination waits for a slot that all
+// sessions hold (Deliveries): the slot is then given back, so that
+// reuse never takes turns from others. A session with nothing more to
+// carry is kept open for SessionIdle, holding no slot (parked), and the
+// next job to its destination starts on it; a session opened while
+// sessions are parked and every slot is taken closes the oldest parked
+// one. So the connections open at once stay within DestConcurrency per
+// destination (a parked session is taken before a new one is opened)
+// and Deliveries in all. Parked sessions are closed when Run ends. Each
+// message's delivery is bounded by DeliveryTimeout on its own.
+
+// A parked session waits, idle, for the next job to its destination.
+type parked struct {
+	d     *dest
+	cn    *smtp.Conn
+	gone  chan struct{} // closed when taken or evicted
+	taken bool          // a job has it: not to be closed
 }
 
 // Run delivers the queue until ctx is done, then waits for the sessions
@@ -366,22 +389,84 @@ func fillErr(n int, err error) []error {
 	return errs
 }
 
-// launch starts a session for j. q.mu held.
+// launch starts a session for j, on a parked session to its destination
+// if there is one. q.mu held.
 func (q *Queue) launch(d *dest, j *job, wg *sync.WaitGroup) {
+	cn := q.unpark(d)
+	if cn == nil && len(q.idle) > 0 && q.active+len(q.idle) >= q.set.Deliveries {
+		q.evict(q.idle[0])
+	}
 	q.active++
 	d.active++
-	limit := q.set.DeliveryTimeout
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		q.session(d, j, limit)
+		q.session(d, j, cn, wg)
 	}()
 }
 
-// forget drops the bookkeeping of d when nothing is under way or waiting
+// park keeps cn open for the next job to d, for SessionIdle at most, or
+// until Run ends. q.mu held.
+func (q *Queue) park(d *dest, cn *smtp.Conn, run context.Context, wg *sync.WaitGroup) {
+	p := &parked{d: d, cn: cn, gone: make(chan struct{})}
+	q.idle = append(q.idle, p)
+	d.idle++
+	timer := q.clock.After(q.set.SessionIdle)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-timer:
+		case <-run.Done():
+		case <-p.gone:
+		}
+		q.mu.Lock()
+		q.unlink(p)
+		taken := p.taken
+		q.forget(d)
+		q.mu.Unlock()
+		if !taken {
+			cn.Close()
+		}
+	}()
+}
+
+// unpark takes the session parked last for d, if any. q.mu held.
+func (q *Queue) unpark(d *dest) *smtp.Conn {
+	for i := len(q.idle) - 1; i >= 0; i-- {
+		if p := q.idle[i]; p.d == d {
+			p.taken = true
+			q.unlink(p)
+			close(p.gone)
+			return p.cn
+		}
+	}
+	return nil
+}
+
+// evict closes parked session p (its goroutine does). q.mu held.
+func (q *Queue) evict(p *parked) {
+	if q.unlink(p) {
+		close(p.gone)
+	}
+}
+
+// unlink removes p from the parked sessions, reporting whether it was
 // there. q.mu held.
+func (q *Queue) unlink(p *parked) bool {
+	i := slices.Index(q.idle, p)
+	if i < 0 {
+		return false
+	}
+	q.idle = slices.Delete(q.idle, i, i+1)
+	p.d.idle--
+	return true
+}
+
+// forget drops the bookkeeping of d when nothing is under way, parked or
+// waiting there. q.mu held.
 func (q *Queue) forget(d *dest) {
-	if d.active == 0 && len(d.waiting) == 0 && q.dests[d.name] == d {
+	if d.active == 0 && d.idle == 0 && len(d.waiting) == 0 && q.dests[d.name] == d {
 		delete(q.dests, d.name)
 	}
 }
@@ -419,17 +504,77 @@ func (q *Queue) drop(wg *sync.WaitGroup) {
 	q.end(ended, wg)
 }
 
-// session runs a job at destination d: one delivery, bounded by limit
-// as a whole when it leaves the machine.
-func (q *Queue) session(d *dest, j *job, limit time.Duration) {
-	defer func() {
-		q.mu.Lock()
-		q.active--
-		d.active--
-		q.forget(d)
-		q.mu.Unlock()
+// session runs job j at destination d, on cn if it is not nil, then the
+// jobs that follow it on the same session (follow). A session that ends
+// closes its connection before it gives its slot back, so that the
+// connections open to d never outnumber DestConcurrency.
+func (q *Queue) session(d *dest, j *job, cn *smtp.Conn, wg *sync.WaitGroup) {
+	for j != nil {
+		cn = q.deliverJob(j, cn)
+		next, parked := q.follow(d, j.a.run, cn, wg)
+		if next == nil && !parked {
+			if cn != nil {
+				cn.Close()
+			}
+			q.mu.Lock()
+			q.active--
+			d.active--
+			q.forget(d)
+			q.mu.Unlock()
+		}
 		q.jobDone(j)
-	}()
+		j = next
+	}
+}
+
+// follow gives the session at d that has just delivered a job over cn
+// its next job; or, when there is none to take, parks cn, giving the
+// session's slot back, if it may be kept. q.mu held.
+func (q *Queue) follow(d *dest, run context.Context, cn *smtp.Conn, wg *sync.WaitGroup) (next *job, parked bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	until, down := q.down[d.name]
+	open := cn != nil && cn.Usable() && cn.Messages() < q.set.SessionMsgs && run.Err() == nil &&
+		(!down || !q.clock.Now().Before(until))
+	if !open {
+		return nil, false
+	}
+	if j := q.carry(d, cn); j != nil {
+		return j, false
+	}
+	if q.active-1+len(q.idle) >= q.set.Deliveries {
+		return nil, false
+	}
+	q.active--
+	d.active--
+	q.park(d, cn, run, wg)
+	return nil, true
+}
+
+// carry takes the job waiting at d that cn should carry next: among the
+// oldest few, the first whose message is neither held nor deleted and
+// that cn can carry (smtp.Conn.CanCarry). It takes none when other
+// destinations wait for a slot and every slot is taken. q.mu held.
+func (q *Queue) carry(d *dest, cn *smtp.Conn) *job {
+	if q.active >= q.set.Deliveries && q.ready() > min(len(d.waiting), max(q.room(d), 0)) {
+		return nil
+	}
+	for i, j := range d.waiting[:min(len(d.waiting), 16)] {
+		if j.a.ctx.Err() != nil || j.a.e.held || !cn.CanCarry(j.mail()) {
+			continue
+		}
+		d.waiting = slices.Delete(d.waiting, i, i+1)
+		if len(d.waiting) == 0 {
+			q.lines = slices.DeleteFunc(q.lines, func(x *dest) bool { return x == d })
+		}
+		return j
+	}
+	return nil
+}
+
+// mail is the envelope of j's message as it leaves: its recipients,
+// and the message's and their parameters.
+func (j *job) mail() smtp.Mail {
 	addrs := make([]string, len(j.rcpts))
 	mail := smtp.Mail{From: j.a.e.from, Params: j.a.e.params}
 	mail.Rcpt = make([]smtp.RcptParams, len(j.rcpts))
@@ -437,13 +582,40 @@ func (q *Queue) session(d *dest, j *job, limit time.Duration) {
 		addrs[i], mail.Rcpt[i] = r.addr, r.dsn
 	}
 	mail.Rcpts = addrs
+	return mail
+}
+
+// deliverJob makes one delivery of j: to its remote destination over cn
+// (with an Opener: a new session if cn is nil or cannot carry the
+// message), or through the Deliverer, or locally. Each remote delivery
+// is bounded on its own by DeliveryTimeout. It returns the session to
+// carry the next job, nil if none.
+func (q *Queue) deliverJob(j *job, cn *smtp.Conn) *smtp.Conn {
+	m := j.mail()
 	var errs []error
 	f, err := os.Open(q.st.path(j.a.e.id, ".msg"))
 	if err == nil {
 		switch {
 		case j.dest != "":
+			q.mu.Lock()
+			limit := q.set.DeliveryTimeout
+			q.mu.Unlock()
 			ctx, stop := q.bound(j.a.ctx, limit)
-			errs, err = q.deliver.Send(ctx, j.dest, mail, f)
+			opener, reuse := q.deliver.(Opener)
+			if cn != nil && !cn.CanCarry(m) {
+				cn.Close()
+				cn = nil
+			}
+			switch {
+			case !reuse:
+				errs, err = q.deliver.Send(ctx, j.dest, m, f)
+			case cn == nil:
+				if cn, err = opener.Open(ctx, j.dest, m); err == nil {
+					errs, err = cn.Send(ctx, m, f)
+				}
+			default:
+				errs, err = cn.Send(ctx, m, f)
+			}
 			err = q.cut(ctx, j, err)
 			stop()
 		case q.local == nil:
@@ -453,10 +625,10 @@ func (q *Queue) session(d *dest, j *job, limit time.Duration) {
 		}
 		f.Close()
 	}
-	if err == nil && errs != nil && len(errs) != len(addrs) {
-		err = fmt.Errorf("deliverer gave %d results for %d recipients", len(errs), len(addrs))
+	if err == nil && errs != nil && len(errs) != len(m.Rcpts) {
+		err = fmt.Errorf("deliverer gave %d results for %d recipients", len(errs), len(m.Rcpts))
 	}
-	j.errs = make([]error, len(addrs))
+	j.errs = make([]error, len(m.Rcpts))
 	for i := range j.errs {
 		if err != nil {
 			j.errs[i] = err
@@ -473,6 +645,7 @@ func (q *Queue) session(d *dest, j *job, limit time.Duration) {
 		q.rest(j.dest, now.Add(b-b/10), now)
 		q.mu.Unlock()
 	}
+	return cn
 }
 
 // A cutError is the failure of a session that outlived deliverytimeout:

@@ -18,12 +18,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"strings"
 	"time"
 
 	"smtpfs/internal/regfile"
+	"smtpfs/smtp/tlspolicy"
 )
 
 // Config is the effective configuration of the server, the queue runner
@@ -81,7 +83,9 @@ type Config struct {
 	Deliveries int             // deliveries: outbound sessions at once
 
 	DestConcurrency int           // destconcurrency: outbound sessions at once per destination
-	DeliveryTimeout time.Duration // deliverytimeout: bound on one whole outbound session
+	DeliveryTimeout time.Duration // deliverytimeout: bound on one message's outbound delivery
+	SessionMsgs     int           // sessionmsgs: messages one outbound session carries at most
+	SessionIdle     time.Duration // sessionidle: an outbound session is kept open this long for the next message
 
 	// What a client neither trusted nor authenticated may send to its own
 	// address (upas's user@[]): loopbackrcpts per message, loopbackrate
@@ -98,6 +102,9 @@ type Config struct {
 	SPF   AuthPolicy  // spf: SPF (RFC 7208) at MAIL for untrusted clients
 	DMARC AuthPolicy  // dmarc: DKIM and DMARC (RFC 6376, RFC 7489) after DATA for untrusted clients
 	DKIM  []DKIMSigns // dkim: the selectors that sign each domain's outgoing mail
+
+	TLSPolicy    map[string]tlspolicy.Level // tlspolicy: outbound TLS level by domain (lower case)
+	DANEResolver string                     // daneresolver: validating resolver ip:port for DANE, "" for no DANE
 }
 
 // An AuthPolicy says what a check of mail authentication does (the spf
@@ -168,6 +175,8 @@ func Default() *Config {
 
 		DestConcurrency:    10,               // smtp/queue.DefaultSettings says why
 		DeliveryTimeout:    15 * time.Minute, // the same
+		SessionMsgs:        100,              // the same
+		SessionIdle:        2 * time.Second,  // the same
 		LoopbackRcpts:      10,
 		LoopbackRateMsgs:   20,
 		LoopbackRateRcpts:  100,
@@ -191,6 +200,7 @@ func (c *Config) Clone() *Config {
 		n.DKIM = append(n.DKIM, DKIMSigns{d.Domain, append([]string(nil), d.Selectors...)})
 	}
 	n.Listen = append([]Listen(nil), c.Listen...)
+	n.TLSPolicy = maps.Clone(c.TLSPolicy)
 	if c.SendAs != nil {
 		n.SendAs = map[string][]string{}
 		for u, l := range c.SendAs {

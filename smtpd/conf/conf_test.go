@@ -444,16 +444,18 @@ func TestMailAuthVerbs(t *testing.T) {
 // The outbound fairness verbs: set, dumped in a form that reads back,
 // bad values refused, clear restoring the defaults.
 func TestOutboundVerbs(t *testing.T) {
-	c, _, err := Apply(Default(), "ctl", "destconcurrency 3\ndeliverytimeout 1h30m\nloopbackrcpts 0\nloopbackrate 5 25 2h")
+	c, _, err := Apply(Default(), "ctl", "destconcurrency 3\ndeliverytimeout 1h30m\nloopbackrcpts 0\nloopbackrate 5 25 2h\nsessionmsgs 7\nsessionidle 500ms")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.DestConcurrency != 3 || c.DeliveryTimeout != 90*time.Minute || c.LoopbackRcpts != 0 ||
-		c.LoopbackRateMsgs != 5 || c.LoopbackRateRcpts != 25 || c.LoopbackRateWindow != 2*time.Hour {
+		c.LoopbackRateMsgs != 5 || c.LoopbackRateRcpts != 25 || c.LoopbackRateWindow != 2*time.Hour ||
+		c.SessionMsgs != 7 || c.SessionIdle != 500*time.Millisecond {
 		t.Errorf("not applied: %+v", c)
 	}
 	d := c.Dump()
-	for _, want := range []string{"\ndestconcurrency 3\n", "\ndeliverytimeout 1h30m\n", "\nloopbackrcpts 0\n", "\nloopbackrate 5 25 2h\n"} {
+	for _, want := range []string{"\ndestconcurrency 3\n", "\ndeliverytimeout 1h30m\n", "\nloopbackrcpts 0\n", "\nloopbackrate 5 25 2h\n",
+		"\nsessionmsgs 7\n", "\nsessionidle 500ms\n"} {
 		if !strings.Contains(d, want) {
 			t.Errorf("dump lacks %q:\n%s", want, d)
 		}
@@ -462,18 +464,20 @@ func TestOutboundVerbs(t *testing.T) {
 		t.Errorf("dump does not round-trip: %v", err)
 	}
 	def := Default().Dump()
-	for _, want := range []string{"\ndestconcurrency 10\n", "\ndeliverytimeout 15m\n", "\nloopbackrcpts 10\n", "\nloopbackrate 20 100 1h\n"} {
+	for _, want := range []string{"\ndestconcurrency 10\n", "\ndeliverytimeout 15m\n", "\nloopbackrcpts 10\n", "\nloopbackrate 20 100 1h\n",
+		"\nsessionmsgs 100\n", "\nsessionidle 2s\n"} {
 		if !strings.Contains(def, want) {
 			t.Errorf("default dump lacks %q", want)
 		}
 	}
 	for _, bad := range []string{"destconcurrency 0", "deliverytimeout 0s", "loopbackrcpts -1", "loopbackrcpts 50001",
-		"loopbackrate 5 25", "loopbackrate x 25 1h", "loopbackrate 5 -1 1h", "loopbackrate 5 25 soon"} {
+		"loopbackrate 5 25", "loopbackrate x 25 1h", "loopbackrate 5 -1 1h", "loopbackrate 5 25 soon",
+		"sessionmsgs 0", "sessionmsgs 10001", "sessionidle 0s"} {
 		if _, _, err := Apply(Default(), "ctl", bad); err == nil {
 			t.Errorf("%q applied", bad)
 		}
 	}
-	c, _, err = Apply(c, "ctl", "clear destconcurrency\nclear deliverytimeout\nclear loopbackrcpts\nclear loopbackrate")
+	c, _, err = Apply(c, "ctl", "clear destconcurrency\nclear deliverytimeout\nclear loopbackrcpts\nclear loopbackrate\nclear sessionmsgs\nclear sessionidle")
 	if err != nil || c.Dump() != def {
 		t.Errorf("clear did not restore the defaults: %v", err)
 	}

@@ -140,6 +140,8 @@ func init() {
 		count("deliveries", 1, 1<<30, func(c *Config) *int { return &c.Deliveries }),
 		count("destconcurrency", 1, 1<<30, func(c *Config) *int { return &c.DestConcurrency }),
 		durations("deliverytimeout", "duration", 1, func(c *Config) []*time.Duration { return []*time.Duration{&c.DeliveryTimeout} }),
+		count("sessionmsgs", 1, 10000, func(c *Config) *int { return &c.SessionMsgs }),
+		durations("sessionidle", "duration", 1, func(c *Config) []*time.Duration { return []*time.Duration{&c.SessionIdle} }),
 		count("loopbackrcpts", 0, maxRcpts, func(c *Config) *int { return &c.LoopbackRcpts }),
 		{name: "loopbackrate", usage: "messages recipients duration", min: 3, max: 3, set: setLoopbackRate,
 			get: func(c *Config) []string {
@@ -149,6 +151,9 @@ func init() {
 			lines: getListen, reset: func(c *Config) { c.Listen = nil }},
 		{name: "sendas", usage: "user address...", min: 2, max: -1, set: setSendAs,
 			lines: getSendAs, reset: func(c *Config) { c.SendAs = nil }},
+		{name: "tlspolicy", usage: "domain dane|mta-sts|verify|encrypt|may|none|default", min: 2, max: 2, set: setTLSPolicy,
+			lines: getTLSPolicy, reset: func(c *Config) { c.TLSPolicy = nil }},
+		str("daneresolver", "ip:port", func(c *Config) *string { return &c.DANEResolver }, checkDANEResolver),
 		onoff("submitterip", func(c *Config) *bool { return &c.SubmitterIP }),
 		count("maxmails", 1, 1<<30, func(c *Config) *int { return &c.MaxMails }), // RFC 9422 MAILMAX
 		policy("spf", func(c *Config) *AuthPolicy { return &c.SPF }),

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +37,9 @@ type SinkOptions struct {
 	Users    map[string]string // offer AUTH PLAIN LOGIN, checking these passwords
 	Listen   string            // host:port to listen on; "" means 127.0.0.1 and any port
 	Mute     bool              // greet only once the client has said something (for smtp -A)
+	ReqTLS   bool              // with TLS: offer REQUIRETLS (RFC 8689) once TLS is on
+
+	NoPipelining bool // leave PIPELINING (RFC 2920) out of the EHLO reply; a command that came with the next one recorded with " (pipelined)"
 }
 
 // SetReply makes f decide the sink's answers from now on. Before each
@@ -81,6 +85,11 @@ func NewSink(t testing.TB, opt SinkOptions) *Sink {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveSink(t, l, opt)
+}
+
+// serveSink serves a sink on l for the life of the test.
+func serveSink(t testing.TB, l net.Listener, opt SinkOptions) *Sink {
 	s := &Sink{Addr: l.Addr().String(), l: l, SinkOptions: opt}
 	s.cond = sync.NewCond(&s.mu)
 	go s.serve()
@@ -188,6 +197,10 @@ func (s *Sink) session(c net.Conn) {
 		if verb == "AUTH" {
 			rec = "AUTH " + strings.Fields(arg + " x")[0]
 		}
+		if sc.s.NoPipelining && sc.r.Buffered() > 0 {
+			// The client did not wait for the reply (RFC 2920 §3.1).
+			rec += " (pipelined)"
+		}
 		sess.mu.Lock()
 		sess.Commands = append(sess.Commands, rec)
 		sess.mu.Unlock()
@@ -203,11 +216,17 @@ func (sc *sinkConn) command(verb, arg string) bool {
 	case "EHLO":
 		sc.msg.Helo = arg
 		lines := []string{"sink", "PIPELINING", "8BITMIME", "SIZE 100000000"}
+		if sc.s.NoPipelining {
+			lines = slices.DeleteFunc(lines, func(l string) bool { return l == "PIPELINING" })
+		}
 		if sc.s.TLS != nil && !sc.msg.TLS {
 			lines = append(lines, "STARTTLS")
 		}
 		if sc.s.Users != nil {
 			lines = append(lines, "AUTH PLAIN LOGIN")
+		}
+		if sc.s.ReqTLS && sc.msg.TLS {
+			lines = append(lines, "REQUIRETLS")
 		}
 		return sc.reply("EHLO", arg, &smtp.Reply{Code: 250, Lines: lines})
 	case "HELO":

@@ -221,6 +221,8 @@ func QueueSettings(c *conf.Config) queue.Settings {
 
 		DestConcurrency: c.DestConcurrency,
 		DeliveryTimeout: c.DeliveryTimeout,
+		SessionMsgs:     c.SessionMsgs,
+		SessionIdle:     c.SessionIdle,
 		IsLocal: func(addr string) (string, bool) {
 			at := strings.LastIndexByte(addr, '@')
 			if at < 0 {
@@ -236,7 +238,8 @@ func QueueSettings(c *conf.Config) queue.Settings {
 // server offers it without insisting on a verifiable certificate (as
 // Postfix's "may" level: encryption against passive eavesdropping, never a
 // reason to lose mail). $SMTPFS_SMTP_PORT sets the port of MX hosts, for
-// tests and unusual networks.
+// tests and unusual networks. The daemon adds the TLS policy of MX
+// destinations (TLSPolicy), which decides for them instead.
 func NewClient(c *conf.Config, logs *mlog.Log) *smtp.Client {
 	return &smtp.Client{
 		Hello:    c.Hostname,

@@ -15,7 +15,7 @@ import (
 )
 
 func TestQueueSettingsIsLocal(t *testing.T) {
-	c, _, err := conf.Apply(conf.Default(), "ctl", "ourdomains example.org *.example.net\nhostname mx.example.com\nminfree 100m\ndestconcurrency 3\ndeliverytimeout 2m")
+	c, _, err := conf.Apply(conf.Default(), "ctl", "ourdomains example.org *.example.net\nhostname mx.example.com\nminfree 100m\ndestconcurrency 3\ndeliverytimeout 2m\nsessionmsgs 5\nsessionidle 3s")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,8 +39,9 @@ func TestQueueSettingsIsLocal(t *testing.T) {
 	if s.Hostname != "mx.example.com" || s.Lifetime != c.Lifetime || len(s.Backoff) != len(c.Backoff) || s.MinFree != 100<<20 {
 		t.Errorf("settings %+v", s)
 	}
-	if s.DestConcurrency != 3 || s.DeliveryTimeout != 2*time.Minute {
-		t.Errorf("destconcurrency and deliverytimeout not handed on: %d %v", s.DestConcurrency, s.DeliveryTimeout)
+	if s.DestConcurrency != 3 || s.DeliveryTimeout != 2*time.Minute || s.SessionMsgs != 5 || s.SessionIdle != 3*time.Second {
+		t.Errorf("destconcurrency, deliverytimeout, sessionmsgs, sessionidle not handed on: %d %v %d %v",
+			s.DestConcurrency, s.DeliveryTimeout, s.SessionMsgs, s.SessionIdle)
 	}
 }
 
