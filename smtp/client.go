@@ -268,6 +268,23 @@ func (c *Client) Send(ctx context.Context, dest string, m Mail, msg io.Reader) (
 	return c.deliver(ctx, dest, m, msg)
 }
 
+// An Outcome is what a delivery learned about the next hop beyond the
+// recipients' results.
+type Outcome struct {
+	// DSN: the server that took the message offered DSN (RFC 3461), so
+	// it got the DSN parameters and will report success itself; a
+	// sender that was asked NOTIFY=SUCCESS reports "relayed" otherwise
+	// (RFC 3461 §5.2.2).
+	DSN bool
+}
+
+// SendOutcome is Send that also returns the Outcome of the session that
+// took the message (the zero Outcome if none did).
+func (c *Client) SendOutcome(ctx context.Context, dest string, m Mail, msg io.Reader) (rcptErrs []error, o Outcome, err error) {
+	rcptErrs, err = c.deliverVia(ctx, dest, m, msg, &o, c.attempt)
+	return rcptErrs, o, err
+}
+
 // Ping is Deliver without a message: it asks the server whether it takes
 // each recipient (RCPT) and quits before DATA (upas smtp -p).
 func (c *Client) Ping(ctx context.Context, dest, from string, rcpts []string) (rcptErrs []error, err error) {
@@ -275,13 +292,13 @@ func (c *Client) Ping(ctx context.Context, dest, from string, rcpts []string) (r
 }
 
 func (c *Client) deliver(ctx context.Context, dest string, m Mail, msg io.Reader) ([]error, error) {
-	return c.deliverVia(ctx, dest, m, msg, c.attempt)
+	return c.deliverVia(ctx, dest, m, msg, nil, c.attempt)
 }
 
 // deliverVia checks and sends one message as deliver does, the
 // transaction run by via: on a session of its own (attempt) or on a
-// Conn's.
-func (c *Client) deliverVia(ctx context.Context, dest string, m Mail, msg io.Reader,
+// Conn's; it fills in out, if not nil.
+func (c *Client) deliverVia(ctx context.Context, dest string, m Mail, msg io.Reader, out *Outcome,
 	via func(context.Context, DialString, envelope) ([]error, error)) ([]error, error) {
 	from, rcpts := m.From, m.Rcpts
 	rcptErrs := make([]error, len(rcpts))
@@ -313,7 +330,7 @@ func (c *Client) deliverVia(ctx context.Context, dest string, m Mail, msg io.Rea
 		}
 		return rcptErrs, nil
 	}
-	env := envelope{from: from, size: messageSize(msg), msg: msg, params: m.Params}
+	env := envelope{from: from, size: messageSize(msg), msg: msg, params: m.Params, out: out}
 	env.params.Rcpt = nil
 	for _, i := range good {
 		env.rcpts = append(env.rcpts, rcpts[i])
@@ -367,6 +384,7 @@ type envelope struct {
 	size   int64     // the message's size if known, else -1
 	msg    io.Reader // nil for a ping
 	params Params    // Rcpt parallel to rcpts
+	out    *Outcome  // filled in by the session that takes the message; nil: not wanted
 }
 
 // what names the attempt in the logs, as upas does.

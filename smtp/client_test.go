@@ -757,3 +757,31 @@ func TestBadServers(t *testing.T) {
 		<-done
 	}
 }
+
+// DSN's parameters go to a server that offers DSN, xtext-encoded where
+// RFC 3461 says, and the Outcome says it did; to a server without DSN
+// they do not, and the Outcome says so.
+func TestSendDSNParams(t *testing.T) {
+	m := smtp.Mail{From: "a@b.example", Rcpts: []string{"x@example.org", "y@example.org"},
+		Params: smtp.Params{Ret: "HDRS", EnvID: "id 1+2", Rcpt: []smtp.RcptParams{
+			{Notify: "SUCCESS,FAILURE", ORcpt: "rfc822;X=1@example.org"}, {}}}}
+	for _, offer := range []bool{true, false} {
+		c, s := setup(t, testlib.SinkOptions{DSN: offer})
+		_, o, err := c.SendOutcome(context.Background(), "example.org", m, bytes.NewReader([]byte(testMsg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess := s.Sessions()
+		lines := sess[len(sess)-1]
+		mail, rcpt1, rcpt2 := lines[1], lines[2], lines[3]
+		want := [3]string{fmt.Sprintf("MAIL FROM:<a@b.example> SIZE=%d BODY=8BITMIME", len(testMsg)),
+			"RCPT TO:<x@example.org>", "RCPT TO:<y@example.org>"}
+		if offer {
+			want[0] += " RET=HDRS ENVID=id+201+2B2"
+			want[1] += " NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;X+3D1@example.org"
+		}
+		if got := [3]string{mail, rcpt1, rcpt2}; got != want || o.DSN != offer {
+			t.Errorf("DSN offered %v: sent %q, outcome %+v; want %q", offer, got, o, want)
+		}
+	}
+}

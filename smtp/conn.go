@@ -60,7 +60,14 @@ func (c *Client) Open(ctx context.Context, dest string, first Mail) (*Conn, erro
 // the connection the message's errors say so and Send opens a new one
 // for the next message.
 func (cn *Conn) Send(ctx context.Context, m Mail, msg io.Reader) (rcptErrs []error, err error) {
-	return cn.c.deliverVia(ctx, cn.dest, m, msg, cn.transact)
+	return cn.c.deliverVia(ctx, cn.dest, m, msg, nil, cn.transact)
+}
+
+// SendOutcome is Send that also returns the Outcome, as
+// Client.SendOutcome does.
+func (cn *Conn) SendOutcome(ctx context.Context, m Mail, msg io.Reader) (rcptErrs []error, o Outcome, err error) {
+	rcptErrs, err = cn.c.deliverVia(ctx, cn.dest, m, msg, &o, cn.transact)
+	return rcptErrs, o, err
 }
 
 func (cn *Conn) transact(ctx context.Context, d DialString, env envelope) ([]error, error) {

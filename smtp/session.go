@@ -112,6 +112,9 @@ func (s *session) transact(env envelope) ([]error, error) {
 		return rcptErrs, err
 	}
 	s.dirty = false
+	if env.out != nil {
+		_, env.out.DSN = s.ext["DSN"]
+	}
 	var ok []string
 	for i, r := range env.rcpts {
 		if rcptErrs[i] == nil {
@@ -278,8 +281,8 @@ func (s *session) hello() error {
 // one recipient does not abort the others.
 func (s *session) envelope(env envelope) ([]error, int, error) {
 	cmds := []string{"MAIL FROM:<" + env.from + ">" + s.mailParams(env)}
-	for _, r := range env.rcpts {
-		cmds = append(cmds, "RCPT TO:<"+r+">")
+	for i, r := range env.rcpts {
+		cmds = append(cmds, "RCPT TO:<"+r+">"+s.rcptParams(env, i))
 	}
 	if err := s.needUTF8(env); err != nil {
 		return nil, 0, err
@@ -343,6 +346,40 @@ func (s *session) mailParams(env envelope) string {
 		p += " SMTPUTF8"
 	}
 	p += s.requireTLSParam(env)
+	if _, ok := s.ext["DSN"]; ok && env.msg != nil {
+		p += dsnMailParams(env.params)
+	}
+	return p
+}
+
+// dsnMailParams returns RET and ENVID (RFC 3461 §4.3, §4.4), for a
+// server that offers DSN.
+func dsnMailParams(p Params) string {
+	var s string
+	if p.Ret != "" {
+		s += " RET=" + p.Ret
+	}
+	if p.EnvID != "" {
+		s += " ENVID=" + EncodeXtext(p.EnvID)
+	}
+	return s
+}
+
+// rcptParams returns NOTIFY and ORCPT of recipient i (RFC 3461 §4.1,
+// §4.2) for a server that offers DSN; ORCPT's address is xtext, its
+// type as it is.
+func (s *session) rcptParams(env envelope, i int) string {
+	if _, ok := s.ext["DSN"]; !ok || env.msg == nil || i >= len(env.params.Rcpt) {
+		return ""
+	}
+	var p string
+	r := env.params.Rcpt[i]
+	if r.Notify != "" {
+		p += " NOTIFY=" + r.Notify
+	}
+	if t, a, ok := strings.Cut(r.ORcpt, ";"); ok {
+		p += " ORCPT=" + t + ";" + EncodeXtext(a)
+	}
 	return p
 }
 

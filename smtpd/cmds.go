@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -119,6 +120,13 @@ func (s *session) hello(name string, esmtp bool) {
 		return
 	}
 	lines := []string{greet, "PIPELINING", fmt.Sprintf("SIZE %d", s.cfg.MaxSize), "8BITMIME", "CHUNKING", s.limitsKeyword(), "ENHANCEDSTATUSCODES"}
+	// DSN (RFC 3461), and REQUIRETLS on a TLS session without a mailer
+	// only (RFC 8689 §3), before ENHANCEDSTATUSCODES (dsn.go).
+	dsn := []string{"DSN"}
+	if s.requireTLSOK() {
+		dsn = append(dsn, "REQUIRETLS")
+	}
+	lines = slices.Insert(lines, len(lines)-1, dsn...)
 	if s.cfg.TLSCert != nil && !s.tls {
 		lines = append(lines, "STARTTLS")
 	}
@@ -217,7 +225,8 @@ func (s *session) checkHelo(name string) string {
 func (s *session) plaintextOK() bool { return s.tls || s.cfg.PlaintextAuth }
 
 // mail serves MAIL FROM (RFC 5321 §4.1.1.2) with the parameters we offer:
-// SIZE (RFC 1870), BODY (RFC 6152), AUTH (RFC 4954 §5).
+// SIZE (RFC 1870), BODY (RFC 6152), AUTH (RFC 4954 §5), and RET, ENVID
+// (RFC 3461) and REQUIRETLS (RFC 8689) (dsn.go).
 func (s *session) mail(arg string) {
 	s.cfg = s.srv.Config() // ctl changes take effect at the next transaction
 	s.out.timeout = s.cfg.CmdTimeout
@@ -237,12 +246,20 @@ func (s *session) mail(arg string) {
 	}
 	seen := map[string]bool{}
 	var size int64
+	var dp smtp.Params
 	for _, pm := range params {
 		if seen[pm.key] {
 			s.fail(errArgs)
 			return
 		}
 		seen[pm.key] = true
+		if ok, r := s.dsnMailParam(pm, &dp); ok {
+			if r != nil {
+				s.fail(r)
+				return
+			}
+			continue
+		}
 		if r := s.mailParam(pm, &size); r != nil {
 			s.fail(r)
 			return
@@ -261,7 +278,7 @@ func (s *session) mail(arg string) {
 		s.fail(r)
 		return
 	}
-	s.from, s.state = p, stMail
+	s.from, s.state, s.params = p, stMail, dp
 	s.checkSPF()
 	s.reply(smtp.Replyf(250, "2.0.0", "sender is %s", p.Bang()))
 }
@@ -305,7 +322,8 @@ func heloDomain(helo string) string {
 	return strings.ToLower(strings.TrimSuffix(helo, "."))
 }
 
-// rcpt serves RCPT TO (RFC 5321 §4.1.1.3). It takes no parameters.
+// rcpt serves RCPT TO (RFC 5321 §4.1.1.3) with DSN's NOTIFY and ORCPT
+// (dsn.go).
 func (s *session) rcpt(arg string) {
 	if len(s.rcpts) >= s.cfg.MaxRcpts {
 		if !s.junk() { // RFC 5321 §4.5.3.1.10: not an error
@@ -314,8 +332,9 @@ func (s *session) rcpt(arg string) {
 		return
 	}
 	p, params, err := parsePathArg(arg, "TO:")
-	if err == nil && len(params) > 0 {
-		err = errParam
+	var dp smtp.RcptParams
+	if err == nil {
+		dp, err = parseRcptParams(params)
 	}
 	if err == nil && p.Null {
 		err = errPathSyntax
@@ -332,6 +351,7 @@ func (s *session) rcpt(arg string) {
 	if !ok || !s.loopbackOK(r) {
 		return
 	}
+	r.dsn = dp
 	s.addRcpt(r) // said twice: accepted, delivered once
 	s.state = stRcpt
 	s.reply(smtp.Replyf(250, "2.0.0", "receiver is %s", r.bang))

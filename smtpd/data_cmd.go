@@ -276,12 +276,13 @@ func (s *session) deliver(sp *spool, h headerInfo) {
 // took it, the client's retry delivers it locally a second time: a
 // duplicate, never a loss.
 func (s *session) store(sp *spool, h headerInfo, id string) (string, error) {
-	var local, remote []string
+	var local []string
+	var localR, remote []rcpt
 	for _, r := range s.rcpts {
 		if r.box != "" {
-			local = append(local, r.addr)
+			local, localR = append(local, r.addr), append(localR, r)
 		} else {
-			remote = append(remote, r.addr)
+			remote = append(remote, r)
 		}
 	}
 	ctx, cancel := context.WithTimeout(s.srv.killCtx, s.cfg.DataTimeout)
@@ -292,6 +293,9 @@ func (s *session) store(sp *spool, h headerInfo, id string) (string, error) {
 			return "", err
 		}
 		s.srv.Stats.Maildir.Add(int64(len(local)))
+		if err := s.notifyDelivered(ctx, localR, func() io.Reader { return s.message(sp, h, id) }); err != nil {
+			return "", err
+		}
 	}
 	if len(remote) == 0 {
 		return "", nil
@@ -308,7 +312,7 @@ func (s *session) store(sp *spool, h headerInfo, id string) (string, error) {
 	if !s.trusted {
 		from = ""
 	}
-	qid, err := s.srv.Queue.Put(ctx, from, remote, s.signed(sp, h, id))
+	qid, err := s.srv.Queue.PutMail(ctx, s.mailFor(from, remote), s.signed(sp, h, id))
 	if err != nil {
 		return "", err
 	}

@@ -420,7 +420,7 @@ func TestSignFails(t *testing.T) {
 		t.Fatal(got)
 	}
 	if all := q.all(); len(all) != 1 || strings.Contains(all[0].data, "DKIM-Signature") {
-		t.Errorf("queued %q", all)
+		t.Errorf("queued %+v", all)
 	}
 	if want := "example.org!alice: not DKIM-signed: dkim: no single From domain to sign for"; !strings.Contains(ts.logbuf.String(), want) {
 		t.Errorf("log lacks %q:\n%s", want, ts.logbuf)

@@ -21,13 +21,17 @@ import (
 	"smtpfs/smtpd/conf"
 )
 
-// Queue takes messages for remote recipients. Put returns only once the
-// message is durable on disk. from is "" for the null sender, else
-// local@domain; rcpts are local@domain (local@[ip] for address literals).
-// msg is the message as it will be sent: CRLF line ends, no dot-stuffing,
-// our Received: line first.
+// Queue takes messages for remote recipients. PutMail returns only once
+// the message is durable on disk. m.From is "" for the null sender, else
+// local@domain; m.Rcpts are local@domain (local@[ip] for address
+// literals), m.Params what the client asked (DSN, REQUIRETLS). msg is the
+// message as it will be sent: CRLF line ends, no dot-stuffing, our
+// Received: line first. PutDelivered queues the success DSN for the
+// recipients of m delivered here that asked NOTIFY=SUCCESS ("" if none
+// did), durable when it returns.
 type Queue interface {
-	Put(ctx context.Context, from string, rcpts []string, msg io.Reader) (id string, err error)
+	PutMail(ctx context.Context, m smtp.Mail, msg io.Reader) (id string, err error)
+	PutDelivered(ctx context.Context, m smtp.Mail, msg io.Reader) (id string, err error)
 }
 
 // Greylister decides at DATA, after all recipients, for a client that is

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"smtpfs/smtp"
 	"smtpfs/smtpd/conf"
 )
 
@@ -277,9 +278,21 @@ type queued struct {
 	from  string
 	rcpts []string
 	data  string
+	// params: what PutMail was given besides; delivered: a success DSN
+	// asked of PutDelivered
+	params    smtp.Params
+	delivered bool
 }
 
-func (q *fakeQueue) Put(ctx context.Context, from string, rcpts []string, msg io.Reader) (string, error) {
+func (q *fakeQueue) PutMail(ctx context.Context, m smtp.Mail, msg io.Reader) (string, error) {
+	return q.put(m, msg, false)
+}
+
+func (q *fakeQueue) PutDelivered(ctx context.Context, m smtp.Mail, msg io.Reader) (string, error) {
+	return q.put(m, msg, true)
+}
+
+func (q *fakeQueue) put(m smtp.Mail, msg io.Reader, delivered bool) (string, error) {
 	b, err := io.ReadAll(msg)
 	if err != nil {
 		return "", err
@@ -289,7 +302,7 @@ func (q *fakeQueue) Put(ctx context.Context, from string, rcpts []string, msg io
 	if q.err != nil {
 		return "", q.err
 	}
-	q.msgs = append(q.msgs, queued{from, rcpts, string(b)})
+	q.msgs = append(q.msgs, queued{m.From, m.Rcpts, string(b), m.Params, delivered})
 	return "q1", nil
 }
 

@@ -81,6 +81,8 @@ type session struct {
 	from  mailPath // the transaction
 	rcpts []rcpt
 	body8 bool
+	// params: the transaction's RET, ENVID and REQUIRETLS (dsn.go)
+	params smtp.Params
 	// A BDAT transaction (bdat.go): its chunks so far, whether one failed,
 	// and the octets of BDAT read in the session, for its hard bound.
 	chunks      *chunkWriter
@@ -117,6 +119,7 @@ type rcpt struct {
 	box  string // the local box, "" for a remote recipient
 	// newBox: box has no directory yet; the delivery makes it (mkbox)
 	newBox bool
+	dsn    smtp.RcptParams // NOTIFY and ORCPT (dsn.go)
 }
 
 func newSession(srv *Server, c net.Conn, cfg *conf.Config, local, remote netip.Addr) *session {
@@ -414,6 +417,7 @@ func (s *session) resetTxn() {
 	s.giveBoxes()
 	s.dropChunks()
 	s.from, s.rcpts, s.body8 = mailPath{}, nil, false
+	s.params = smtp.Params{}
 	s.rcptSeen, s.rcptBoxes, s.newBoxes = nil, nil, 0
 	s.loopRcpts = 0
 	s.spf, s.stripped, s.authRes, s.quarantine = nil, nil, "", ""

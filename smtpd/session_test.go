@@ -916,7 +916,11 @@ func TestQueueFailure(t *testing.T) {
 // a struggling disk might.
 type slowQueue struct{ d time.Duration }
 
-func (q slowQueue) Put(ctx context.Context, from string, rcpts []string, msg io.Reader) (string, error) {
+func (q slowQueue) PutDelivered(ctx context.Context, m smtp.Mail, msg io.Reader) (string, error) {
+	return "", nil
+}
+
+func (q slowQueue) PutMail(ctx context.Context, m smtp.Mail, msg io.Reader) (string, error) {
 	time.Sleep(q.d) // the delivery takes longer than cmdtimeout: what is under test
 	r := &smtp.Reply{Code: 452, Enh: "4.3.1"}
 	for i := range 10 {

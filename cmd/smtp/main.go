@@ -1,6 +1,6 @@
 // Command smtp sends one message by SMTP, as upas smtp does:
 //
-//	smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-P level] [-D daneresolver] [-R root] [.domain] destaddr sender rcpt-list
+//	smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-P level] [-D daneresolver] [-R root] [-N notify] [-E ret] [-V envid] [.domain] destaddr sender rcpt-list
 //
 // The message comes on standard input, an upas "From sender date" line
 // first if it likes. It is converted as upas converts it (Message-ID, Date,
@@ -51,6 +51,15 @@
 // environment settings of smtpfs(8) for tests, $SMTPFS_TLS_CA and
 // $SMTPFS_MTASTS_PORT, apply.
 //
+// For DSN (RFC 3461), sent to a server that offers it (sendmail's
+// letters where upas leaves them free):
+//
+//	-N  NOTIFY for every recipient: NEVER, or a comma list of SUCCESS,
+//	    FAILURE and DELAY
+//	-E  RET: FULL or HDRS, what a failure report returns of the message
+//	-V  ENVID: an identifier the reports quote back, printable ASCII, at
+//	    most 100 characters
+//
 // $SMTPFS_RESOLVER (host:port) names the DNS server, else /etc/resolv.conf.
 // $SMTPFS_SMTP_PORT sets the port of MX hosts (default 25), for tests and
 // for sites whose mail exchangers listen elsewhere.
@@ -73,11 +82,12 @@ import (
 	"smtpfs/cmd/internal/setup"
 	"smtpfs/smtp"
 	"smtpfs/smtp/mlog"
+	"smtpfs/smtp/queue"
 	"smtpfs/smtp/tlspolicy"
 	"smtpfs/smtpd/conf"
 )
 
-const usage = "smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-P level] [-D daneresolver] [-R root] [.domain] destaddr sender rcpt-list"
+const usage = "smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-P level] [-D daneresolver] [-R root] [-N notify] [-E ret] [-V envid] [.domain] destaddr sender rcpt-list"
 
 // Exit statuses.
 const (
@@ -101,6 +111,7 @@ type flags struct {
 	gateway, host, user string
 	policy, daneRes     string // -P, -D
 	root                string
+	notify, ret, envid  string // DSN's NOTIFY, RET and ENVID (-N, -E, -V)
 	domain              string // .domain, without the dot
 	dest, sender        string
 	rcpts               []string
@@ -119,7 +130,28 @@ func parse(args []string) (*flags, error) {
 		return nil, fmt.Errorf("missing arguments")
 	}
 	f.dest, f.sender, f.rcpts = rest[0], rest[1], rest[2:]
+	f.notify, f.ret = strings.ToUpper(f.notify), strings.ToUpper(f.ret)
+	if err := queue.CheckRet(f.ret); err != nil {
+		return nil, fmt.Errorf("-E: %v", err)
+	}
+	if err := queue.CheckEnvID(f.envid); err != nil {
+		return nil, fmt.Errorf("-V: %v", err)
+	}
+	if err := queue.CheckRcptParams(smtp.RcptParams{Notify: f.notify}); err != nil {
+		return nil, fmt.Errorf("-N: %v", err)
+	}
 	return f, nil
+}
+
+// mail is the envelope with the DSN parameters of the flags.
+func (f *flags) mail(from string, rcpts []string) smtp.Mail {
+	m := smtp.Mail{From: from, Rcpts: rcpts, Params: smtp.Params{Ret: f.ret, EnvID: f.envid}}
+	if f.notify != "" {
+		for range rcpts {
+			m.Rcpt = append(m.Rcpt, smtp.RcptParams{Notify: f.notify})
+		}
+	}
+	return m
 }
 
 // argSet is smtp's table of flags, upas smtp's and -R.
@@ -136,6 +168,9 @@ func argSet(f *flags) *arg.Set {
 	set.String('R', &f.root)
 	set.String('P', &f.policy)
 	set.String('D', &f.daneRes)
+	set.String('N', &f.notify)
+	set.String('E', &f.ret)
+	set.String('V', &f.envid)
 	return set
 }
 
@@ -186,7 +221,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		rcptErrs, err = c.Ping(ctx, f.dest, from, rcpts)
 	} else {
-		rcptErrs, err = c.Deliver(ctx, f.dest, from, rcpts, msg)
+		rcptErrs, err = c.Send(ctx, f.dest, f.mail(from, rcpts), msg)
 	}
 	return report(stderr, time.Now(), f.dest, rcpts, rcptErrs, err, f.ping)
 }

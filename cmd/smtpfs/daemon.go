@@ -565,6 +565,12 @@ func (d deliverer) Open(ctx context.Context, dest string, first smtp.Mail) (*smt
 	return d.p.Load().Open(ctx, dest, first)
 }
 
+// SendOutcome makes the queue an OutcomeSender: it learns whether the
+// next hop took DSN.
+func (d deliverer) SendOutcome(ctx context.Context, dest string, m smtp.Mail, msg io.Reader) ([]error, smtp.Outcome, error) {
+	return d.p.Load().SendOutcome(ctx, dest, m, msg)
+}
+
 // A debugTee copies log lines to w while debug is on.
 type debugTee struct {
 	d *daemon

@@ -31,7 +31,10 @@ import (
 // stay, to be bounced on a later attempt. Nothing goes back to the null
 // sender <> (RFC 5321 §4.5.5: a DSN is never answered with a DSN). The
 // first time recipients are deferred after settings.DelayWarn, the sender
-// also gets one DSN with Action: delayed.
+// also gets one DSN with Action: delayed. Each DSN reports only the
+// recipients whose NOTIFY asks for it (dsn.go); recipients delivered
+// with NOTIFY=SUCCESS get one success DSN per attempt, queued after the
+// fact: if that fails, it is logged, and the delivery stands.
 func (q *Queue) finish(a *attempt) {
 	e, now := a.e, q.clock.Now()
 	defer a.cancel()
@@ -54,16 +57,16 @@ func (q *Queue) finish(a *attempt) {
 			case err != nil && a.ctx.Err() != nil:
 				continue // abandoned
 			case err == nil:
-				done = append(done, report{r: r})
+				done = append(done, report{r: r, action: j.success()})
 				q.log.Printf("sent %s to %s via %s", e.id, r.addr, via(j.dest))
 			case !smtp.IsTemporary(err):
-				failed = append(failed, report{r: r, err: err})
+				failed = append(failed, report{r: r, err: err, action: "failed"})
 				q.log.Printf("bounced %s to %s: %s", e.id, r.addr, errText(err))
 			case now.Sub(e.arrived) >= set.Lifetime:
-				failed = append(failed, report{r: r, err: err, expired: true})
+				failed = append(failed, report{r: r, err: err, expired: true, action: "failed"})
 				q.log.Printf("bounced %s to %s: expired after %v: %s", e.id, r.addr, set.Lifetime, errText(err))
 			default:
-				delayed = append(delayed, report{r: r, err: err})
+				delayed = append(delayed, report{r: r, err: err, action: "delayed"})
 				next[r] = minTime(now.Add(set.retryAfter(r.tries+1)), e.arrived.Add(set.Lifetime))
 				q.log.Printf("deferred %s to %s: %s", e.id, r.addr, errText(err))
 			}
@@ -72,6 +75,7 @@ func (q *Queue) finish(a *attempt) {
 	}
 	failed = q.bounce(e, set, now, failed, &delayed, next)
 	warned := q.warn(e, set, now, delayed)
+	q.succeeded(e, set, now, done)
 
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
@@ -133,7 +137,12 @@ func (q *Queue) bounce(e *entry, set Settings, now time.Time, failed []report, d
 		q.log.Printf("no dsn for %s: the sender is <>", e.id)
 		return failed
 	}
-	if err := q.sendDSN(e, set, now, "failed", failed); err != nil {
+	tell := notified(failed)
+	if len(tell) == 0 {
+		q.log.Printf("no dsn for %s: NOTIFY does not ask for failures", e.id)
+		return failed
+	}
+	if err := q.sendDSN(e, set, now, "failed", tell); err != nil {
 		q.log.Printf("error %s: queueing the dsn: %v; will try again", e.id, err)
 		for _, f := range failed {
 			*delayed = append(*delayed, f)
@@ -150,11 +159,40 @@ func (q *Queue) warn(e *entry, set Settings, now time.Time, delayed []report) bo
 	if len(delayed) == 0 || e.warned || e.from == "" || set.DelayWarn == 0 || now.Sub(e.arrived) < set.DelayWarn {
 		return false
 	}
-	if err := q.sendDSN(e, set, now, "delayed", delayed); err != nil {
+	tell := notified(delayed)
+	if len(tell) == 0 {
+		return false // nobody asked: a later deferral may have someone who does
+	}
+	if err := q.sendDSN(e, set, now, "delayed", tell); err != nil {
 		q.log.Printf("error %s: queueing the delay warning: %v", e.id, err)
 		return false
 	}
 	return true
+}
+
+// succeeded sends the success DSN for the recipients delivered that
+// asked NOTIFY=SUCCESS.
+func (q *Queue) succeeded(e *entry, set Settings, now time.Time, done []report) {
+	tell := notified(done)
+	if len(tell) == 0 || e.from == "" {
+		return
+	}
+	if err := q.sendDSN(e, set, now, "success", tell); err != nil {
+		q.log.Printf("error %s: queueing the success dsn: %v; not retried: the message was delivered", e.id, err)
+	}
+}
+
+// success is the Action of a success DSN for a recipient j delivered:
+// delivered for a local one, relayed for one whose next hop did not
+// offer DSN, "" (none: the next hop reports) for one whose did.
+func (j *job) success() string {
+	switch {
+	case j.dest == "":
+		return "delivered"
+	case !j.dsn:
+		return "relayed"
+	}
+	return ""
 }
 
 // errText is an error as the envelope, the log and the DSN show it: the

@@ -88,6 +88,16 @@ type fakeDeliverer struct {
 	mu     sync.Mutex
 	calls  []call
 	result func(ctx context.Context, c call) ([]error, error)
+	dsn    map[string]bool // destinations that offer DSN (SendOutcome)
+}
+
+// SendOutcome is Send, saying the destinations of dsn offer DSN.
+func (d *fakeDeliverer) SendOutcome(ctx context.Context, dest string, m smtp.Mail, msg io.Reader) ([]error, smtp.Outcome, error) {
+	errs, err := d.Send(ctx, dest, m, msg)
+	d.mu.Lock()
+	o := smtp.Outcome{DSN: d.dsn[dest]}
+	d.mu.Unlock()
+	return errs, o, err
 }
 
 func (d *fakeDeliverer) Send(ctx context.Context, dest string, m smtp.Mail, msg io.Reader) ([]error, error) {

@@ -41,6 +41,7 @@ type job struct {
 	// notTried: the job ended without a session because its message
 	// was held while it waited; its recipients stay as they were.
 	notTried bool
+	dsn      bool // the next hop offered DSN (smtp.Outcome): it reports success itself
 }
 
 // The runner's fairness. A job waits in its destination's line until a
@@ -608,13 +609,13 @@ func (q *Queue) deliverJob(j *job, cn *smtp.Conn) *smtp.Conn {
 			}
 			switch {
 			case !reuse:
-				errs, err = q.deliver.Send(ctx, j.dest, m, f)
+				errs, j.dsn, err = q.send(ctx, j.dest, m, f)
 			case cn == nil:
 				if cn, err = opener.Open(ctx, j.dest, m); err == nil {
-					errs, err = cn.Send(ctx, m, f)
+					errs, j.dsn, err = sendOn(ctx, cn, m, f)
 				}
 			default:
-				errs, err = cn.Send(ctx, m, f)
+				errs, j.dsn, err = sendOn(ctx, cn, m, f)
 			}
 			err = q.cut(ctx, j, err)
 			stop()

@@ -527,6 +527,9 @@ func TestParamsReachDeliverer(t *testing.T) {
 	h.waitID(id)
 	got := map[string]smtp.RcptParams{}
 	for _, c := range h.d.take() {
+		if c.from == "" {
+			continue // bob's success DSN (relayed), if it went already
+		}
 		if c.params.Ret != "HDRS" || c.params.EnvID != "env-1" || !c.params.RequireTLS || !c.params.SMTPUTF8 {
 			t.Errorf("%s: params %+v", c.dest, c.params)
 		}

@@ -18,7 +18,7 @@ type DSN struct {
 	Human      string              // the text/plain part
 	PerMessage map[string]string   // the first group of delivery-status fields
 	Recipients []map[string]string // one group of fields per recipient
-	Original   string              // the text/rfc822-headers part
+	Original   string              // the text/rfc822-headers part, or message/rfc822 (RET=FULL)
 	Types      []string            // the parts' content types, in order
 }
 
@@ -55,11 +55,15 @@ func ParseDSN(t testing.TB, msg []byte) *DSN {
 			d.Human = body
 		case "message/delivery-status":
 			d.PerMessage, d.Recipients = statusGroups(t, body)
-		case "text/rfc822-headers":
+		case "text/rfc822-headers", "message/rfc822":
 			d.Original = body
 		}
 	}
-	if want := []string{"text/plain", "message/delivery-status", "text/rfc822-headers"}; !slices.Equal(d.Types, want) {
+	want := []string{"text/plain", "message/delivery-status", "text/rfc822-headers"}
+	if len(d.Types) == 3 && d.Types[2] == "message/rfc822" { // RET=FULL
+		want[2] = "message/rfc822"
+	}
+	if !slices.Equal(d.Types, want) {
 		t.Errorf("DSN parts %q, want %q", d.Types, want)
 	}
 	return d

@@ -40,6 +40,7 @@ type SinkOptions struct {
 	ReqTLS   bool              // with TLS: offer REQUIRETLS (RFC 8689) once TLS is on
 
 	NoPipelining bool // leave PIPELINING (RFC 2920) out of the EHLO reply; a command that came with the next one recorded with " (pipelined)"
+	DSN          bool // offer DSN (RFC 3461); its parameters are in Sessions' lines
 }
 
 // SetReply makes f decide the sink's answers from now on. Before each
@@ -227,6 +228,9 @@ func (sc *sinkConn) command(verb, arg string) bool {
 		}
 		if sc.s.ReqTLS && sc.msg.TLS {
 			lines = append(lines, "REQUIRETLS")
+		}
+		if sc.s.DSN {
+			lines = append(lines, "DSN")
 		}
 		return sc.reply("EHLO", arg, &smtp.Reply{Code: 250, Lines: lines})
 	case "HELO":
