@@ -758,6 +758,34 @@ func TestBadServers(t *testing.T) {
 	}
 }
 
+// TestSendSMTPUTF8Param: a message whose Params say SMTPUTF8 (UTF-8 in
+// its header) asks for it at MAIL even with ASCII addresses, and is
+// refused for good (5.6.7, RFC 6531 §3.7.4.1) by a server without it.
+func TestSendSMTPUTF8Param(t *testing.T) {
+	c, s := setup(t, testlib.SinkOptions{})
+	m := smtp.Mail{From: "a@b.example", Rcpts: []string{"x@example.org"}, Params: smtp.Params{SMTPUTF8: true}}
+	_, err := c.Send(context.Background(), "example.org", m, strings.NewReader(testMsg))
+	if phaseOf(err) != "mailfrom permanent" || !strings.Contains(err.Error(), "5.6.7") {
+		t.Fatalf("Send to a server without SMTPUTF8 = %v; want a permanent 5.6.7", err)
+	}
+	if n := len(s.Messages()); n != 0 {
+		t.Fatalf("%d messages reached a server without SMTPUTF8", n)
+	}
+	s.SetReply(func(phase, arg string) *smtp.Reply {
+		if phase == "EHLO" {
+			return &smtp.Reply{Code: 250, Lines: []string{"sink", "PIPELINING", "8BITMIME", "SMTPUTF8"}}
+		}
+		return nil
+	})
+	if _, err := c.Send(context.Background(), "example.org", m, strings.NewReader(testMsg)); err != nil {
+		t.Fatal(err)
+	}
+	sess := s.Sessions()
+	if got := sess[len(sess)-1][1]; !strings.HasSuffix(got, " SMTPUTF8") || !strings.HasPrefix(got, "MAIL FROM:<a@b.example>") {
+		t.Errorf("MAIL command %q, want SMTPUTF8 on it", got)
+	}
+}
+
 // DSN's parameters go to a server that offers DSN, xtext-encoded where
 // RFC 3461 says, and the Outcome says it did; to a server without DSN
 // they do not, and the Outcome says so.

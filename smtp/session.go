@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -333,7 +332,8 @@ func (s *session) envelope(env envelope) ([]error, int, error) {
 
 // mailParams returns the MAIL FROM parameters the server takes: SIZE (RFC
 // 1870) when the size is known, BODY=8BITMIME (RFC 6152) since we send the
-// body as it is, SMTPUTF8 (RFC 6531) when an address needs it.
+// body as it is, SMTPUTF8 (RFC 6531) when an address or the message
+// (Params.SMTPUTF8) needs it.
 func (s *session) mailParams(env envelope) string {
 	var p string
 	if _, ok := s.ext["SIZE"]; ok && env.size >= 0 {
@@ -383,16 +383,27 @@ func (s *session) rcptParams(env envelope, i int) string {
 	return p
 }
 
-// needUTF8 refuses non-ASCII addresses to a server without SMTPUTF8 (RFC
-// 6531 §3.2: 5.6.7).
+// needUTF8 refuses non-ASCII addresses, or a message that says it needs
+// SMTPUTF8 (UTF-8 header fields, RFC 6532), to a server without SMTPUTF8:
+// a permanent 5.6.7 (RFC 6531 §3.2, §3.7.4.1), so the queue bounces it
+// rather than downgrade it.
 func (s *session) needUTF8(env envelope) error {
 	if _, ok := s.ext["SMTPUTF8"]; ok || !env.utf8() {
 		return nil
 	}
-	return s.fail("mailfrom", permanent(errors.New("5.6.7 non-ASCII address and the server does not offer SMTPUTF8")))
+	what := "non-ASCII address"
+	if env.params.SMTPUTF8 {
+		what = "message needs SMTPUTF8"
+	}
+	return s.fail("mailfrom", permanent(&StatusError{Enh: "5.6.7", Msg: what + " and the server does not offer SMTPUTF8"}))
 }
 
+// utf8 reports whether the envelope needs SMTPUTF8: the message says so,
+// or an address is not ASCII.
 func (env envelope) utf8() bool {
+	if env.params.SMTPUTF8 {
+		return true
+	}
 	for _, a := range append([]string{env.from}, env.rcpts...) {
 		for i := 0; i < len(a); i++ {
 			if a[i] >= 0x80 {

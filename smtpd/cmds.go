@@ -119,7 +119,7 @@ func (s *session) hello(name string, esmtp bool) {
 		s.reply(smtp.Replyf(250, "", "%s", greet))
 		return
 	}
-	lines := []string{greet, "PIPELINING", fmt.Sprintf("SIZE %d", s.cfg.MaxSize), "8BITMIME", "CHUNKING", s.limitsKeyword(), "ENHANCEDSTATUSCODES"}
+	lines := []string{greet, "PIPELINING", fmt.Sprintf("SIZE %d", s.cfg.MaxSize), "8BITMIME", "SMTPUTF8", "CHUNKING", s.limitsKeyword(), "ENHANCEDSTATUSCODES"}
 	// DSN (RFC 3461), and REQUIRETLS on a TLS session without a mailer
 	// only (RFC 8689 §3), before ENHANCEDSTATUSCODES (dsn.go).
 	dsn := []string{"DSN"}
@@ -246,9 +246,10 @@ func (s *session) mail(arg string) {
 	}
 	seen := map[string]bool{}
 	var size int64
+	s.utf8 = false // an earlier MAIL that failed said nothing
 	var dp smtp.Params
 	for _, pm := range params {
-		if seen[pm.key] {
+		if seen[pm.key] && pm.key != "SMTPUTF8" { // a flag: Python's send_message says it twice
 			s.fail(errArgs)
 			return
 		}
@@ -264,6 +265,10 @@ func (s *session) mail(arg string) {
 			s.fail(r)
 			return
 		}
+	}
+	if r := s.checkUTF8(p, params); r != nil {
+		s.fail(r)
+		return
 	}
 	if r := s.srv.roomFor(s.cfg.MinFree, size); r != nil {
 		if !s.junk() { // our trouble, not an error of the client's
@@ -304,6 +309,8 @@ func (s *session) mailParam(pm param, size *int64) *smtp.Reply {
 			return errArgs
 		}
 	case "AUTH": // the submitter's identity, which we do not use (RFC 4954 §5 lets us ignore it)
+	case "SMTPUTF8":
+		return s.utf8Param(pm)
 	default:
 		return errParam
 	}
@@ -338,6 +345,9 @@ func (s *session) rcpt(arg string) {
 	}
 	if err == nil && p.Null {
 		err = errPathSyntax
+	}
+	if err == nil {
+		err = s.checkUTF8(p, params)
 	}
 	if err != nil {
 		s.fail(err)

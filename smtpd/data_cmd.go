@@ -62,6 +62,7 @@ func (s *session) received(sp *spool, v Verdict, err error) {
 	if !h.ended && sp.Size() > maxHeaderScan { // a long header: read it whole (mailauth.go)
 		h = scanHeaderMax(sp.head(maxAuthHeader), maxAuthHeader)
 	}
+	s.utf8Msg = s.needsUTF8(sp, h)
 	s.transcribe(sp, h)
 	if r := s.dataFailed(err, sp); r != nil {
 		s.srv.Stats.Rejected.Add(1)
@@ -312,7 +313,9 @@ func (s *session) store(sp *spool, h headerInfo, id string) (string, error) {
 	if !s.trusted {
 		from = ""
 	}
-	qid, err := s.srv.Queue.PutMail(ctx, s.mailFor(from, remote), s.signed(sp, h, id))
+	m := s.mailFor(from, remote)
+	m.Params.SMTPUTF8 = s.utf8Msg // RFC 6531 §3.4: utf8.go
+	qid, err := s.srv.Queue.PutMail(ctx, m, s.signed(sp, h, id))
 	if err != nil {
 		return "", err
 	}
@@ -357,6 +360,9 @@ func (s *session) added(h headerInfo, id string) []byte {
 		if s.authUser != "" {
 			with += "A"
 		}
+	}
+	if s.utf8Msg { // RFC 6531 §3.7.3: UTF8SMTP, UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA, for a message that uses it
+		with = "UTF8" + strings.TrimPrefix(with, "E")
 	}
 	fmt.Fprintf(&b, "Received: from %s by %s with %s id %s", s.receivedFrom(), s.cfg.Hostname, with, id)
 	if len(s.rcpts) == 1 {

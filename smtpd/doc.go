@@ -43,8 +43,9 @@
 // it fail with a 554 after the real CRLF.CRLF has been read, so the
 // protocol stays in step and nothing can be smuggled. A command line may end
 // in a bare LF (a command line is a command line whatever ends it; only
-// DATA can smuggle), but a CR inside it, a NUL or any other control or
-// 8-bit byte gets 500. Bytes pipelined after STARTTLS close the session
+// DATA can smuggle), but a CR inside it, a NUL or any other control, or
+// an 8-bit byte outside the well-formed UTF-8 that MAIL and RCPT may
+// carry for SMTPUTF8 (utf8.go), gets 500. Bytes pipelined after STARTTLS close the session
 // (CVE-2011-0411). Every line, path, recipient list, header and message is
 // bounded; every read and every write has a deadline (RFC 5321 §4.5.3.2);
 // a session that keeps erring is closed after maxerrors, and an untrusted

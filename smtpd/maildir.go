@@ -62,8 +62,12 @@ func NewMaildir(dir string) *Maildir {
 // '+' and a tag of those and '+' and '='. Anything else is refused: the box
 // becomes a directory, and the whole local part goes into Delivered-To:
 // and To: lines, where a quoted "bob+x>, Boss <ceo>" would forge an
-// address.
+// address. A local part that is not ASCII (SMTPUTF8) maps as utf8BoxName
+// says.
 func BoxName(local string) (string, error) {
+	if !isASCII(local) {
+		return utf8BoxName(local)
+	}
 	box, tag, _ := strings.Cut(local, "+")
 	if box == "" || len(local) > maxLocal || box[0] == '.' || box[0] == '-' || !isDotString(local) ||
 		!onlyBytes(box, "._-") || !onlyBytes(tag, "._-+=") {

@@ -37,14 +37,17 @@ type command struct {
 }
 
 // parseCommand splits a command line (without its line end) into verb and
-// argument. A line with a control character (other than tab), a DEL or an
-// 8-bit byte is refused whole: we offer no SMTPUTF8, and such bytes in a
-// command are garbage or an attack (RFC 5321 §2.3.8, §4.1.1).
+// argument. A line with a control character (other than tab) or a DEL is
+// refused whole: such bytes in a command are garbage or an attack (RFC
+// 5321 §2.3.8, §4.1.1); so is one with 8-bit bytes unless utf8Command
+// takes them (MAIL and RCPT, for SMTPUTF8).
 func parseCommand(line []byte) (command, *smtp.Reply) {
+	high := false
 	for _, c := range line {
-		if c < ' ' && c != '\t' || c >= 0x7f {
+		if c < ' ' && c != '\t' || c == 0x7f {
 			return command{}, errSyntax
 		}
+		high = high || c >= 0x80
 	}
 	s := strings.TrimRight(string(line), " \t")
 	verb, arg, _ := strings.Cut(s, " ")
@@ -56,7 +59,11 @@ func parseCommand(line []byte) (command, *smtp.Reply) {
 			return command{}, errSyntax
 		}
 	}
-	return command{verb: strings.ToUpper(verb), arg: strings.TrimLeft(arg, " \t")}, nil
+	verb = strings.ToUpper(verb)
+	if high && !utf8Command(verb, line) {
+		return command{}, errSyntax
+	}
+	return command{verb: verb, arg: strings.TrimLeft(arg, " \t")}, nil
 }
 
 // A mailPath is a reverse-path or forward-path of RFC 5321 §4.1.2, with upas's
@@ -67,6 +74,17 @@ type mailPath struct {
 	Quoted bool   // the local part was a quoted string
 	Domain string // lower case, no final dot; "[192.0.2.1]", "[IPv6:...]", "[]" for upas's loopback; "" if none
 	Null   bool   // <>
+	// UDomain is the domain as written, lower case, when it has U-labels
+	// (SMTPUTF8); Domain is then its A-label, for routing (utf8.go).
+	UDomain string
+}
+
+// shownDomain is the domain as the address shows it: as written.
+func (p mailPath) shownDomain() string {
+	if p.UDomain != "" {
+		return p.UDomain
+	}
+	return p.Domain
 }
 
 // Addr returns the path as local@domain, the local part quoted if it must
@@ -79,7 +97,7 @@ func (p mailPath) Addr() string {
 	if p.Domain == "" {
 		return l
 	}
-	return l + "@" + p.Domain
+	return l + "@" + p.shownDomain()
 }
 
 // Bang returns upas's form of the path: domain!local, "/dev/null" for <>.
@@ -90,7 +108,7 @@ func (p mailPath) Bang() string {
 	case p.Domain == "":
 		return quoteLocal(p.Local)
 	}
-	return p.Domain + "!" + quoteLocal(p.Local)
+	return p.shownDomain() + "!" + quoteLocal(p.Local)
 }
 
 // quoteLocal returns a local part as RFC 5321 writes it: a dot-string as
@@ -267,6 +285,14 @@ func parseMailbox(s string) (mailPath, *smtp.Reply) {
 	if rest[0] != '@' {
 		return mailPath{}, errPathSyntax
 	}
+	if len(rest)-1 > maxDomain {
+		return mailPath{}, errDomainLong
+	}
+	if !isASCII(rest[1:]) {
+		a, u, err := parseUDomain(rest[1:])
+		p.Domain, p.UDomain = a, u
+		return p, err
+	}
 	d, err := parseDomain(rest[1:])
 	if err != nil {
 		return mailPath{}, err
@@ -276,8 +302,9 @@ func parseMailbox(s string) (mailPath, *smtp.Reply) {
 }
 
 // unquote parses the quoted string at the start of s (RFC 5321
-// Quoted-string: qtextSMTP and quoted-pairSMTP, printable ASCII only) and
-// returns its content and length.
+// Quoted-string: qtextSMTP and quoted-pairSMTP, printable ASCII, and
+// UTF-8 in qtextSMTP, RFC 6531 §3.3, which parseCommand let through only
+// well-formed) and returns its content and length.
 func unquote(s string) (string, int, bool) {
 	var b strings.Builder
 	for i := 1; i < len(s); i++ {
@@ -291,7 +318,7 @@ func unquote(s string) (string, int, bool) {
 			}
 			i++
 			b.WriteByte(s[i])
-		case c < ' ' || c > '~':
+		case c < ' ' || c == 0x7f:
 			return "", 0, false
 		default:
 			b.WriteByte(c)
@@ -387,8 +414,10 @@ func isDotString(s string) bool {
 	return true
 }
 
+// isAtext: RFC 5322 §3.2.3 atext, and the bytes of RFC 6531 §3.3's
+// UTF8-non-ascii (well-formed: parseCommand checked the line).
 func isAtext(c byte) bool {
-	return isAlpha(c) || isDigit(c) || strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
+	return isAlpha(c) || isDigit(c) || c >= 0x80 || strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
 }
 
 func isAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }

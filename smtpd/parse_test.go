@@ -155,7 +155,7 @@ func TestBoxName(t *testing.T) {
 		{"a%b", ""},
 		{"a@b", ""},
 		{"a b", ""},
-		{"caf\xc3\xa9", ""},
+		{"caf\xc3\xa9", "caf\xc3\xa9"}, // SMTPUTF8: utf8BoxName
 		{strings.Repeat("x", 65), ""},
 		// The tag is made of safe characters too: the whole local part
 		// goes into Delivered-To: and To:.

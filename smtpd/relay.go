@@ -78,7 +78,7 @@ func (s *session) route(p mailPath) (rcpt, bool) {
 	if dom == "" {
 		dom = s.cfg.DefaultDomain
 	}
-	addr := mailPath{Local: local, Domain: dom}.Addr()
+	addr := mailPath{Local: local, Domain: dom, UDomain: p.UDomain}.Addr()
 	return rcpt{addr: addr, bang: p.Bang(), box: box, newBox: newBox}, true
 }
 

@@ -24,7 +24,7 @@ import (
 // Queue takes messages for remote recipients. PutMail returns only once
 // the message is durable on disk. m.From is "" for the null sender, else
 // local@domain; m.Rcpts are local@domain (local@[ip] for address
-// literals), m.Params what the client asked (DSN, REQUIRETLS). msg is the
+// literals), m.Params what the client asked (DSN, REQUIRETLS, SMTPUTF8). msg is the
 // message as it will be sent: CRLF line ends, no dot-stuffing, our
 // Received: line first. PutDelivered queues the success DSN for the
 // recipients of m delivered here that asked NOTIFY=SUCCESS ("" if none

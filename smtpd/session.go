@@ -81,6 +81,9 @@ type session struct {
 	from  mailPath // the transaction
 	rcpts []rcpt
 	body8 bool
+	utf8  bool // MAIL said SMTPUTF8 (utf8.go)
+	// utf8Msg: the message needs SMTPUTF8 (needsUTF8), known once read
+	utf8Msg bool
 	// params: the transaction's RET, ENVID and REQUIRETLS (dsn.go)
 	params smtp.Params
 	// A BDAT transaction (bdat.go): its chunks so far, whether one failed,
@@ -417,6 +420,7 @@ func (s *session) resetTxn() {
 	s.giveBoxes()
 	s.dropChunks()
 	s.from, s.rcpts, s.body8 = mailPath{}, nil, false
+	s.utf8, s.utf8Msg = false, false
 	s.params = smtp.Params{}
 	s.rcptSeen, s.rcptBoxes, s.newBoxes = nil, nil, 0
 	s.loopRcpts = 0

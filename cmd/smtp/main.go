@@ -66,6 +66,7 @@
 package main
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"errors"
@@ -221,9 +222,20 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		rcptErrs, err = c.Ping(ctx, f.dest, from, rcpts)
 	} else {
-		rcptErrs, err = c.Send(ctx, f.dest, f.mail(from, rcpts), msg)
+		m := f.mail(from, rcpts)
+		m.Params.SMTPUTF8, msg = needsUTF8(msg, from, rcpts)
+		rcptErrs, err = c.Send(ctx, f.dest, m, msg)
 	}
 	return report(stderr, time.Now(), f.dest, rcpts, rcptErrs, err, f.ping)
+}
+
+// needsUTF8 reports whether the message needs SMTPUTF8 (UTF-8 in its
+// header or addresses: smtp.NeedsSMTPUTF8), looking at its first 64 KB,
+// and returns the message to send, unread.
+func needsUTF8(msg io.Reader, from string, rcpts []string) (bool, io.Reader) {
+	br := bufio.NewReaderSize(msg, 64<<10)
+	head, _ := br.Peek(64 << 10) // shorter at the end of the message; an error comes back at the reading
+	return smtp.NeedsSMTPUTF8(head, append([]string{from}, rcpts...)...), br
 }
 
 // rcptDomain is the domain of bare recipient names: the destination's

@@ -333,9 +333,12 @@ func (d dsn) status() string {
 func statusOf(err error, expired bool) (status, diag string) {
 	var r *smtp.Reply
 	var d *smtp.DNSError
+	var se *smtp.StatusError
 	switch {
 	case errors.As(err, &r):
 		status, diag = r.Enh, "smtp; "+errText(r)
+	case errors.As(err, &se): // ours, with its code: 5.6.7 for a next hop without SMTPUTF8
+		status, diag = se.Enh, "X-smtpfs; "+errText(err)
 	case errors.As(err, &d):
 		status, diag = "4.4.3", "X-smtpfs; "+errText(err)
 		if d.NotFound {

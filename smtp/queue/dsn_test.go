@@ -26,6 +26,7 @@ func TestStatusOf(t *testing.T) {
 		{"dns trouble, not expired", servfail, false, "4.4.3", "X-smtpfs; dns: broken.example MX: SERVFAIL"},
 		{"other", errors.New("connection refused"), false, "4.0.0", "X-smtpfs; connection refused"},
 		{"expired reply", greylisted, true, "4.4.7", "smtp; 451 4.7.1 greylisted, try again"},
+		{"our own, with a code", fmt.Errorf("mx.example mailfrom: %w", &smtp.StatusError{Enh: "5.6.7", Msg: "no SMTPUTF8"}), false, "5.6.7", "X-smtpfs; mx.example mailfrom: 5.6.7 no SMTPUTF8"},
 	}
 	for _, tt := range tests {
 		status, diag := statusOf(tt.err, tt.expired)

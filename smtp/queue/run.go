@@ -252,7 +252,14 @@ func (s Settings) route(addr string) (dest, user string, err error) {
 		}
 		return lit, "", nil
 	}
-	return dom, "", nil
+	// An SMTPUTF8 address may name its domain in U-labels (RFC 6531
+	// §3.2); the MX lookup and the bookkeeping by destination use the
+	// A-label. The address itself is sent as it was written.
+	a, err := smtp.ALabel(dom)
+	if err != nil {
+		return "", "", smtp.Replyf(550, "5.1.2", "invalid address %s: %v", addr, err)
+	}
+	return a, "", nil
 }
 
 // dest is route's destination, "" for local or unroutable addresses.

@@ -567,3 +567,22 @@ func TestPutMailRefusesBadParams(t *testing.T) {
 		}
 	}
 }
+
+// A U-label domain (an SMTPUTF8 address) is routed by its A-label; one
+// that is not valid IDNA is a permanent failure.
+func TestRouteULabel(t *testing.T) {
+	tests := []struct{ addr, dest string }{
+		{"jörg@bücher.example", "xn--bcher-kva.example"},
+		{"bob@BÜCHER.Example.", "xn--bcher-kva.example"},
+		{"bob@a\u2215b.example", ""},
+	}
+	for _, tt := range tests {
+		dest, _, err := Settings{}.route(tt.addr)
+		if dest != tt.dest || (err != nil) != (tt.dest == "") {
+			t.Errorf("route(%q) = %q, %v; want %q", tt.addr, dest, err, tt.dest)
+		}
+		if err != nil && smtp.IsTemporary(err) {
+			t.Errorf("route(%q): temporary failure %v", tt.addr, err)
+		}
+	}
+}

@@ -477,7 +477,10 @@ func (q *Queue) Submit(ctx context.Context, msg []byte) (string, error) {
 	if len(body) > 0 && !bytes.HasSuffix(b.Bytes(), []byte("\r\n")) {
 		b.WriteString("\r\n")
 	}
-	return q.Put(ctx, from, rcpts, q.signed(b.Bytes()))
+	// UTF-8 in the header or the addresses (RFC 6531, 6532): the message
+	// leaves only with SMTPUTF8, and bounces (5.6.7) where it cannot.
+	params := smtp.Params{SMTPUTF8: smtp.NeedsSMTPUTF8(head, append([]string{from}, rcpts...)...)}
+	return q.PutMail(ctx, smtp.Mail{From: from, Rcpts: rcpts, Params: params}, q.signed(b.Bytes()))
 }
 
 // headerEnd returns the index just past the empty line that ends the

@@ -354,3 +354,30 @@ func TestSubmitBareNames(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmitSMTPUTF8: a submitted message with UTF-8 in its header or
+// addresses is queued needing SMTPUTF8; an ASCII one, or one whose 8-bit
+// header bytes are not UTF-8, is not.
+func TestSubmitSMTPUTF8(t *testing.T) {
+	h := newHarness(t, testSettings())
+	for _, tt := range []struct {
+		msg  string
+		want bool
+	}{
+		{"From: a@example.org\nTo: b@example.com\nSubject: hi\n\nGrüße\n", false},
+		{"From: a@example.org\nTo: b@example.com\nSubject: Grüße\n\nx\n", true},
+		{"From: a@example.org\nTo: jörg@bücher.example\n\nx\n", true},
+		{"From: a@example.org\nTo: b@example.com\nSubject: caf\xe9\n\nx\n", false},
+	} {
+		id, err := h.q.Submit(context.Background(), []byte(tt.msg))
+		if err != nil {
+			t.Fatalf("Submit(%q): %v", tt.msg, err)
+		}
+		h.q.mu.Lock()
+		got := h.q.msgs[id].params.SMTPUTF8
+		h.q.mu.Unlock()
+		if got != tt.want {
+			t.Errorf("Submit(%q): SMTPUTF8 %v, want %v", tt.msg, got, tt.want)
+		}
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"smtpfs/internal/regfile"
+	"smtpfs/smtp"
 	"smtpfs/smtp/tlspolicy"
 )
 
@@ -354,12 +355,16 @@ func inPrefixes(l []netip.Prefix, ip netip.Addr) bool {
 	return false
 }
 
-// OurDomain reports whether the domain d (any case, an optional final dot)
-// is one of ours, so that mail to it is delivered here: a name without a
+// OurDomain reports whether the domain d (any case, an optional final dot,
+// U-labels or A-labels; ourdomains lists A-labels) is one of ours, so that mail to it is delivered here: a name without a
 // dot, defaultdomain, hostname, or a name matching an ourdomains pattern
 // ("dom" exactly, "*.dom" for dom and every name under it).
 func (c *Config) OurDomain(d string) bool {
 	d = strings.TrimSuffix(strings.ToLower(d), ".")
+	d, err := smtp.ALabel(d) // a U-label domain is ours by its A-label (RFC 6531 §3.2)
+	if err != nil {
+		return false
+	}
 	if d == "" || d[0] == '[' { // address literals are the engine's business
 		return false
 	}

@@ -546,3 +546,18 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// TestOurDomainULabel: a domain written in U-labels (an SMTPUTF8 address)
+// is ours when its A-label is listed; an invalid one never is.
+func TestOurDomainULabel(t *testing.T) {
+	c, _, err := Apply(Default(), "ctl", "ourdomains xn--bcher-kva.example *.xn--mnchen-3ya.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d, want := range map[string]bool{"bücher.example": true, "BÜCHER.example.": true, "mail.münchen.example": true,
+		"xn--bcher-kva.example": true, "büch\u2215er.example": false, "bucher.example": false} {
+		if got := c.OurDomain(d); got != want {
+			t.Errorf("OurDomain(%q) = %v, want %v", d, got, want)
+		}
+	}
+}
