@@ -20,24 +20,33 @@ var errLineTooLong = errors.New("line too long")
 
 // cmdFile is a file of lines: ctl, whitelist and blocked. Reading it gives
 // a snapshot rendered at open. Writes are cut into lines, whatever the
-// offset (reference/ninep.md §4.2, §4.3): the complete lines of each write
-// are applied together, all or none, and the write fails with the
-// backend's reason when one is bad; a final line without its newline waits
-// for the next write on the same fid, or for the clunk, where it is applied
-// and its error logged (9pfuse and the kernel drop clunk errors, so a FUSE
-// user sees only write errors; a 9P client sees it from Close). A
+// offset (reference/ninep.md §4.2, §4.3), and, as on Plan 9, one write is
+// a whole command: the lines of each write are applied together, all or
+// none, a last line without its newline included, and the write fails with
+// the backend's reason when one is bad. So `echo -n greylist on > ctl`
+// is applied, or fails, at its write, where the shell sees it, and not at
+// the clunk, whose error FUSE drops.
+//
+// One exception keeps bulk writes whole (`cat list > whitelist`): FUSE and
+// 9P clients cut a long write into pieces of a fixed size, 4 KiB (9pfuse),
+// 16 KiB (mount9p), the connection's largest Twrite (the 9fans client), so
+// a write of exactly a power of two of at least 4 KiB, or of msize − 24
+// bytes, that ends inside a line is taken for such a piece: its last line
+// waits for the next write on the same fid, or for the clunk, where it is
+// applied and its error logged (a 9P client sees it from Close). A
 // connection that dies first never sent that line whole: it is dropped,
 // and the log says so. A line longer than maxLine fails every write that
 // carries a part of it, up to its newline: none of it is applied, and its
 // tail is never taken for a line of its own.
 type cmdFile struct {
 	node
-	what    string // "ctl", "whitelist entry": the noun of error texts
-	apply   func(text string) error
-	render  func() []byte
-	aborted func(fid uint64) bool // the fid's connection died: Close is ours, not the client's
-	log     *log.Logger
-	fids    fidMap[cmdFid]
+	what     string // "ctl", "whitelist entry": the noun of error texts
+	apply    func(text string) error
+	render   func() []byte
+	aborted  func(fid uint64) bool // the fid's connection died: Close is ours, not the client's
+	maxWrite func(fid uint64) int  // the largest Twrite of the fid's connection
+	log      *log.Logger
+	fids     fidMap[cmdFid]
 }
 
 type cmdFid struct {
@@ -71,9 +80,10 @@ func (f *cmdFile) Read(fid uint64, off, count uint64) ([]byte, error) {
 	return readAt(st.snap, off, count), nil
 }
 
-// Write applies the complete lines of data, with the partial line left by
-// the previous write in front. The offset is ignored. A failed write leaves
-// nothing pending.
+// Write applies the lines of data, with the partial line left by the
+// previous write in front; the last line of a piece of a longer write
+// (see cmdFile) waits for the rest. The offset is ignored. A failed write
+// leaves nothing pending.
 func (f *cmdFile) Write(fid uint64, off uint64, data []byte) (uint32, error) {
 	st := f.fids.get(fid)
 	if st == nil {
@@ -85,30 +95,57 @@ func (f *cmdFile) Write(fid uint64, off uint64, data []byte) (uint32, error) {
 		// The rest of a line already refused: never a line of its own.
 		// The write that ends it fails whole, like any bad write.
 		st.long = bytes.IndexByte(data, '\n') < 0
-		return 0, errLineTooLong
+		return 0, clientError(f.what, errLineTooLong)
 	}
 	i := bytes.LastIndexByte(data, '\n')
 	rest := data[i+1:]
+	piece := len(rest) > 0 && f.piece(fid, len(data))
 	// The line the partial one starts may end here (its newline is the
 	// first of data) or go on past data; later lines of data are shorter
-	// than one message.
+	// than one message. A line goes on in the next write only after a
+	// piece.
 	if end := bytes.IndexByte(data, '\n'); end < 0 && len(st.partial)+len(data) > maxLine ||
 		end >= 0 && len(st.partial)+end > maxLine || len(rest) > maxLine {
-		st.partial, st.long = nil, end < 0 || len(rest) > maxLine
-		f.log.Printf("%s: %v", f.Stat().Name, errLineTooLong)
-		return 0, errLineTooLong
+		return 0, f.tooLong(st, piece && (end < 0 || len(rest) > maxLine))
 	}
-	if i < 0 {
-		st.partial = append(st.partial, data...)
-		return uint32(len(data)), nil
+	if piece {
+		if i < 0 {
+			st.partial = append(st.partial, data...)
+			return uint32(len(data)), nil
+		}
+		text := string(st.partial) + string(data[:i])
+		st.partial = append(st.partial[:0], rest...)
+		return f.runWrite(st, text, len(data))
 	}
-	text := string(st.partial) + string(data[:i])
-	st.partial = append(st.partial[:0], rest...)
+	text := string(st.partial) + string(bytes.TrimSuffix(data, []byte("\n")))
+	st.partial = st.partial[:0]
+	return f.runWrite(st, text, len(data))
+}
+
+// piece reports whether a write of n bytes is a piece of a longer one, cut
+// by a FUSE or 9P client at its fixed size.
+func (f *cmdFile) piece(fid uint64, n int) bool {
+	return n >= 4096 && n&(n-1) == 0 || f.maxWrite != nil && n == f.maxWrite(fid)
+}
+
+// runWrite applies the text of a write of n bytes.
+func (f *cmdFile) runWrite(st *cmdFid, text string, n int) (uint32, error) {
+	if text == "" {
+		return uint32(n), nil
+	}
 	if err := f.run(text); err != nil {
 		st.partial = nil
 		return 0, err
 	}
-	return uint32(len(data)), nil
+	return uint32(n), nil
+}
+
+// tooLong fails a write that carries a part of a line over maxLine; long
+// says that what follows, up to the next newline, is that line's tail.
+func (f *cmdFile) tooLong(st *cmdFid, long bool) error {
+	f.log.Printf("%s: %v", f.Stat().Name, errLineTooLong)
+	st.partial, st.long = nil, long
+	return clientError(f.what, errLineTooLong)
 }
 
 // Close applies a pending partial line, unless the fid's connection died,

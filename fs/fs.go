@@ -26,13 +26,14 @@
 // §4). A length-0 wstat of a writable file (what `>` sends) is accepted
 // and changes nothing (whitelist and blocked are append-only, and a list
 // entry is removed with a ctl verb), as are the times (touch); any other
-// change is refused (checkWstat). Errors carry a word that 9pfuse maps to an errno ("invalid",
-// "permission denied", "too long", "busy"), and their full reason goes to
-// the log. Only write errors reach a shell: a clunk error is lost, so what
-// can be checked is checked while writing (a message's header as soon as
-// its blank line arrives), and the outcome of a clunk (a message queued)
-// goes to the log. Nothing can be created or renamed, and only a queued
-// message can be removed.
+// change is refused (checkWstat). Each error says, in a way 9pfuse cannot
+// misread, the errno it means (errno.go: EINVAL for a bad line, entry or
+// message, ENOENT for what is not there, E2BIG, EAGAIN, EIO, EACCES, EBUSY),
+// and its full reason goes to the log. Only write errors reach a shell: a
+// clunk error is lost, so one write is a whole command (cmdfile.go), a
+// message's header is checked line by line as it arrives, and the outcome
+// of a clunk (a message queued) goes to the log. Nothing can be created or
+// renamed, and only a queued message can be removed.
 //
 // Serving. The tree is posted as a Unix socket in the plan9port name space
 // directory, private to its owner, and may listen on TCP: on loopback,
@@ -93,7 +94,10 @@ type Queue interface {
 	// Check validates the header of a message written to the queue file
 	// (an optional upas `From sender` line, then the RFC 5322 header,
 	// including its last line's end) as soon as it is complete, so that a
-	// message without recipients or with a bad address fails the write.
+	// message without recipients or with a bad address fails the write;
+	// the tree has checked its lines already, one by one as they came
+	// (queue.LineChecker). A message that is all header is checked at the
+	// clunk.
 	// The daemon's implementation wraps queue.ParseEnvelope, and fails too
 	// while the queue has no room (queue.Queue.CheckSpace). An error with
 	// a Temporary method that says true (a 4xx *smtp.Reply) reaches the
@@ -227,12 +231,12 @@ func (s *Server) build() *dir {
 	root := newDir(s.fsys, "/", c.Owner)
 	file := func(name string, mode uint32) node { return newNode(s.fsys, name, c.Owner, mode) }
 	root.add(&cmdFile{node: file("ctl", 0644), what: "ctl", apply: c.Control.Ctl, render: func() []byte { return []byte(c.Control.Config()) },
-		aborted: s.aborted, log: s.log})
+		aborted: s.aborted, maxWrite: s.maxWrite, log: s.log})
 	root.add(&cmdFile{node: file("whitelist", 0644|proto.DMAPPEND), what: "whitelist entry",
-		apply: c.Whitelist.Add, render: c.Whitelist.Text, aborted: s.aborted, log: s.log})
+		apply: c.Whitelist.Add, render: c.Whitelist.Text, aborted: s.aborted, maxWrite: s.maxWrite, log: s.log})
 	if c.Blocked != nil {
 		root.add(&cmdFile{node: file("blocked", 0644|proto.DMAPPEND), what: "blocked entry",
-			apply: c.Blocked.Add, render: c.Blocked.Text, aborted: s.aborted, log: s.log})
+			apply: c.Blocked.Add, render: c.Blocked.Text, aborted: s.aborted, maxWrite: s.maxWrite, log: s.log})
 	}
 	root.add(&queueFile{node: file("queue", 0644), q: c.Queue, max: s.maxMessage.Load, now: c.Now,
 		ctx: s.ctx, aborted: s.aborted, log: s.log})
@@ -284,6 +288,19 @@ func (s *Server) connOf(fid uint64) *conn {
 func (s *Server) aborted(fid uint64) bool {
 	c := s.connOf(fid)
 	return c == nil || c.isAborting()
+}
+
+// maxWrite returns the most data one Twrite on fid's connection carries,
+// msize less the 24 bytes of IOHDRSZ: the size 9P clients cut a long
+// write into. 0 when the connection is gone.
+func (s *Server) maxWrite(fid uint64) int {
+	c := s.connOf(fid)
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return max(int(c.msize)-24, 0)
 }
 
 // interrupt returns a channel that is closed when the read in progress on

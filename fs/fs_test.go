@@ -138,33 +138,62 @@ func TestCtlRoundTrip(t *testing.T) {
 	}
 }
 
-// TestCtlLines: lines split across writes wait for their newline; a final
-// line without one is applied at clunk, where its error comes back from
-// Close.
+// piece returns text padded in front with comment lines to n bytes: a
+// write of the size FUSE and 9P clients cut long writes into.
+func piece(n int, text string) string {
+	pad := n - len(text)
+	if pad < 2 {
+		panic("piece: no room")
+	}
+	return "#" + strings.Repeat("-", pad-2) + "\n" + text
+}
+
+// TestCtlLines: one write is a whole command, its last line without a
+// newline included, and fails when a line is bad; only a write of the size
+// a client cuts long writes into (a power of two from 4 KiB, msize-24)
+// that ends inside a line leaves that line for the next write, or for the
+// clunk, where its error comes back from Close.
 func TestCtlLines(t *testing.T) {
 	e := newEnv(t)
 	fsys := fstest.Dial(t, e.ds)
-	if err := fstest.Write(fsys, "ctl", plan9.OWRITE, "tarpit o", "n\ngreylist", " on"); err != nil {
-		t.Fatal(err)
-	}
-	got := e.ctl.Config()
-	if !strings.Contains(got, "\ntarpit on\n") || !strings.Contains(got, "\ngreylist on\n") {
-		t.Errorf("config after split lines:\n%s", got)
-	}
-
 	fid, err := fsys.Open("ctl", plan9.OWRITE)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fid.Write([]byte("bogus")); err != nil {
-		t.Errorf("a partial line failed at once: %v", err)
+	if _, err := fid.Write([]byte("greylist bogus")); !strings.HasPrefix(errText(err), "invalid ctl line 1 'greylist bogus': ") {
+		t.Errorf("a last line without its newline: %q, want it refused at its write", errText(err))
+	}
+	if _, err := fid.Write([]byte("tarpit o")); err == nil {
+		t.Errorf("a line cut by a small write was taken as it is")
+	}
+	if _, err := fid.Write([]byte("greylist on")); err != nil || !e.ctl.greylist() {
+		t.Errorf("greylist on without a newline: %v; applied at its write: %v", err, e.ctl.greylist())
+	}
+	if err := fid.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+
+	// Pieces: the line cut at 4 KiB and at 16 KiB goes on in the next
+	// write; the last write, small, ends it.
+	if err := fstest.Write(fsys, "ctl", plan9.OWRITE, piece(4096, "tarpit o"), "n\n"+piece(16384-2, "helocheck o"), "n"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.ctl.Config(); !strings.Contains(got, "\ntarpit on\n") || !strings.Contains(got, "\nhelocheck on\n") {
+		t.Errorf("config after lines cut into pieces:\n%s", got)
+	}
+	fid, err = fsys.Open("ctl", plan9.OWRITE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fid.Write([]byte(piece(8192, "bogus"))); err != nil {
+		t.Errorf("a piece ending inside a line failed at once: %v", err)
 	}
 	if err := fid.Close(); !strings.HasPrefix(errText(err), "invalid ctl line 1 'bogus': ") {
-		t.Errorf("close with a bad partial line: %q", errText(err))
+		t.Errorf("close with a bad line left by a piece: %q", errText(err))
 	}
 
 	long := strings.Repeat("x", 70<<10)
-	err = fstest.Write(fsys, "ctl", plan9.OWRITE, long[:30<<10], long[30<<10:])
+	err = fstest.Write(fsys, "ctl", plan9.OWRITE, long[:32<<10], long[32<<10:])
 	if errText(err) != "line too long" {
 		t.Errorf("endless line: %q, want %q", errText(err), "line too long")
 	}
@@ -176,9 +205,10 @@ func TestCtlLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, w := range []struct{ data, err string }{
-		{long[:40<<10], ""},
-		{long[40<<10:], "line too long"},
-		{"x", "line too long"},
+		{long[:32<<10], ""},
+		{long[:32<<10], ""},
+		{long[:4<<10], "line too long"},
+		{long[:4<<10], "line too long"},
 		{"x\ndebug on\n", "line too long"},
 		{"plaintextauth on\n", ""},
 	} {
@@ -191,11 +221,11 @@ func TestCtlLines(t *testing.T) {
 	}
 	// A line that reaches maxLine (64 KiB) only with the write that ends
 	// it is too long too, and the write fails whole.
-	err = fstest.Write(fsys, "ctl", plan9.OWRITE, "#"+long[:40<<10], long[:30<<10]+"\ntarpit off\n")
+	err = fstest.Write(fsys, "ctl", plan9.OWRITE, "#"+long[:32<<10-1], long[:32<<10], "x\ntarpit off\n")
 	if errText(err) != "line too long" {
 		t.Errorf("long line ended in its last write: %q, want %q", errText(err), "line too long")
 	}
-	got = e.ctl.Config()
+	got := e.ctl.Config()
 	if strings.Contains(got, "\ndebug on\n") || !strings.Contains(got, "\nplaintextauth on\n") || !strings.Contains(got, "\ntarpit on\n") {
 		t.Errorf("config after a long line and its tail:\n%s", got)
 	}
@@ -469,7 +499,7 @@ func TestQueueBadMessages(t *testing.T) {
 
 	e.q.set(nil, errors.New("disk full"))
 	err = fstest.Write(fsys, "queue", plan9.OWRITE, message)
-	if errText(err) != "message not queued: disk full" {
+	if errText(err) != "message not queued: i/o error: disk full" {
 		t.Errorf("failed submit: %q", errText(err))
 	}
 	// A temporary failure says so, in a word 9pfuse maps to EAGAIN: when
@@ -525,8 +555,9 @@ func TestQueueDropped(t *testing.T) {
 	}
 }
 
-// TestCtlDropped: a line written without its newline by a connection that
-// dies before its clunk is dropped, not applied, on ctl and the lists.
+// TestCtlDropped: a line left without its newline by a piece of a longer
+// write, on a connection that dies before its clunk, is dropped, not
+// applied, on ctl and the lists.
 func TestCtlDropped(t *testing.T) {
 	bl := &listBackend{}
 	e := newEnv(t, func(c *fs.Config) { c.Blocked = bl })
@@ -540,7 +571,7 @@ func TestCtlDropped(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := fid.Write([]byte(tc.line)); err != nil {
+		if _, err := fid.Write([]byte(piece(4096, tc.line))); err != nil {
 			t.Fatal(err)
 		}
 		nc.Close()

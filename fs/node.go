@@ -3,48 +3,22 @@ package fs
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	ninep "github.com/knusbaum/go9p/fs"
 	"github.com/knusbaum/go9p/proto"
 )
 
-// Errors that reach 9P clients. Each carries a word 9pfuse maps to an
-// errno (reference/ninep.md §2): "permission denied" → EACCES, "busy" →
-// EBUSY, "interrupted" → EINTR, "too long" → E2BIG, "temporary" → EAGAIN,
-// "in use" → EBUSY.
+// Errors of the files themselves. Each carries the word by which 9pfuse
+// gives the errno it is meant to (errno.go): "permission denied" EACCES,
+// "busy" EBUSY, "interrupted" EINTR, " fid " EBADF, "in use" EBUSY.
 var (
 	errPerm        = errors.New("permission denied")
 	errBusy        = errors.New("log busy: too many readers")
 	errInterrupted = errors.New("interrupted")
-	errFid         = errors.New("unknown fid")
+	errFid         = errors.New("unknown fid for this file")
 	errFids        = errors.New("too many fids in use")
 )
-
-// mappable words: an error text holding one of them is passed to the
-// client as it is; any other gets a prefix that 9pfuse maps to EINVAL, so
-// that a shell never reports "Numerical result out of range".
-var mappable = []string{"invalid", "permission", "not found", "does not exist",
-	"too long", "busy", "exist", "illegal", "argument", "temporar"}
-
-// clientError returns err with a text a 9pfuse user can understand:
-// unchanged when it already carries a word 9pfuse maps; "temporary
-// failure: " in front of a temporary one (a 4xx reply: try again later,
-// EAGAIN); else prefixed with "invalid " and what (as in "invalid
-// message: no recipients").
-func clientError(what string, err error) error {
-	if isTemporary(err) {
-		return errors.New("temporary failure: " + err.Error())
-	}
-	s := strings.ToLower(err.Error())
-	for _, w := range mappable {
-		if strings.Contains(s, w) {
-			return err
-		}
-	}
-	return errors.New("invalid " + what + ": " + err.Error())
-}
 
 // isTemporary reports whether err says to try again later, as the
 // queue's replies do (smtp.Reply's Temporary method: 4xx).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,11 +22,17 @@ const DefaultMaxMessage = 32 << 20
 var errTooLong = errors.New("message too long")
 
 // queueFile is the queue: reading it lists the queued messages, one a
-// line; writing it submits one message per open. The message is checked
-// as soon as its header is complete, so that a bad header fails the write
-// a shell sees, and it is queued when the fid is clunked (durably, by the
-// backend), with the outcome in the log. A message whose connection died
-// before the clunk is dropped, never queued half-written.
+// line; writing it submits one message per open. The header is checked as
+// it arrives, line by line (queue.LineChecker), so that a write that cannot
+// be part of a header fails, from its first bytes on (`echo hello >
+// queue`): a shell sees only the errors of writes. The whole header is
+// checked when its empty line arrives (Queue.Check: recipients,
+// addresses, room in the queue). The message is queued when the fid is
+// clunked (durably, by the backend), with the outcome in the log; a
+// message that is all header (RFC 5322 allows it) is checked there too,
+// where its error reaches the log and a 9P client's Close, not a shell. A
+// message whose connection died before the clunk is dropped, never queued
+// half-written.
 type queueFile struct {
 	node
 	q       Queue
@@ -42,8 +49,10 @@ type queueFid struct {
 	snap    []byte // the listing, rendered at open for readers
 	write   bool
 	msg     []byte
-	checked bool  // the header was complete and passed Check
-	err     error // a write failed: the message will not be queued
+	lines   queue.LineChecker // of the header so far
+	scan    int               // where the first header line not yet checked starts
+	checked bool              // the header was complete and passed Check
+	err     error             // a write failed: the message will not be queued
 }
 
 // Open renders the listing for readers and starts a message for writers.
@@ -69,9 +78,10 @@ func (f *queueFile) Read(fid uint64, off, count uint64) ([]byte, error) {
 	return readAt(st.snap, off, count), nil
 }
 
-// Write appends data to the fid's message, whatever the offset, and checks
-// the header when its blank line arrives. After an error every write fails
-// the same way and nothing is queued.
+// Write appends data to the fid's message, whatever the offset, and
+// checks the header's new lines, and the whole header when its empty line
+// arrives. After an error every write fails the same way and nothing is
+// queued.
 func (f *queueFile) Write(fid uint64, off uint64, data []byte) (uint32, error) {
 	st := f.fids.get(fid)
 	if st == nil {
@@ -85,17 +95,35 @@ func (f *queueFile) Write(fid uint64, off uint64, data []byte) (uint32, error) {
 	if int64(len(st.msg))+int64(len(data)) > f.max() {
 		return 0, f.fail(st, errTooLong)
 	}
-	prev := len(st.msg)
 	st.msg = append(st.msg, data...)
 	if !st.checked {
-		if end := headerEnd(st.msg, prev); end >= 0 {
-			st.checked = true
-			if err := f.q.Check(st.msg[:end]); err != nil {
-				return 0, f.fail(st, err)
-			}
+		if err := f.checkHeader(st); err != nil {
+			return 0, f.fail(st, err)
 		}
 	}
 	return uint32(len(data)), nil
+}
+
+// checkHeader checks the lines of the header that arrived since the last
+// write, the start of the one still arriving, and, once the empty line
+// that ends it is there, the whole header. Each byte is scanned once.
+func (f *queueFile) checkHeader(st *queueFid) error {
+	for {
+		rest := st.msg[st.scan:]
+		n := bytes.IndexByte(rest, '\n')
+		if n < 0 {
+			return st.lines.Start(rest)
+		}
+		line := bytes.TrimSuffix(rest[:n], []byte("\r"))
+		if len(line) == 0 {
+			st.checked = true
+			return f.q.Check(st.msg[:st.scan])
+		}
+		st.scan += n + 1
+		if err := st.lines.Line(line); err != nil {
+			return err
+		}
+	}
 }
 
 func (f *queueFile) fail(st *queueFid, err error) error {
@@ -122,7 +150,7 @@ func (f *queueFile) Close(fid uint64) error {
 		return nil
 	}
 	if !st.checked {
-		// The message is all header: no blank line, no body.
+		// The message is all header: no empty line, no body.
 		if err := f.q.Check(st.msg); err != nil {
 			return f.fail(st, err)
 		}
@@ -130,34 +158,25 @@ func (f *queueFile) Close(fid uint64) error {
 	id, err := f.q.Submit(f.ctx, st.msg)
 	if err != nil {
 		f.log.Printf("queue: message not queued: %v", err)
-		if isTemporary(err) {
-			return errors.New("message not queued: temporary failure: " + err.Error())
-		}
-		return errors.New("message not queued: " + err.Error())
+		return submitError(err)
 	}
 	f.log.Printf("queue: queued %s, %d bytes", id, len(st.msg))
 	return nil
 }
 
-// headerEnd returns the length of the header of msg, up to and including
-// the end of its last line, once the blank line after it has arrived; -1
-// before that, and for an empty msg (a zero-length write to a fresh fid).
-// from is where the previous write ended: the search starts just before
-// it, so a long message is scanned once.
-func headerEnd(msg []byte, from int) int {
-	if bytes.HasPrefix(msg, []byte("\n")) || bytes.HasPrefix(msg, []byte("\r\n")) {
-		return 0
+// submitError is the clunk's error when the backend could not queue a
+// message whose header passed: the queue's disk (EIO), unless the
+// backend says it is temporary or, as its checks do, "invalid".
+func submitError(err error) error {
+	k := kindOf(err)
+	text := err.Error()
+	switch {
+	case k == kindTemporary:
+		text = leads[k] + text
+	case k == kindInvalid && !strings.HasPrefix(text, "invalid"):
+		k = kindIO
 	}
-	for i := max(0, from-2); ; {
-		j := bytes.IndexByte(msg[i:], '\n')
-		if j < 0 {
-			return -1
-		}
-		i += j + 1
-		if rest := msg[i:]; bytes.HasPrefix(rest, []byte("\n")) || bytes.HasPrefix(rest, []byte("\r\n")) {
-			return i
-		}
-	}
+	return &ninepError{"message not queued: " + ninepText(k, leads[k], text), err}
 }
 
 // renderQueue lists items, one a line:

@@ -15,6 +15,7 @@ import (
 // `delete id`).
 type Messages interface {
 	// OpenMessage opens the message id for reading; an *os.File will do.
+	// An id not queued is an error that wraps ErrNotFound (ENOENT).
 	OpenMessage(id string) (MessageReader, error)
 }
 

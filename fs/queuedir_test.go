@@ -29,7 +29,7 @@ func (nopCloser) Close() error { return nil }
 func (q msgQueue) OpenMessage(id string) (fs.MessageReader, error) {
 	m, ok := q.msgs[id]
 	if !ok {
-		return nil, fmt.Errorf("message %s not found", id)
+		return nil, fmt.Errorf("%w: message %s", fs.ErrNotFound, id)
 	}
 	return nopCloser{bytes.NewReader([]byte(m))}, nil
 }
@@ -81,7 +81,7 @@ func TestQueueDir(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"open missing message", func() error { _, err := fsys.Open("queue.d/q3", plan9.OREAD); return err }(), "message q3 not found"},
+		{"open missing message", func() error { _, err := fsys.Open("queue.d/q3", plan9.OREAD); return err }(), "not found: message q3"},
 		{"walk to a gone id", func() error { _, err := fsys.Stat("queue.d/q9"); return err }(), "file does not exist"},
 		{"write a message", func() error { _, err := fsys.Open("queue.d/q1", plan9.OWRITE); return err }(), "permission denied"},
 		{"create in queue.d", func() error { _, err := fsys.Create("queue.d/new", plan9.OWRITE, 0644); return err }(), "permission denied"},

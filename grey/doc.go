@@ -8,7 +8,7 @@
 //
 // Most spam is sent by software that does not retry; real mail servers
 // retry a temporary failure. So a message from a client we do not know is
-// refused with "451 please try again soon from the same IP." and the
+// refused with "451 4.7.1 please try again soon from the same IP." and the
 // attempt is remembered; when the same client comes back for the same
 // recipient at least 5 minutes and at most 14 hours later (greywindow),
 // the message passes and the client's address is added to the whitelist,

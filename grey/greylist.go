@@ -165,9 +165,9 @@ func (g *Greylist) now() time.Time {
 // Check reports whether the client at remote, talking to our address
 // local, may send a message from the sender from to rcpts now. The
 // caller asks at DATA, after all recipients, only for clients that are
-// neither trusted nor authenticated; on false it replies
-// "451 please try again soon from the same IP." and hangs up. from is not
-// part of the key: senders that vary their envelope sender on each attempt
+// neither trusted nor authenticated; on false it replies "451 4.7.1
+// please try again soon from the same IP." and hangs up. from is not part
+// of the key: senders that vary their envelope sender on each attempt
 // (VERP, SRS) would never pass.
 //
 // Every recipient is looked up, in order, until one passes; new ones are

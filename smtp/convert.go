@@ -190,6 +190,38 @@ var addrFields = map[string]bool{
 	"resent-from": true, "resent-sender": true, "resent-to": true, "resent-cc": true, "resent-bcc": true,
 }
 
+// WriteData writes msg to w as it goes on the wire between DATA's 354 and
+// the final dot (RFC 5321 §4.1.1.4, §4.5.2): every line end, a lone CR or
+// LF included, as CRLF, a line that starts with "." with another in
+// front, the last line ended; the final "." is not written. It is what
+// upas's smtp -f writes.
+func WriteData(w io.Writer, msg io.Reader) error {
+	d := newDataWriter(w, nil)
+	if _, err := io.Copy(d, msg); err != nil {
+		return err
+	}
+	if d.lineLen > 0 {
+		_, err := io.WriteString(w, "\r\n")
+		return err
+	}
+	return nil
+}
+
+// IsAddressField reports whether the header field name holds addresses
+// that Convert converts: From, Sender, Reply-To, To, Cc, Bcc and their
+// Resent- forms.
+func IsAddressField(name string) bool { return addrFields[strings.ToLower(name)] }
+
+// RewriteAddresses returns the value of an address field (RFC 5322 §3.4)
+// with each address passed through conv, as Convert rewrites them: the
+// inside of each <...>, or an element between commas that is one simple
+// token ("rob", "bob@example.com"). Display names, comments, groups and
+// folding stay as they are; an element that is no simple token ("Rob
+// Pike" without brackets) is left alone.
+func RewriteAddresses(v string, conv func(string) string) string {
+	return rewriteAddrList(v, conv)
+}
+
 // writeHeader writes the converted header and the empty line after it.
 func (cv Conversion) writeHeader(w *bytes.Buffer, h *header) {
 	has := map[string]bool{}

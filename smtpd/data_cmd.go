@@ -19,7 +19,7 @@ var (
 	errBareEOLReply  = smtp.Replyf(554, "5.6.0", "message refused: bare CR or LF; lines must end in CRLF (RFC 5321 2.3.8)")
 	errLongLineReply = smtp.Replyf(554, "5.6.0", "message refused: line longer than 1000 octets (RFC 5321 4.5.3.1.6)")
 	errLoop          = smtp.Replyf(554, "5.4.6", "message refused: more than 100 Received: lines, a mail loop")
-	errGreylisted    = &smtp.Reply{Code: 451, Lines: []string{"please try again soon from the same IP."}}
+	errGreylisted    = &smtp.Reply{Code: 451, Enh: "4.7.1", Lines: []string{"please try again soon from the same IP."}} // upas's text after the code RFC 2034 asks for
 )
 
 // data serves DATA (RFC 5321 §4.1.1.4): the checks for untrusted clients,
@@ -122,14 +122,14 @@ func (s *session) dataFailed(err error, sp *spool) *smtp.Reply {
 		return errSize
 	case errors.As(err, &ne) && ne.Timeout():
 		s.srv.Stats.Timeouts.Add(1)
-		s.quit = true
+		s.quit, s.abandoned = true, true
 		return smtp.Replyf(421, "4.4.2", "%s timeout", s.cfg.DefaultDomain)
 	case sp.err != nil && err == sp.err:
 		s.logf("[%s/%s] spooling message: %v", s.helo, s.remote, err)
 		return smtp.Replyf(451, "4.3.0", "local error spooling the message; try again later")
 	}
 	s.logf("[%s/%s] %s: connection lost in DATA: %v", s.helo, s.remote, s.from.Bang(), err)
-	s.broken, s.quit = true, true
+	s.broken, s.quit, s.abandoned = true, true, true
 	return errSequence // not sent: there is nobody to tell
 }
 

@@ -274,6 +274,9 @@ func (s *Server) serveConn(c net.Conn, p *Listener) {
 	defer s.leave(sess)
 	defer s.recovered(sess)
 	sess.serve()
+	if sess.abandoned {
+		s.Stats.Abandoned.Add(1)
+	}
 }
 
 // recovered, deferred, turns a panic in a session (a bug, ours or a

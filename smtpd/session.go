@@ -76,6 +76,7 @@ type session struct {
 	dialup    bool // a Dial verdict: every command but QUIT is refused
 	quit      bool
 	broken    bool // a write failed: say nothing more
+	abandoned bool // it ended inside a transaction, the message unanswered (Stats.Abandoned)
 
 	from  mailPath // the transaction
 	rcpts []rcpt
@@ -349,6 +350,7 @@ func (s *session) readFailed(err error) {
 		s.reply(smtp.Replyf(421, "4.4.2", "%s timeout", dom))
 	}
 	s.quit = true
+	s.abandoned = s.state&(stMail|stRcpt) != 0
 }
 
 // reply sends r (buffered until the next flush).

@@ -873,7 +873,7 @@ func TestGreylist(t *testing.T) {
 	c.send("RCPT TO:<c@example.org>")
 	c.expect("250 ")
 	c.send("DATA")
-	if got := c.reply(); got[0] != "451 please try again soon from the same IP." {
+	if got := c.reply(); got[0] != "451 4.7.1 please try again soon from the same IP." {
 		t.Errorf("got %q", got)
 	}
 	if !c.closed() {
@@ -1179,4 +1179,58 @@ func TestHeloCheck(t *testing.T) {
 	if !strings.Contains(ts.logbuf.String(), "Hung up on 192.0.2.7; claimed to be localhost (no dot)") {
 		t.Errorf("log:\n%s", ts.logbuf)
 	}
+}
+
+// TestAbandoned: a session that ends inside a transaction, its message
+// not answered (the client gone in the middle of DATA or of a BDAT chunk,
+// between chunks, or after MAIL), is counted; one that ends after its
+// transaction, or quits, is not. The
+// smtpd program exits 1 by it.
+func TestAbandoned(t *testing.T) {
+	ts := newTestServer(t, "ournets 10.0.0.0/8")
+	ended := func(n int64) {
+		t.Helper()
+		testlib.WaitFor(t, 10*time.Second, "no session left", func() bool { return ts.Stats.Sessions.Load() == 0 })
+		if got := ts.Stats.Abandoned.Load(); got != n {
+			t.Errorf("abandoned %d, want %d", got, n)
+		}
+	}
+	c := ts.ehloed("10.0.0.1")
+	c.mail("a@example.org", []string{"b@example.org"}, "Subject: x\r\n\r\nx\r\n")
+	c.c.Close()
+	ended(0)
+	c = ts.ehloed("10.0.0.1")
+	c.begin("a@example.org", "b@example.org")
+	c.send("QUIT")
+	c.expect("221 ")
+	ended(0)
+	c = ts.ehloed("10.0.0.1")
+	c.open("a@example.org", "b@example.org")
+	c.write("Subject: x\n\nended by LF, as a here-document has it\n.\n")
+	c.c.Close()
+	ended(1)
+	c = ts.ehloed("10.0.0.1")
+	c.begin("a@example.org", "b@example.org")
+	c.c.Close()
+	ended(2)
+	// BDAT (RFC 3030): a chunk cut short, and a session that ends between
+	// chunks before LAST, leave the message unanswered; BDAT LAST answered
+	// does not.
+	c = ts.ehloed("10.0.0.1")
+	c.begin("a@example.org", "b@example.org")
+	c.write("BDAT 100 LAST\r\nSubject: x\r\n\r\ncut")
+	c.c.Close()
+	ended(3)
+	c = ts.ehloed("10.0.0.1")
+	c.begin("a@example.org", "b@example.org")
+	c.write("BDAT 12\r\nSubject: x\r\n")
+	c.expect("250 2.0.0 12 octets received")
+	c.c.Close()
+	ended(4)
+	c = ts.ehloed("10.0.0.1")
+	c.begin("a@example.org", "b@example.org")
+	c.write("BDAT 17 LAST\r\nSubject: x\r\n\r\nx\r\n")
+	c.expect("250 ")
+	c.c.Close()
+	ended(4)
 }

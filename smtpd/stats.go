@@ -21,6 +21,7 @@ type Stats struct {
 	TLS         atomic.Int64 // sessions that started TLS
 	Errors      atomic.Int64 // commands refused (counted towards maxerrors)
 	Timeouts    atomic.Int64 // sessions closed by a timeout
+	Abandoned   atomic.Int64 // sessions that ended inside a transaction: the client went, or timed out, before its message was answered
 	Panics      atomic.Int64 // sessions ended by a panic (a bug: see the log)
 }
 
@@ -49,6 +50,7 @@ func (s *Stats) Values() []Stat {
 		{"tls", s.TLS.Load()},
 		{"errors", s.Errors.Load()},
 		{"timeouts", s.Timeouts.Load()},
+		{"abandoned", s.Abandoned.Load()},
 		{"panics", s.Panics.Load()},
 	}
 }

@@ -25,7 +25,7 @@ const greyMsg = "Subject: greylisted\r\n\r\nhello\r\n"
 
 // The outcomes of attempt that the tests compare with.
 const (
-	greyRefusal = "451 please try again soon from the same IP."
+	greyRefusal = "451 4.7.1 please try again soon from the same IP."
 	greySent    = "354|250 2.5.0 sent"
 	greySpam    = "354|554 5.7.1 we believe this is spam."
 	greyDelay   = "354|450 4.3.0 There will be a delay in delivery of this message."

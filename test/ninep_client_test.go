@@ -83,8 +83,9 @@ func TestNinepErrors(t *testing.T) {
 		{"bad value", ninepWrite("ctl", "maxsize lots\n"), "invalid ctl line 1 'maxsize lots': bad size 'lots'"},
 		{"network with host bits", ninepWrite("ctl", "ournets 127.0.0.0/8\nournets 10.0.0.0/1\n"),
 			"invalid ctl line 2 'ournets 10.0.0.0/1': invalid address '10.0.0.0/1': host bits set; did you mean 0.0.0.0/1?"},
-		{"line cut between writes", ninepWrite("ctl", "tarp", "it on\nbogus\n"), "invalid ctl line 2 'bogus': unknown verb 'bogus'"},
-		{"bad line at clunk", ninepWrite("ctl", "bogus"), "invalid ctl line 1 'bogus': unknown verb 'bogus'"},
+		{"a write is a whole command", ninepWrite("ctl", "tarp", "it on\n"), "invalid ctl line 1 'tarp': unknown verb 'tarp'"},
+		{"a line cut by a piece", ninepWrite("ctl", "#"+strings.Repeat("-", 4090)+"\ntarp", "it on\nbogus\n"), "invalid ctl line 2 'bogus': unknown verb 'bogus'"},
+		{"bad last line without newline", ninepWrite("ctl", "bogus"), "invalid ctl line 1 'bogus': unknown verb 'bogus'"},
 		{"action on nothing after a setting", ninepWrite("ctl", "tarpit on\ndelete nosuchid\n"), "invalid ctl line 2 'delete nosuchid': not found: nosuchid"},
 		{"retry of nothing", ninepWrite("ctl", "retry nosuchid\n"), "invalid ctl line 1 'retry nosuchid': not found: nosuchid"},
 		{"unwhitelist of nothing", ninepWrite("ctl", "unwhitelist 192.0.2.9\n"), "invalid ctl line 1 'unwhitelist 192.0.2.9': not found: 192.0.2.9"},
@@ -274,7 +275,7 @@ func TestNinepSteersSMTP(t *testing.T) {
 		t.Errorf("15k message to the queue file with maxsize 10k: %v", err)
 	}
 
-	const greylisted = "451 please try again soon from the same IP."
+	const greylisted = "451 4.7.1 please try again soon from the same IP."
 	if got := ninepDataReply(t, d, "127.0.0.5", "bob@localhost"); !strings.HasPrefix(got, "354 ") {
 		t.Fatalf("DATA without greylisting: %q", got)
 	}

@@ -109,7 +109,9 @@ func TestNinepDisconnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cfid.Write([]byte("greylist on")); err != nil {
+	// A piece of a longer write (4 KiB) that ends inside a line: the
+	// line waits for the rest.
+	if _, err := cfid.Write([]byte("#" + strings.Repeat("-", 4096-13) + "\ngreylist on")); err != nil {
 		t.Fatalf("writing half a ctl line: %v", err)
 	}
 	lfid, err := gone.Open("log", plan9.OREAD)

@@ -74,7 +74,7 @@ func ninepSession(m *ninepMounted) []fstest.Step {
 	var ctl string
 	return []fstest.Step{
 		{Cmd: "echo greylist on > ctl", OK: true, Check: func(t *testing.T, _ string) {
-			if got := ninepDataReply(t, m.d, "127.0.0.5", "bob@localhost"); got != "451 please try again soon from the same IP." {
+			if got := ninepDataReply(t, m.d, "127.0.0.5", "bob@localhost"); got != "451 4.7.1 please try again soon from the same IP." {
 				t.Errorf("DATA after greylist on: %q", got)
 			}
 			ctl = fstest.Read(t, m.fsys, "ctl")

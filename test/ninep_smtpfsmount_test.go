@@ -201,8 +201,9 @@ func ninepInterrupt(t *testing.T, m *ninepMounted) {
 }
 
 // TestSmtpfsMountErrno: what a program sees of the daemon's errors through
-// the mount, over TCP this time: the errno each error's words say (as
-// 9pfuse would have it), and `>` accepted on every writable file.
+// the mount, over TCP this time: the errno of each error's kind (as 9pfuse
+// would have it, whatever words of its table the line quotes), and `>`
+// accepted on every writable file.
 func TestSmtpfsMountErrno(t *testing.T) {
 	d := startMail(t, "", "-9", "tcp!127.0.0.1!0")
 	mnt := smtpfsMount(t, d.NineP[1]).dir
@@ -228,6 +229,11 @@ func TestSmtpfsMountErrno(t *testing.T) {
 		{"a bad whitelist entry", write("whitelist", "x\n"), syscall.EINVAL},
 		{"a message without recipients", write("queue", "From: glenda@example.org\nSubject: x\n\nhi\n"), syscall.EINVAL},
 		{"a ctl line of 70,000 bytes", write("ctl", strings.Repeat("x", 70000)+"\n"), syscall.E2BIG},
+		{"a ctl line of 9pfuse's words", write("ctl", "no such verb busy\n"), syscall.EINVAL},
+		{"a bad ctl line without its newline", write("ctl", "greylist bogus"), syscall.EINVAL},
+		{"unwhitelist of nothing", write("ctl", "unwhitelist 192.0.2.9\n"), syscall.ENOENT},
+		{"exportwhitelist into no directory", write("ctl", "exportwhitelist /nonexistent/no-such-dir/wl\n"), syscall.ENOENT},
+		{"a write to queue that is no message", write("queue", "hello\n"), syscall.EINVAL},
 		{"writing stats", write("stats", "x\n"), syscall.EACCES},
 		{"rm ctl", os.Remove(at("ctl")), syscall.EACCES},
 		{"mv ctl", os.Rename(at("ctl"), at("ctl.old")), syscall.EACCES},

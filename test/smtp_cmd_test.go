@@ -214,7 +214,7 @@ func TestSMTPUsage(t *testing.T) {
 	w := newSMTPWorld(t, testlib.SinkOptions{}, "")
 	for _, args := range [][]string{{}, {"example.org", "glenda"}, {"-x", "example.org", "glenda", "bob"}, {"-b"}} {
 		code, _, stderr := w.run("", args...)
-		if code != 1 || !strings.Contains(stderr, "usage: smtp") {
+		if code != 1 || !strings.HasPrefix(stderr, "smtp: ") || !strings.Contains(stderr, "usage: smtp") {
 			t.Errorf("smtp %q: exit %d, want 1 and a usage line\n%s", args, code, stderr)
 		}
 	}
@@ -224,20 +224,23 @@ func TestSMTPUsage(t *testing.T) {
 	}
 }
 
-// TestSMTPFilter: -f writes the converted message and touches no network;
-// -h names our host, .domain qualifies system names.
+// TestSMTPFilter: -f writes the converted message as upas's does, as it
+// goes after DATA (CRLF, dot-stuffed, no final dot), and touches no
+// network; -h names our host, .domain qualifies system names, and bare
+// names, wherever an address stands, are users of our host.
 func TestSMTPFilter(t *testing.T) {
 	w := newSMTPWorld(t, testlib.SinkOptions{}, "")
-	in := "From glenda Wed Mar 20 10:00:00 +0100 2024 remote from gnot\r\nTo: kremvax!ken, rob\r\nSubject: hi\r\n\r\nbody\r\n.dot\r\n"
+	in := "From glenda Wed Mar 20 10:00:00 +0100 2024 remote from gnot\nTo: kremvax!ken, rob\nCc: Dennis Ritchie <dmr>\nSubject: hi\n\nbody\n.dot\nlast line"
 	tests := []struct {
 		args []string
 		want []string
 	}{
 		{[]string{"-f", "-h", "gnot", ".example.com", "nowhere.invalid", "glenda", "kremvax!ken", "rob"},
-			[]string{"Message-ID: <", "@gnot.example.com>\n", "From: glenda@gnot.example.com\n",
-				"Date: Wed, 20 Mar 2024 10:00:00 +0100\n", "To: ken@kremvax.example.com, rob@gnot.example.com\nSubject: hi\n\nbody\n.dot\n"}},
+			[]string{"Message-ID: <", "@gnot.example.com>\r\n", "From: glenda@gnot.example.com\r\n",
+				"Date: Wed, 20 Mar 2024 10:00:00 +0100\r\n", "To: ken@kremvax.example.com, rob@gnot.example.com\r\n" +
+					"Cc: Dennis Ritchie <dmr@gnot.example.com>\r\nSubject: hi\r\n\r\nbody\r\n..dot\r\nlast line\r\n"}},
 		{[]string{"-f", "-h", "gnot.example.net", "nowhere.invalid", "/dev/null", "bob"},
-			[]string{"@gnot.example.net>\n", "From: Postmaster@gnot.example.net\n", "To: kremvax!ken@gnot.example.net, rob@gnot.example.net\n"}},
+			[]string{"@gnot.example.net>\r\n", "From: Postmaster@gnot.example.net\r\n", "To: kremvax!ken@gnot.example.net, rob@gnot.example.net\r\n"}},
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := w.run(in, tt.args...)
@@ -246,11 +249,11 @@ func TestSMTPFilter(t *testing.T) {
 		}
 		for _, want := range tt.want {
 			if !strings.Contains(stdout, want) {
-				t.Errorf("smtp %q: output lacks %q:\n%s", tt.args, want, stdout)
+				t.Errorf("smtp %q: output lacks %q:\n%q", tt.args, want, stdout)
 			}
 		}
-		if strings.Contains(stdout, "\r") || strings.Contains(stdout, "remote from") {
-			t.Errorf("smtp %q: output has CR or the envelope line:\n%q", tt.args, stdout)
+		if strings.Contains(strings.ReplaceAll(stdout, "\r\n", ""), "\n") || strings.Contains(stdout, "remote from") || strings.HasSuffix(stdout, ".\r\n") {
+			t.Errorf("smtp %q: output has a bare LF, the envelope line or a final dot:\n%q", tt.args, stdout)
 		}
 	}
 	if w.dns.Queries.Load() != 0 || len(w.sink.Sessions()) != 0 {

@@ -21,8 +21,9 @@
 //	-b  never use this MX host (repeatable)
 //	-d  the conversation on standard error, AUTH payloads masked, the
 //	    message body left out
-//	-f  write the converted message on standard output, LF line ends, and
-//	    send nothing
+//	-f  write the converted message on standard output as it would go
+//	    after DATA (CRLF line ends, dot-stuffed, no final dot), and send
+//	    nothing
 //	-g  dial this gateway when nothing else can be dialled
 //	-h  our host name (EHLO, Message-ID, bare names); default the system's
 //	-i  with -a, authenticate without TLS too
@@ -204,7 +205,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 	if f.filter {
-		if _, err := io.Copy(stdout, msg); err != nil {
+		if err := smtp.WriteData(stdout, msg); err != nil {
 			fmt.Fprintf(stderr, "smtp: %v\n", err)
 			return exitPermanent
 		}

@@ -19,10 +19,15 @@
 // its own). Failed AUTH is counted in <root>/grey/authfail, with the
 // other sessions and smtpfs, so that the lockout holds across them. Mail
 // from outside is checked (SPF, DKIM, DMARC) as smtpfs checks it, and what
-// trusted clients queue is signed with the keys of lib/dkim.
+// trusted clients queue is signed with the keys of lib/dkim. It exits 0
+// when the session ended outside a transaction, 1 when it ended inside one
+// (the client gone, or timed out, after MAIL and before its message was
+// answered), and 1 on an error before it (a usage error, a missing root
+// or -C file).
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -52,9 +57,24 @@ func main() {
 		setup.Usage(set, err)
 	}
 	if err := run(&f, netdir); err != nil {
-		fmt.Fprintf(os.Stderr, "smtpd: %v\n", err)
+		// Under inetd standard error is the client's socket, which has
+		// heard the session's end; the status is what tells.
+		if err != errAbandoned || !isSocket(os.Stderr) {
+			fmt.Fprintf(os.Stderr, "smtpd: %v\n", err)
+		}
 		os.Exit(1)
 	}
+}
+
+// errAbandoned is the end of a session inside a transaction: the client
+// went, or timed out, after MAIL and before its message was answered. The
+// message was not accepted, which the exit status says (a here-document
+// with LF line ends never ends its DATA: it needs CRLF, and CRLF.CRLF).
+var errAbandoned = errors.New("the session ended inside a transaction: the message was not accepted")
+
+func isSocket(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeSocket != 0
 }
 
 // argSet is smtpd's table of flags: upas smtpd's, -R, -C and -n.
@@ -66,6 +86,9 @@ func argSet(f *setup.Flags, netdir *string) *arg.Set {
 }
 
 func run(f *setup.Flags, netdir string) error {
+	if err := f.CheckConf(); err != nil {
+		return err
+	}
 	root, err := f.RootDir()
 	if err != nil {
 		return err
@@ -117,6 +140,9 @@ func run(f *setup.Flags, netdir string) error {
 	srv.ServeConn(conn)
 	if cfg.Greylist {
 		setup.SweepIfDue(root, cfg, logger)
+	}
+	if srv.Stats.Abandoned.Load() > 0 {
+		return errAbandoned
 	}
 	return nil
 }

@@ -38,6 +38,8 @@ type daemon struct {
 	logs     *mlog.Log
 	log      *log.Logger // facility smtpd
 
+	confNamed bool // confFile is -C's: it must be there at each reload too
+
 	srv     *smtpd.Server
 	grey    *grey.Greylist
 	stores  stores // the greylist's: the files, and Redis with greystore redis://
@@ -92,10 +94,10 @@ func newDaemon(root, confFile string, verbs []string, stderr io.Writer) (*daemon
 	d.actions = map[string]action{
 		"reload":      {run: func([]string) error { return d.Reload() }},
 		"kick":        {run: func([]string) error { d.queue.Kick(); return nil }},
-		"retry":       {d.queued, func(ids []string) error { return d.queue.Retry(ids...) }},
-		"delete":      {d.queued, func(ids []string) error { return d.queue.Delete(ids...) }},
-		"hold":        {d.queued, func(ids []string) error { return d.queue.Hold(ids...) }},
-		"release":     {d.queued, func(ids []string) error { return d.queue.Release(ids...) }},
+		"retry":       {d.queued, func(ids []string) error { return queueError(d.queue.Retry(ids...)) }},
+		"delete":      {d.queued, func(ids []string) error { return queueError(d.queue.Delete(ids...)) }},
+		"hold":        {d.queued, func(ids []string) error { return queueError(d.queue.Hold(ids...)) }},
+		"release":     {d.queued, func(ids []string) error { return queueError(d.queue.Release(ids...)) }},
 		"unwhitelist": {d.whitelisted, d.unwhitelist},
 		"dkim":        {run: d.newKey}, // dkim newkey: the one action of the verb
 
@@ -279,7 +281,7 @@ func (d *daemon) queued(ids []string) error {
 	}
 	for _, id := range ids {
 		if !in[id] {
-			return fmt.Errorf("not found: %s", id)
+			return fmt.Errorf("%w: %s", fs.ErrNotFound, id)
 		}
 	}
 	return nil
@@ -294,7 +296,7 @@ func (d *daemon) whitelisted(args []string) error {
 	}
 	text, err := d.grey.Whitelist().Bytes()
 	if err != nil {
-		return err
+		return storeError(err)
 	}
 	in := map[netip.Prefix]bool{} // of those asked for
 	for _, p := range ps {
@@ -311,7 +313,7 @@ func (d *daemon) whitelisted(args []string) error {
 	}
 	for i, p := range ps {
 		if !in[p] {
-			return fmt.Errorf("not found: %s", args[i])
+			return fmt.Errorf("%w: %s", fs.ErrNotFound, args[i])
 		}
 	}
 	return nil
@@ -325,8 +327,31 @@ func (d *daemon) unwhitelist(args []string) error {
 		return err
 	}
 	n, err := d.grey.Whitelist().Remove(ps...)
-	if err == nil && n == 0 {
-		err = fmt.Errorf("not found: %s", strings.Join(args, " "))
+	switch {
+	case err != nil:
+		return storeError(err)
+	case n == 0:
+		return fmt.Errorf("%w: %s", fs.ErrNotFound, strings.Join(args, " "))
+	}
+	return nil
+}
+
+// storeError is the error of a whitelist that could not be read or
+// written (a file store's file, Redis down): the daemon could not do it,
+// whatever the line asked (EIO under 9pfuse, fs.ErrIO).
+func storeError(err error) error {
+	if err == nil || errors.Is(err, fs.ErrIO) {
+		return err
+	}
+	return fmt.Errorf("%w: whitelist: %v", fs.ErrIO, err)
+}
+
+// queueError tells the tree that a queue action failed on an id that
+// was queued when the line was checked, and no longer is (delivered
+// meanwhile): the queue's "not found: id" (ENOENT, fs.ErrNotFound).
+func queueError(err error) error {
+	if err != nil && strings.HasPrefix(err.Error(), "not found") {
+		return fs.WithKind(err, fs.ErrNotFound)
 	}
 	return err
 }
@@ -370,6 +395,9 @@ func (d *daemon) newKey(args []string) error {
 	}
 	k, err := d.keys.NewKey(dom, sel, alg)
 	if err != nil {
+		if !strings.HasPrefix(err.Error(), "invalid ") { // lib/dkim could not be written: EIO
+			err = fmt.Errorf("%w: dkim newkey: %v", fs.ErrIO, err)
+		}
 		return err
 	}
 	d.log.Printf("dkim: new %s key lib/dkim/%s/%s.key; publish its record (cat dkim/%s), then sign with it: dkim %s %s", k.Algorithm, dom, sel, dom, dom, sel)
@@ -404,7 +432,17 @@ func prefixes(args []string) ([]netip.Prefix, error) {
 func (d *daemon) Reload() error {
 	d.cmu.Lock()
 	defer d.cmu.Unlock()
-	cfg, sec, err := setup.Load(d.root, d.confFile, d.verbs)
+	var (
+		cfg *conf.Config
+		sec *smtpd.Secrets
+		err error
+	)
+	if d.confNamed {
+		err = setup.NamedConf(d.confFile)
+	}
+	if err == nil {
+		cfg, sec, err = setup.Load(d.root, d.confFile, d.verbs)
+	}
 	if err == nil {
 		cfg = withListen(cfg)
 		err = setup.CheckRegular(d.blocked.Path())

@@ -211,6 +211,30 @@ func TestChangesInOrder(t *testing.T) {
 	}
 }
 
+// TestReloadNamedConf: the file -C names must be there at a reload too:
+// gone, the reload fails and the configuration stays, where the defaults
+// would have come in its place.
+func TestReloadNamedConf(t *testing.T) {
+	d := newTestDaemon(t, "maxsize 11k\n")
+	d.confNamed = true
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(d.confFile)
+	if err := d.Reload(); err == nil || !strings.Contains(err.Error(), "no such file or directory") {
+		t.Errorf("reload without the -C file: %v", err)
+	}
+	if got := d.Config().MaxSize; got != 11<<10 {
+		t.Errorf("maxsize %d after a failed reload, want %d", got, 11<<10)
+	}
+	// A FIFO in its place is refused at once, not waited on.
+	fifo(t, d.confFile)
+	err := promptly(t, "reload with the -C file a FIFO", d.Reload)
+	if want := "-C " + d.confFile + ": not a regular file"; err == nil || err.Error() != want {
+		t.Errorf("reload with the -C file a FIFO: %v, want %s", err, want)
+	}
+}
+
 // TestCtlDKIM: "dkim newkey" makes a key (mode 0600) and logs its
 // record; a dkim line naming a selector without a key fails the write,
 // naming the line, and the keys chosen before still sign; once the key

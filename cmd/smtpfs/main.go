@@ -72,6 +72,9 @@ func run(f *setup.Flags, listen, ninep, open []string) error {
 	// and the handler would kill the daemon.
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	if err := f.CheckConf(); err != nil {
+		return err
+	}
 	endProfile, err := profile()
 	if err != nil {
 		return err
@@ -92,6 +95,7 @@ func run(f *setup.Flags, listen, ninep, open []string) error {
 	if err != nil {
 		return err
 	}
+	d.confNamed = f.Conf != ""
 	defer d.close()
 	d.started.Store(true)
 	ls, err := d.syncListeners(d.Config())

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -14,6 +15,7 @@ import (
 	"smtpfs/fs"
 	"smtpfs/grey"
 	"smtpfs/grey/redisstore"
+	"smtpfs/internal/regfile"
 	"smtpfs/smtpd"
 	"smtpfs/smtpd/conf"
 )
@@ -109,18 +111,30 @@ func (d *daemon) exportWhitelist(args []string) error {
 	}
 	text, err := d.grey.Whitelist().Bytes()
 	if err != nil {
-		return err
+		return storeError(err)
 	}
 	if err := writeFile(path, text); err != nil {
-		return err
+		return exportError(path, err)
 	}
 	if path == local {
 		if err := d.stores.files.Whitelist().Reload(); err != nil {
-			return err
+			return storeError(err)
 		}
 	}
 	d.log.Printf("exportwhitelist: %d bytes written to %s", len(text), path)
 	return nil
+}
+
+// exportError is the error of an export that could not be written to
+// path: a directory that is not there is ENOENT (fs.ErrNotFound), as the
+// tree has it for what a line names and is missing; anything else is the
+// daemon's failure to store it (EIO, fs.ErrIO).
+func exportError(path string, err error) error {
+	err = regfile.Reason(err)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %s: %v", fs.ErrNotFound, filepath.Dir(path), err)
+	}
+	return fmt.Errorf("%w: %s: %v", fs.ErrIO, path, err)
 }
 
 // writeFile puts data in path durably: a temporary file beside it,

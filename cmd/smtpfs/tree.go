@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"smtpfs/fs"
 	"smtpfs/grey"
@@ -28,7 +30,7 @@ func (f whitelistFile) Text() []byte {
 	return b
 }
 
-func (f whitelistFile) Add(text string) error { return f.g.Whitelist().Add(text) }
+func (f whitelistFile) Add(text string) error { return listError(f.g.Whitelist().Add(text)) }
 
 // blockedFile is the blocked file: lib/blocked.
 type blockedFile struct{ b *grey.Blocked }
@@ -41,7 +43,21 @@ func (f blockedFile) Text() []byte {
 	return []byte(s)
 }
 
-func (f blockedFile) Add(text string) error { return f.b.Add(text) }
+func (f blockedFile) Add(text string) error { return listError(f.b.Add(text)) }
+
+// listError tells the tree which kind of error an append to the
+// whitelist or lib/blocked failed with, for the errno a shell gets: grey
+// calls a bad line "invalid ...", the list at its limit "... too long"
+// (E2BIG); any other failure is one of storing it (EIO).
+func listError(err error) error {
+	switch {
+	case err == nil, strings.HasPrefix(err.Error(), "invalid "):
+		return err
+	case strings.HasSuffix(err.Error(), "too long") || strings.Contains(err.Error(), "file too long"):
+		return fs.WithKind(err, fs.ErrTooLong)
+	}
+	return fs.WithKind(err, fs.ErrIO)
+}
 
 // queueFile is the queue file and the queue.d directory.
 type queueFile struct{ q *queue.Queue }
@@ -53,12 +69,7 @@ func (f queueFile) Generation() uint64 { return f.q.Generation() }
 
 // Check checks the header, and that the queue has room for the message:
 // a shell's write fails while it has not (minfree).
-func (f queueFile) Check(header []byte) error {
-	if _, _, err := queue.ParseEnvelope(header); err != nil {
-		return err
-	}
-	return f.q.CheckSpace()
-}
+func (f queueFile) Check(header []byte) error { return f.q.CheckHeader(header) }
 
 func (f queueFile) Submit(ctx context.Context, msg []byte) (string, error) {
 	return f.q.Submit(ctx, msg)
@@ -67,6 +78,9 @@ func (f queueFile) Submit(ctx context.Context, msg []byte) (string, error) {
 func (f queueFile) OpenMessage(id string) (fs.MessageReader, error) {
 	m, err := f.q.OpenMessage(id)
 	if err != nil {
+		if strings.HasPrefix(err.Error(), "not found") { // queue's word for an id not queued
+			err = fmt.Errorf("%w: %s", fs.ErrNotFound, id)
+		}
 		return nil, err // not a nil *os.File in a non-nil interface
 	}
 	return m, nil

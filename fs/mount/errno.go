@@ -52,43 +52,36 @@ var errWords = []struct {
 	{"entry", syscall.ENOENT},
 }
 
-// Errno returns the errno for the text of a 9P error. The table is looked
-// up first in the text outside single quotes, where smtpfs's errors show
-// what the client sent ('bogus on'), so that a word of the client's cannot
-// choose the errno; then in the whole text. A text that holds no word of
-// the table is EIO (9pfuse says ERANGE, "Numerical result out of range").
+// Errno returns the errno for the text of a 9P error, as 9pfuse reads
+// it: the first word of the table found in what a C string of Plan 9's
+// ERRMAX bytes holds of the text (up to a NUL, at most errmax-1 bytes),
+// ignoring ASCII case. The daemon makes each error's text say its kind to
+// that reading (smtpfs/fs, errno.go: a word of the table quoted from the
+// client is escaped, 'x \x62usy'), so that a shell gets the same errno
+// through either mount. A text that holds no word of the table is EIO
+// (9pfuse says ERANGE, "Numerical result out of range").
 func Errno(text string) syscall.Errno {
-	for _, s := range []string{unquoted(text), text} {
-		s = strings.ToLower(s)
-		for _, w := range errWords {
-			if strings.Contains(s, w.word) {
-				return w.errno
-			}
+	if i := strings.IndexByte(text, 0); i >= 0 {
+		text = text[:i]
+	}
+	b := []byte(text[:min(len(text), errmax-1)])
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	s := string(b)
+	for _, w := range errWords {
+		if strings.Contains(s, w.word) {
+			return w.errno
 		}
 	}
 	return syscall.EIO
 }
 
-// unquoted returns text without its rc-quoted parts: from a quote to the
-// next quote that is not doubled, or to the end.
-func unquoted(text string) string {
-	var b strings.Builder
-	in := false
-	for i := 0; i < len(text); i++ {
-		switch {
-		case text[i] != '\'':
-			if !in {
-				b.WriteByte(text[i])
-			}
-		case in && i+1 < len(text) && text[i+1] == '\'':
-			i++ // '' inside quotes
-		default:
-			in = !in
-			b.WriteByte(' ')
-		}
-	}
-	return b.String()
-}
+// errmax is Plan 9's ERRMAX: plan9port's 9P client copies an Rerror
+// into a buffer of that size, so 9pfuse reads errmax-1 bytes at most.
+const errmax = 128
 
 // errno turns what the client returned into the errno of a FUSE reply.
 func errno(err error) syscall.Errno {

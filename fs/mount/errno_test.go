@@ -3,44 +3,72 @@ package mount
 import (
 	"context"
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 
+	"smtpfs/fs/fstest"
 	"smtpfs/fs/mount/p9c"
 )
 
-// TestErrno: the daemon's error texts get 9pfuse's errnos, and a word
-// inside quotes, which is the client's, does not choose.
+// TestErrno: the daemon's error texts get 9pfuse's errnos: the first word
+// of its table in what 9pfuse reads of the text, a word the daemon quotes
+// from the client escaped ('\x62usy') and so not read.
 func TestErrno(t *testing.T) {
 	for _, tc := range []struct {
 		text string
 		want syscall.Errno
 	}{
 		{"invalid ctl line 1 'bogus on': unknown verb 'bogus'", syscall.EINVAL},
-		{"invalid ctl line 1 'x busy': unknown verb 'x'", syscall.EINVAL},                // "busy" quoted
-		{"invalid ctl line 1 'access denied''s': unknown verb 'access'", syscall.EINVAL}, // a doubled quote inside
-		{"invalid whitelist entry 'x': not an address", syscall.EINVAL},                  // "entry" is ENOENT, last
-		{"invalid ctl line 1 'delete nosuchid': not found: nosuchid", syscall.ENOENT},    // "not found" before "invalid"
+		{`invalid ctl line 1 'x \x62usy': unknown verb 'x'`, syscall.EINVAL},                   // "busy" quoted, escaped
+		{`invalid ctl line 1 '\x61ccess denied''s': unknown verb '\x61ccess'`, syscall.EINVAL}, // a doubled quote inside
+		{"invalid whitelist entry 'x': not an address", syscall.EINVAL},                        // "entry" is ENOENT, last
+		{"invalid ctl line 1 'delete nosuchid': not found: nosuchid", syscall.ENOENT},          // "not found" before "invalid"
+		{"not found: 'x busy'", syscall.ENOENT},                                                // the first word of the table, wherever it is
 		{"permission denied", syscall.EACCES},
 		{"Permission Denied", syscall.EACCES},
 		{"log busy: too many readers", syscall.EBUSY},
+		{"too many fids in use", syscall.EBUSY},
 		{"line too long", syscall.E2BIG},
 		{"message too long", syscall.E2BIG},
 		{"interrupted", syscall.EINTR},
 		{"temporary failure: 452 4.3.1 insufficient system storage", syscall.EAGAIN},
+		{"i/o error: whitelist: not a regular file", syscall.EIO},
 		{"file does not exist", syscall.ENOENT},
 		{"file already exists", syscall.EEXIST},
 		{"operation not permitted", syscall.EPERM},
 		{"not a directory", syscall.ENOTDIR},
 		{"is a directory", syscall.EISDIR},
-		{"unknown fid", syscall.EIO},             // no word of the table
-		{"'permission denied'", syscall.EACCES},  // nothing outside quotes: the whole text
-		{"invalid line 'x busy", syscall.EINVAL}, // an unclosed quote runs to the end
+		{"unknown fid for this file", syscall.EBADF},
+		{"unknown fid", syscall.EIO}, // no word of the table
+		{"'permission denied'", syscall.EACCES},
+		{"invalid: " + strings.Repeat("x", 200) + " busy", syscall.EINVAL}, // past what 9pfuse reads
+		{strings.Repeat("x", 126) + "busy", syscall.EIO},
+		{"invalid\x00 busy", syscall.EINVAL},
+		{"x\x00 busy", syscall.EIO}, // a C string ends at its NUL
 	} {
 		if got := Errno(tc.text); got != tc.want {
 			t.Errorf("Errno(%q) = %v, want %v", tc.text, got, tc.want)
 		}
 	}
+}
+
+// FuzzErrno: smtpfs mount gives the errno 9pfuse gives (fstest.FuseErrno,
+// errstr.c's table as 9pfuse reads it) for every text, but EIO for its
+// ERANGE.
+func FuzzErrno(f *testing.F) {
+	f.Add("invalid ctl line 1 'x busy': unknown verb 'x'")
+	f.Add("not found: 'x busy'")
+	f.Add(strings.Repeat("x", 126) + "busy")
+	f.Fuzz(func(t *testing.T, text string) {
+		want := fstest.FuseErrno(text)
+		if want == syscall.ERANGE {
+			want = syscall.EIO
+		}
+		if got := Errno(text); got != want {
+			t.Fatalf("Errno(%q) = %v, 9pfuse gives %v", text, got, want)
+		}
+	})
 }
 
 // TestErrnoOfClient: what the 9P client returns becomes an errno.

@@ -17,6 +17,7 @@ type Settings struct {
 	Deliveries int             // delivery sessions at once, in all
 	SmartHost  string          // dial string all outbound mail goes to; "" for MX lookups
 	Hostname   string          // our name: Reporting-MTA, Message-ID, MAILER-DAEMON@
+	Domain     string          // our mail domain: bare names written to the queue file are its users; "" for Hostname
 	MinFree    int64           // bytes to keep free on the queue's file system: Put and Submit refuse below; 0: no limit
 
 	// DestConcurrency bounds the sessions at once to one destination (an
@@ -117,6 +118,9 @@ func (s Settings) normal() Settings {
 	}
 	if s.Hostname == "" {
 		s.Hostname = d.Hostname
+	}
+	if s.Domain == "" {
+		s.Domain = s.Hostname
 	}
 	s.MinFree = max(s.MinFree, 0)
 	return s

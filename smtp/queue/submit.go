@@ -52,23 +52,32 @@ type field struct {
 // The sender of a From line may be a bang path (dom!user, taken as
 // user@dom) or a bare name. A From: header with several mailboxes gives
 // the Sender: header's mailbox, if any, else its first (RFC 5322 §3.6.2).
-// Recipients may be bare local names, as upas allows; groups and display
-// names are understood, repeats dropped. header may run on into the
-// body: it ends at its first empty line.
-func ParseEnvelope(header []byte) (from string, rcpts []string, err error) {
+// Addresses may be bare names, wherever an address may stand ("To: rob,
+// ken@example.com", "Cc: Rob <rob>"): as upas's marshal hands them to
+// send, which delivers them to the local user, they are local users, and
+// they are qualified with @dom, our mail domain, as upas's smtp qualifies
+// them with the domain remotemail gives it (upas.md §4.5.3, §5). Groups
+// and display names are understood, repeats dropped. header may run on
+// into the body: it ends at its first empty line.
+func ParseEnvelope(header []byte, dom string) (from string, rcpts []string, err error) {
 	fromLine, fields, err := splitHeader(header)
+	if err == nil {
+		err = qualifyFields(fields, dom)
+	}
 	if err != nil {
 		return "", nil, err
 	}
-	return envelopeOf(fromLine, fields)
+	return envelopeOf(fromLine, fields, dom)
 }
 
-// envelopeOf is ParseEnvelope of a header already split.
-func envelopeOf(fromLine string, fields []field) (from string, rcpts []string, err error) {
+// envelopeOf is ParseEnvelope of a header already split and qualified;
+// dom qualifies a bare sender of the From line.
+func envelopeOf(fromLine string, fields []field, dom string) (from string, rcpts []string, err error) {
 	if fromLine != "" {
 		if from, err = fromLineSender(fromLine); err != nil {
 			return "", nil, err
 		}
+		from = qualify(from, dom)
 	}
 	seen := map[string]bool{}
 	for _, f := range fields {
@@ -107,52 +116,129 @@ func envelopeOf(fromLine string, fields []field) (from string, rcpts []string, e
 // From line, which it returns.
 func splitHeader(h []byte) (fromLine string, fields []field, err error) {
 	if len(h) > MaxHeader {
-		return "", nil, fmt.Errorf("invalid header: too long: more than %d bytes", MaxHeader)
+		return "", nil, errHeaderTooLong
 	}
-	lines := strings.Split(string(h), "\n")
-	for n, l := range lines {
-		l = strings.TrimSuffix(l, "\r")
+	var c LineChecker
+	for l := range strings.Lines(string(h)) {
+		l = strings.TrimSuffix(strings.TrimSuffix(l, "\n"), "\r")
 		if l == "" {
 			break
 		}
-		if len(l) > maxLine {
-			return "", nil, fmt.Errorf("invalid header line %d: longer than %d characters", n+1, maxLine)
-		}
-		if strings.IndexByte(l, '\r') >= 0 {
-			return "", nil, fmt.Errorf("invalid header line %d: a CR not followed by LF: %q", n+1, clip(l))
+		if err := c.Line([]byte(l)); err != nil {
+			return "", nil, err
 		}
 		switch {
-		case n == 0 && strings.HasPrefix(l, "From "):
+		case c.n == 1 && strings.HasPrefix(l, "From "):
 			fromLine = l
 		case l[0] == ' ' || l[0] == '\t':
-			if len(fields) == 0 {
-				return "", nil, fmt.Errorf("invalid header line %d: continuation without a field", n+1)
-			}
 			f := &fields[len(fields)-1]
 			f.lines = append(f.lines, l)
 		default:
-			name, _, ok := strings.Cut(l, ":")
-			if !ok || !validName(name) {
-				return "", nil, fmt.Errorf("invalid header line %d: not a field: %q", n+1, clip(l))
-			}
+			name, _, _ := strings.Cut(l, ":")
 			fields = append(fields, field{name: name, lines: []string{l}})
 		}
 	}
-	// Unfold each field once its lines are known: appending line by line
-	// would copy the value again for each of them, quadratic in the
-	// header's size.
 	for i := range fields {
-		f := &fields[i]
-		var b strings.Builder
-		_, v, _ := strings.Cut(f.lines[0], ":")
-		b.WriteString(strings.TrimSpace(v))
-		for _, l := range f.lines[1:] {
-			b.WriteByte(' ')
-			b.WriteString(strings.TrimSpace(l))
-		}
-		f.value = b.String()
+		fields[i].unfold()
 	}
 	return fromLine, fields, nil
+}
+
+// unfold sets the field's value from its lines. It is done once the
+// lines are known: appending line by line would copy the value again for
+// each of them, quadratic in the header's size.
+func (f *field) unfold() {
+	var b strings.Builder
+	_, v, _ := strings.Cut(f.lines[0], ":")
+	b.WriteString(strings.TrimSpace(v))
+	for _, l := range f.lines[1:] {
+		b.WriteByte(' ')
+		b.WriteString(strings.TrimSpace(l))
+	}
+	f.value = b.String()
+}
+
+var errHeaderTooLong = fmt.Errorf("invalid header: too long: more than %d bytes", MaxHeader)
+
+// A LineChecker checks the lines of a header one by one, as they arrive,
+// with the errors ParseEnvelope gives them, so that the 9P queue file can
+// refuse a write that cannot be part of a header (the first bytes of
+// `echo hello > queue`, a body line before the empty line) at that write,
+// not once the header is complete. Its zero value is ready for the first
+// line.
+type LineChecker struct {
+	n     int  // lines taken
+	size  int  // their bytes, line ends counted
+	field bool // a field has started: a continuation line may follow
+}
+
+// Line checks the next whole line of the header, without its line end
+// (the empty line that ends the header is not one): the upas From line
+// first, a field "name: value" (RFC 5322 §2.2, the name printable
+// US-ASCII but colon), or the continuation of one (a line that starts
+// with a space or tab), at most 998 characters (§2.1.1), no CR in it (a
+// CR only ends a line, with its LF: Line ends, above), the header at most
+// MaxHeader bytes.
+func (c *LineChecker) Line(l []byte) error {
+	c.n++
+	c.size += len(l) + 1
+	switch {
+	case c.size > MaxHeader:
+		return errHeaderTooLong
+	case len(l) > maxLine:
+		return fmt.Errorf("invalid header line %d: longer than %d characters", c.n, maxLine)
+	case bytes.IndexByte(l, '\r') >= 0:
+		return loneCR(c.n, l)
+	case c.n == 1 && bytes.HasPrefix(l, []byte("From ")):
+		return nil
+	case len(l) > 0 && (l[0] == ' ' || l[0] == '\t'):
+		if !c.field {
+			return fmt.Errorf("invalid header line %d: continuation without a field", c.n)
+		}
+		return nil
+	}
+	name, _, ok := bytes.Cut(l, []byte(":"))
+	if !ok || !validName(string(name)) {
+		return notField(c.n, l)
+	}
+	c.field = true
+	return nil
+}
+
+// Start checks the start of the next line, whose end has not come yet: it
+// fails when no end can make a line that Line takes.
+func (c *LineChecker) Start(l []byte) error {
+	l = bytes.TrimSuffix(l, []byte("\r")) // perhaps the CR of a CRLF
+	n := c.n + 1
+	switch {
+	case len(l) > maxLine:
+		return fmt.Errorf("invalid header line %d: longer than %d characters", n, maxLine)
+	case bytes.IndexByte(l, '\r') >= 0:
+		return loneCR(n, l)
+	case len(l) == 0, n == 1 && (bytes.HasPrefix(l, []byte("From ")) || bytes.HasPrefix([]byte("From "), l)):
+		return nil
+	case l[0] == ' ' || l[0] == '\t':
+		if !c.field {
+			return fmt.Errorf("invalid header line %d: continuation without a field", n)
+		}
+		return nil
+	}
+	name, _, ok := bytes.Cut(l, []byte(":"))
+	if ok && !validName(string(name)) || !ok && !fieldChars(name) {
+		return notField(n, l)
+	}
+	return nil
+}
+
+// loneCR is the error of header line n, l, which holds a CR that is not
+// its line end's.
+func loneCR(n int, l []byte) error {
+	return fmt.Errorf("invalid header line %d: a CR not followed by LF: %q", n, clip(string(l)))
+}
+
+// notField is the error of header line n, l, which is not a field.
+func notField(n int, l []byte) error {
+	return fmt.Errorf("invalid header line %d: not a field: %q (an empty line ends the header)", n, clip(string(l)))
 }
 
 // clip shortens s for an error message: a field may be a megabyte long.
@@ -169,12 +255,13 @@ func clip(s string) string {
 }
 
 // validName: RFC 5322 §2.2, printable US-ASCII but colon.
-func validName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 33 || s[i] > 126 {
+func validName(s string) bool { return s != "" && fieldChars([]byte(s)) }
+
+// fieldChars reports whether b is printable US-ASCII, space excluded: the
+// characters of a field name, the colon aside.
+func fieldChars(b []byte) bool {
+	for _, c := range b {
+		if c < 33 || c > 126 {
 			return false
 		}
 	}
@@ -221,26 +308,15 @@ func originator(f field, fields []field) (string, error) {
 	return as[0], nil
 }
 
-// addressList parses the addresses of a field: an RFC 5322 address list,
-// or else a list of bare local names (upas: "To: glenda, rob").
+// addressList parses the addresses of a field, an RFC 5322 address list
+// whose bare names are already qualified.
 func addressList(f field) ([]string, error) {
 	if strings.TrimSpace(f.value) == "" {
 		return nil, nil
 	}
 	list, err := mail.ParseAddressList(f.value)
 	if err != nil {
-		var out []string
-		for _, w := range strings.Split(f.value, ",") {
-			w = strings.TrimSpace(w)
-			if w == "" {
-				continue
-			}
-			if !bareName(w) {
-				return nil, fmt.Errorf("invalid address in %s: %q: %v", f.name, clip(f.value), err)
-			}
-			out = append(out, w)
-		}
-		return out, nil
+		return nil, fmt.Errorf("invalid address in %s: %q: %v", f.name, clip(f.value), err)
 	}
 	out := make([]string, 0, len(list))
 	for _, a := range list {
@@ -251,6 +327,40 @@ func addressList(f field) ([]string, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// qualifyFields qualifies the bare names in the address fields (From,
+// To, Cc, Reply-To, their Resent- forms, ...) with @dom, in their lines
+// as in their values, as upas's smtp qualifies them when the message
+// leaves (upas.md §4.5.3): "To: Rob <rob>" becomes "To: Rob <rob@dom>".
+// What is not a bare name stays as it is. A line that grows past 998
+// characters so is an error: the message could not leave.
+func qualifyFields(fields []field, dom string) error {
+	for i := range fields {
+		f := &fields[i]
+		if !smtp.IsAddressField(f.name) {
+			continue
+		}
+		head := len(f.name) + 1
+		raw := strings.Join(f.lines, "\n")
+		q := smtp.RewriteAddresses(raw[head:], func(a string) string {
+			if bareName(a) {
+				return a + "@" + dom
+			}
+			return a
+		})
+		if q == raw[head:] {
+			continue
+		}
+		f.lines = strings.Split(raw[:head]+q, "\n")
+		for _, l := range f.lines {
+			if len(l) > maxLine {
+				return fmt.Errorf("invalid header: %s: a line longer than %d characters once its names are qualified", f.name, maxLine)
+			}
+		}
+		f.unfold()
+	}
+	return nil
 }
 
 // bareName reports whether w is a plain local user name.
@@ -303,29 +413,44 @@ func checkSubmitted(a string) error {
 	return nil
 }
 
+// CheckHeader checks the header of a message written to the queue file,
+// as Submit will take it (ParseEnvelope, bare names qualified with our
+// mail domain), and that the queue has room for it (CheckSpace).
+func (q *Queue) CheckHeader(header []byte) error {
+	q.mu.Lock()
+	dom := q.set.Domain
+	q.mu.Unlock()
+	if _, _, err := ParseEnvelope(header, dom); err != nil {
+		return err
+	}
+	return q.CheckSpace()
+}
+
 // Submit queues a whole message written to the queue file: envelope as
-// ParseEnvelope, Bcc: removed, the upas From line removed, line ends made
-// CRLF, Message-ID and Date added when missing. Bare names in the
-// envelope are qualified with settings.Hostname.
+// ParseEnvelope, bare names in the envelope and in the address fields
+// qualified with settings.Domain (upas's remotemail gives smtp the site's
+// mail domain, not the machine's name), Bcc: removed, the upas From line
+// removed, line ends made CRLF, Message-ID and Date added when missing.
+// A message may be all header, with no empty line and no body (RFC 5322
+// §3.5: the body is optional).
 func (q *Queue) Submit(ctx context.Context, msg []byte) (string, error) {
 	head, body := msg, []byte(nil)
 	if i := headerEnd(msg); i >= 0 {
 		head, body = msg[:i], msg[i:]
 	}
-	fromLine, fields, err := splitHeader(head)
-	if err != nil {
-		return "", err
-	}
-	from, rcpts, err := envelopeOf(fromLine, fields)
-	if err != nil {
-		return "", err
-	}
 	q.mu.Lock()
-	host := q.set.Hostname
+	host, dom := q.set.Hostname, q.set.Domain
 	q.mu.Unlock()
-	from = qualify(from, host)
-	for i, r := range rcpts {
-		rcpts[i] = qualify(r, host)
+	fromLine, fields, err := splitHeader(head)
+	if err == nil {
+		err = qualifyFields(fields, dom)
+	}
+	if err != nil {
+		return "", err
+	}
+	from, rcpts, err := envelopeOf(fromLine, fields, dom)
+	if err != nil {
+		return "", err
 	}
 	now := q.clock.Now()
 	var b bytes.Buffer
@@ -375,12 +500,12 @@ func headerEnd(msg []byte) int {
 	return -1
 }
 
-// qualify adds @host to a bare name.
-func qualify(a, host string) string {
+// qualify adds @dom to a bare name.
+func qualify(a, dom string) string {
 	if strings.Contains(a, "@") {
 		return a
 	}
-	return a + "@" + host
+	return a + "@" + dom
 }
 
 // crlf makes every line end CRLF: LF and lone CR become CRLF.

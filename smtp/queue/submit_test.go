@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -22,7 +23,14 @@ func TestParseEnvelope(t *testing.T) {
 			"alice@example.org", []string{"bob@example.com"}},
 		{"bang path", "From example.org!alice Mon Jun  2 10:00:00 UTC 2025 remote from \nTo: bob@example.com\n",
 			"alice@example.org", []string{"bob@example.com"}},
-		{"bare from line", "From glenda Mon Jun  2 10:00:00 UTC 2025\nTo: rob\n", "glenda", []string{"rob"}},
+		{"bare from line", "From glenda Mon Jun  2 10:00:00 UTC 2025\nTo: rob\n", "glenda@here.test", []string{"rob@here.test"}},
+		// upas: an unqualified name is a local user, wherever an address
+		// may stand.
+		{"bare and qualified", "From: glenda\nTo: rob, ken@example.com\n", "glenda@here.test", []string{"rob@here.test", "ken@example.com"}},
+		{"bare in brackets", "From: Glenda <glenda>\nTo: Rob <rob>\nCc: rob, Ken Thompson <ken>\n",
+			"glenda@here.test", []string{"rob@here.test", "ken@here.test"}},
+		{"bare in a group", "From: glenda\nTo: unix: ken, dmr;, rob.pike\nBcc: sape (the hidden one)\n",
+			"glenda@here.test", []string{"ken@here.test", "dmr@here.test", "rob.pike@here.test", "sape@here.test"}},
 		{"from header", "From: \"Alice A.\" <alice@example.org>\r\nTo: Bob <bob@example.com>, carol@example.net\r\nCc: dave@example.com\r\nBcc: eve@example.com\r\n",
 			"alice@example.org", []string{"bob@example.com", "carol@example.net", "dave@example.com", "eve@example.com"}},
 		{"folded", "From: alice@example.org\nTo: bob@example.com,\n  carol@example.net\nSubject: x\n",
@@ -39,7 +47,7 @@ func TestParseEnvelope(t *testing.T) {
 		{"body ignored", "From: a@example.org\nTo: b@example.com\n\nTo: c@example.com\n", "a@example.org", []string{"b@example.com"}},
 	}
 	for _, tt := range tests {
-		from, rcpts, err := ParseEnvelope([]byte(tt.header))
+		from, rcpts, err := ParseEnvelope([]byte(tt.header), "here.test")
 		if err != nil {
 			t.Errorf("%s: ParseEnvelope: %v", tt.name, err)
 			continue
@@ -64,6 +72,10 @@ func TestParseEnvelopeErrors(t *testing.T) {
 		{"long line", "From: alice@example.org\nSubject: " + strings.Repeat("x", 1000) + "\n", "longer than 998"},
 		{"too long", "From: alice@example.org\n" + strings.Repeat("X: y\n", MaxHeader/5+1), "too long"},
 		{"control", "From: alice@example.org\nTo: \"b\x01\"@example.com\n", "invalid address"},
+		{"display name alone", "From: alice@example.org\nTo: Rob Pike\n", "invalid address in To"},
+		{"bare quoted", "From: alice@example.org\nTo: \"rob pike\"\n", "invalid address in To"},
+		{"body without empty line", "From: alice@example.org\nTo: bob@example.com\nHello Bob.\n", "invalid header line 3: not a field"},
+		{"qualified too long", "From: alice@example.org\nTo: " + strings.Repeat("r,", 490) + "r\n", "once its names are qualified"},
 		// A lone CR would end the line when sent: refused in the header.
 		{"bare CR in a field", "From: alice@example.org\nSubject: hi\rBcc: eve@example.net\nTo: bob@example.com\n",
 			"invalid header line 2: a CR not followed by LF"},
@@ -72,7 +84,7 @@ func TestParseEnvelopeErrors(t *testing.T) {
 		{"bare CR in the From line", "From alice@example.org\rTo: eve@example.net\nTo: bob@example.com\n", "invalid header line 1"},
 	}
 	for _, tt := range tests {
-		_, _, err := ParseEnvelope([]byte(tt.header))
+		_, _, err := ParseEnvelope([]byte(tt.header), "here.test")
 		if err == nil || !strings.HasPrefix(err.Error(), "invalid") || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: ParseEnvelope error %v, want one starting with invalid and holding %q", tt.name, err, tt.want)
 		}
@@ -84,7 +96,7 @@ func FuzzParseEnvelope(f *testing.F) {
 	f.Add([]byte("From: \"A\" <a@b.c>\r\nTo: g: x@y.z;, w@v.u\r\nCc: glenda\r\nBcc: <q@r.s>\r\n\r\nbody"))
 	f.Add([]byte("From: a@b.c\nTo: b@[192.0.2.1],\n \"x y\"@z.w\n"))
 	f.Fuzz(func(t *testing.T, h []byte) {
-		from, rcpts, err := ParseEnvelope(h)
+		from, rcpts, err := ParseEnvelope(h, "here.test")
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "invalid") {
 				t.Fatalf("error %q does not start with invalid", err)
@@ -149,7 +161,7 @@ func TestSubmit(t *testing.T) {
 	if strings.Contains(got, "secret") || strings.Contains(got, "From glenda") || strings.Contains(strings.ReplaceAll(got, "\r\n", ""), "\n") {
 		t.Errorf("Bcc, From line or bare LF left in\n%s", got)
 	}
-	for _, want := range []string{"From: Glenda <glenda>\r\n", "To: bob@example.com\r\n", "Subject: hi\r\n",
+	for _, want := range []string{"From: Glenda <glenda@mx.test>\r\n", "To: bob@example.com\r\n", "Subject: hi\r\n",
 		"Date: " + h.clock.Now().Format("Mon, 02 Jan 2006 15:04:05 -0700") + "\r\n", "Message-ID: <"} {
 		if !strings.Contains(head+"\r\n", want) {
 			t.Errorf("header lacks %q:\n%s", want, head)
@@ -219,17 +231,127 @@ func TestParseEnvelopeLongFolded(t *testing.T) {
 
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, rcpts, err := ParseEnvelope([]byte(good))
+	_, rcpts, err := ParseEnvelope([]byte(good), "here.test")
 	if err == nil || !strings.Contains(err.Error(), "more than") {
 		t.Errorf("%d folded recipients: %d, %v; want too many", n, len(rcpts), err)
 	}
-	_, _, err = ParseEnvelope([]byte(bad))
+	_, _, err = ParseEnvelope([]byte(bad), "here.test")
 	runtime.ReadMemStats(&after)
 	if err == nil || len(err.Error()) > 300 {
 		t.Errorf("a 1 MB To: of junk: error of %d bytes: %.300v", len(err.Error()), err)
 	}
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 256<<20 {
 		t.Errorf("parsing two 1 MB headers allocated %d MB", alloc>>20)
+	}
+}
+
+// TestLineChecker: a header is checked line by line as it arrives, and the
+// start of a line is refused as soon as no end can make it a header line.
+func TestLineChecker(t *testing.T) {
+	for _, tc := range []struct {
+		lines []string // whole lines taken before
+		start string
+		err   string // "" for none
+	}{
+		{nil, "", ""},
+		{nil, "Fro", ""},
+		{nil, "From glenda Mon Jun  2", ""},
+		{nil, "X-Long-Field-Name", ""},
+		{nil, "To: bob@example.com", ""},
+		{nil, "hello", ""}, // "hello: x" is a field
+		{nil, "hello world", "invalid header line 1: not a field: \"hello world\""},
+		{nil, "hello\x00", "invalid header line 1: not a field"},
+		{nil, ": x", "invalid header line 1: not a field"},
+		{nil, " folded", "invalid header line 1: continuation without a field"},
+		{nil, "\r", ""},
+		{nil, "Subject: hi\rBcc", "invalid header line 1: a CR not followed by LF"},
+		{[]string{"To: bob@example.com"}, " carol@example.net\r\r", "invalid header line 2: a CR not followed by LF"},
+		{[]string{"From glenda Mon Jun  2"}, " folded", "invalid header line 2: continuation without a field"},
+		{[]string{"From glenda Mon Jun  2"}, "From ", "invalid header line 2: not a field"},
+		{[]string{"To: bob@example.com"}, "\tand carol@example.net", ""},
+		{[]string{"To: bob@example.com"}, "Hello Bob, here is", "invalid header line 2: not a field"},
+		{[]string{"To: bob@example.com"}, strings.Repeat("x", 999), "invalid header line 2: longer than 998 characters"},
+	} {
+		var c LineChecker
+		for _, l := range tc.lines {
+			if err := c.Line([]byte(l)); err != nil {
+				t.Fatalf("Line(%q): %v", l, err)
+			}
+		}
+		err := c.Start([]byte(tc.start))
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.err)) {
+			t.Errorf("after %q, Start(%q) = %v, want %q", tc.lines, tc.start, err, tc.err)
+		}
+	}
+}
+
+// FuzzLineChecker: Start refuses the start of a line only if Line refuses
+// every line that starts so, and line by line the checker says what
+// ParseEnvelope says of the syntax of the whole header.
+func FuzzLineChecker(f *testing.F) {
+	f.Add([]byte("From glenda Mon Jun  2 10:00:00 UTC 2025\nTo: rob\n folded\n"))
+	f.Add([]byte("hello world\n"))
+	f.Add([]byte("Subject: x\r\n\tmore\r\nX: y"))
+	f.Fuzz(func(t *testing.T, h []byte) {
+		if len(h) > 8<<10 { // every start of every line is tried: keep it quick
+			return
+		}
+		var c LineChecker
+		var failed error
+		for l := range bytes.Lines(h) {
+			l = bytes.TrimSuffix(bytes.TrimSuffix(l, []byte("\n")), []byte("\r"))
+			if len(l) == 0 {
+				return // the header's end: nothing more to compare
+			}
+			whole := c
+			lineErr := whole.Line(l)
+			for k := 0; k <= len(l) && k <= maxLine+2; k++ {
+				part := c
+				if part.Start(l[:k]) != nil && lineErr == nil {
+					t.Fatalf("Start(%q) refused the start of %q, which Line takes", l[:k], l)
+				}
+			}
+			if failed = c.Line(l); failed != nil {
+				break
+			}
+		}
+		_, _, err := splitHeader(h)
+		if (err == nil) != (failed == nil) {
+			t.Fatalf("line by line: %v; whole header: %v", failed, err)
+		}
+	})
+}
+
+// TestSubmitBareNames: a message written as a Plan 9 user writes one, with
+// bare names for local users, is queued with them qualified with our mail
+// domain, in the envelope and in the header; the Message-ID has our host
+// name.
+func TestSubmitBareNames(t *testing.T) {
+	s := testSettings()
+	s.Domain = "example.test"
+	h := newHarness(t, s)
+	msg := "From: glenda\nTo: rob, ken@example.com\nCc: Dennis Ritchie <dmr>,\n  unix: sape, howard;\nSubject: names\n\nHello.\n"
+	if err := h.q.CheckHeader([]byte(msg)); err != nil {
+		t.Fatalf("CheckHeader: %v", err)
+	}
+	id, err := h.q.Submit(context.Background(), []byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, _ := h.item(id)
+	want := []string{"rob@example.test", "ken@example.com", "dmr@example.test", "sape@example.test", "howard@example.test"}
+	if it.From != "glenda@example.test" || !reflect.DeepEqual(it.Rcpts, want) {
+		t.Errorf("envelope %q %q, want %q %q", it.From, it.Rcpts, "glenda@example.test", want)
+	}
+	b, err := os.ReadFile(h.q.st.path(id, ".msg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"From: glenda@example.test\r\nTo: rob@example.test, ken@example.com\r\n" +
+		"Cc: Dennis Ritchie <dmr@example.test>,\r\n  unix: sape@example.test, howard@example.test;\r\nSubject: names\r\n", "@mx.test>\r\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the message lacks %q:\n%s", want, b)
+		}
 	}
 }
 

@@ -216,6 +216,7 @@ func QueueSettings(c *conf.Config) queue.Settings {
 		Deliveries: c.Deliveries,
 		SmartHost:  c.SmartHost,
 		Hostname:   c.Hostname,
+		Domain:     c.DefaultDomain,
 		MinFree:    c.MinFree,
 
 		DestConcurrency: c.DestConcurrency,

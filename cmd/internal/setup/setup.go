@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"smtpfs/cmd/internal/arg"
 	"smtpfs/internal/regfile"
@@ -69,6 +70,27 @@ func (f *Flags) Verbs() []string {
 		v = append(v, "evil "+conf.Quote(k))
 	}
 	return v
+}
+
+// CheckConf fails when -C names a file that is not there, or cannot be
+// read: lib/smtpd.conf, the default, may be missing (the defaults hold),
+// but a file asked for by name must be there.
+func (f *Flags) CheckConf() error {
+	if f.Conf == "" {
+		return nil
+	}
+	return NamedConf(f.Conf)
+}
+
+// NamedConf checks a configuration file named by -C, at start and at
+// each reload. It is opened as conf.Load reads it (regfile.Open), so that
+// a FIFO named there is refused at once, not waited on.
+func NamedConf(file string) error {
+	fd, _, err := regfile.Open(file)
+	if err != nil {
+		return fmt.Errorf("-C %s: %v", file, regfile.Reason(err))
+	}
+	return fd.Close()
 }
 
 // RootDir returns the mail root, absolute: -R, else ./mail.
@@ -165,10 +187,12 @@ func CheckRegular(name string) error {
 	return nil
 }
 
-// Usage prints the usage line and exits 1.
+// Usage prints err, after the program's name (the usage line's first
+// word), and the usage line, and exits 1.
 func Usage(s *arg.Set, err error) {
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%v\n", err)
+		name, _, _ := strings.Cut(s.Usage, " ")
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 	}
 	fmt.Fprintf(os.Stderr, "usage: %s\n", s.Usage)
 	os.Exit(1)
