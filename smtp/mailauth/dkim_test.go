@@ -229,3 +229,28 @@ func TestSignNoKey(t *testing.T) {
 		t.Errorf("Sign for a subdomain = %q, %v; want d=example.com", h, err)
 	}
 }
+
+// A message larger than what VerifyDKIM keeps in memory streams past it
+// and verifies the same; changed beyond that point, it fails. Pooled
+// buffers carry nothing from one message to the next.
+func TestVerifyDKIMLarge(t *testing.T) {
+	r, e := keys(t)
+	c := &Checker{Resolver: publish(newMemDNS(), r, e)}
+	line := strings.Repeat("0123456789abcdef", 4) + "\r\n"
+	body := strings.Repeat(line, 3*inMemory/len(line)/2)
+	msg := signed(t, signer(t), "From: alice@example.com\r\nTo: bob@example.org\r\nSubject: large\r\n\r\n"+body)
+	ctx := context.Background()
+	for range 2 {
+		if s := results(c.VerifyDKIM(ctx, strings.NewReader(msg))); s != "pass/example.com/r2026 pass/example.com/e2026" {
+			t.Errorf("large message: %s, want pass", s)
+		}
+	}
+	changed := msg[:len(msg)-len(line)] + strings.ToUpper(line)
+	if s := results(c.VerifyDKIM(ctx, strings.NewReader(changed))); s != "fail/example.com/r2026 fail/example.com/e2026" {
+		t.Errorf("large message changed near its end: %s, want fail", s)
+	}
+	small := signed(t, signer(t), testMsg)
+	if s := results(c.VerifyDKIM(ctx, strings.NewReader(small))); s != "pass/example.com/r2026 pass/example.com/e2026" {
+		t.Errorf("small message after a large one: %s, want pass", s)
+	}
+}
