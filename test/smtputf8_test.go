@@ -122,7 +122,8 @@ func TestSMTPUTF8Refused(t *testing.T) {
 // TestSMTPUTF8Bounce: a message that came with SMTPUTF8, relayed to a
 // server that does not offer it, is not downgraded: it bounces with 5.6.7
 // to its (local, UTF-8) sender; with ASCII addresses only, UTF-8 in the
-// header alone is enough.
+// header alone is enough. The bounce is an RFC 6533 global DSN, the
+// UTF-8 recipient named with the utf-8 address type.
 func TestSMTPUTF8Bounce(t *testing.T) {
 	w := startQueue(t, "smarthost %SINK\n")
 	r := ehlo(t, w.d, "")
@@ -136,8 +137,43 @@ func TestSMTPUTF8Bounce(t *testing.T) {
 	r.Expect("250 ")
 	box := w.waitBox("jörg", 1)
 	d := testlib.ParseDSN(t, []byte(box[0]))
-	if len(d.Recipients) != 1 || d.Recipients[0]["Status"] != "5.6.7" || !strings.Contains(d.Recipients[0]["Final-Recipient"], "bob@remote.example") {
-		t.Errorf("DSN recipients %q, want bob@remote.example failed 5.6.7", d.Recipients)
+	// RFC 6533: the DSN of an SMTPUTF8 message is a global one.
+	if want := []string{"text/plain", "message/global-delivery-status", "message/global-headers"}; !slices.Equal(d.Types, want) {
+		t.Errorf("DSN parts %q, want %q", d.Types, want)
+	}
+	var final []string
+	for _, rc := range d.Recipients {
+		final = append(final, rc["Final-Recipient"])
+		if rc["Status"] != "5.6.7" {
+			t.Errorf("DSN recipient %q, want failed 5.6.7", rc)
+		}
+	}
+	if want := []string{"rfc822; bob@remote.example"}; !slices.Equal(final, want) {
+		t.Errorf("DSN Final-Recipients %q, want %q", final, want)
+	}
+	if !strings.Contains(d.Original, "Subject: Grüße") {
+		t.Errorf("DSN original header:\n%s", d.Original)
+	}
+
+	// A UTF-8 recipient, with an ASCII header.
+	r.Send("MAIL FROM:<jörg@example.org> SMTPUTF8")
+	r.Expect("250 ")
+	r.Send("RCPT TO:<jürgen@remote.example>")
+	r.Expect("250 ")
+	r.Send("DATA")
+	r.Expect("354 ")
+	r.Write("From: jorg@example.org\r\nSubject: hi\r\n\r\nHallo\r\n.\r\n")
+	r.Expect("250 ")
+	box = w.waitBox("jörg", 2)
+	var found bool
+	for _, m := range box {
+		d := testlib.ParseDSN(t, []byte(m))
+		if len(d.Recipients) == 1 && d.Recipients[0]["Final-Recipient"] == "utf-8; jürgen@remote.example" {
+			found = d.Types[1] == "message/global-delivery-status" && d.Recipients[0]["Status"] == "5.6.7"
+		}
+	}
+	if !found {
+		t.Errorf("no global DSN naming utf-8; jürgen@remote.example failed 5.6.7 in %q", box)
 	}
 	if n := len(w.sink.Messages()); n != 0 {
 		t.Errorf("%d messages reached a server without SMTPUTF8", n)

@@ -58,7 +58,15 @@ const (
 //     its Original-Recipient (RFC 3464 §2.2.1, §2.3.1);
 //   - the DSN of a REQUIRETLS message, which carries its header, leaves
 //     with REQUIRETLS too (RFC 8689 §5); one to a UTF-8 sender needs
-//     SMTPUTF8 (RFC 6531 §3.4).
+//     SMTPUTF8 (RFC 6531 §3.4);
+//   - the DSN of a message that needs SMTPUTF8 (it came with SMTPUTF8,
+//     or has UTF-8 in its header or addresses) is a global one (RFC 6533
+//     §6): its status part is message/global-delivery-status, the
+//     original goes back as message/global-headers or message/global, a
+//     recipient whose address is not ASCII is named with the utf-8
+//     address type (§3), and the DSN, which carries UTF-8, leaves with
+//     SMTPUTF8 whatever its sender. An ASCII message's DSN is the plain
+//     RFC 3464 one.
 //
 // Nothing goes to the null sender <>.
 
@@ -101,7 +109,8 @@ func (q *Queue) sendDSN(e *entry, set Settings, now time.Time, kind string, rs [
 	}
 	id, err := q.putDSN(dsn{host: set.Hostname, sender: e.from, arrived: e.arrived, now: now,
 		kind: kind, reports: rs, orig: orig, full: full, until: e.arrived.Add(set.Lifetime),
-		envID: e.params.EnvID, requireTLS: e.params.RequireTLS})
+		envID: e.params.EnvID, requireTLS: e.params.RequireTLS,
+		global: isGlobal(e.params.SMTPUTF8, orig, rs)})
 	if err != nil {
 		return err
 	}
@@ -113,7 +122,8 @@ func (q *Queue) sendDSN(e *entry, set Settings, now time.Time, kind string, rs [
 func (q *Queue) putDSN(d dsn) (string, error) {
 	msg := buildDSN(d)
 	m := smtp.Mail{Rcpts: []string{d.sender}, Params: smtp.Params{RequireTLS: d.requireTLS,
-		SMTPUTF8: smtp.NeedsSMTPUTF8(msg, d.sender)}} // a UTF-8 sender: its RCPT, our To:
+		// A UTF-8 sender (its RCPT, our To:) or a global DSN (RFC 6533 §6).
+		SMTPUTF8: d.global || smtp.NeedsSMTPUTF8(msg, d.sender)}}
 	id, err := q.put(context.Background(), m, q.signed(msg), false)
 	if err != nil {
 		return "", err
@@ -162,7 +172,8 @@ func (q *Queue) PutDelivered(ctx context.Context, m smtp.Mail, msg io.Reader) (s
 	q.mu.Unlock()
 	now := q.clock.Now()
 	id, err := q.putDSN(dsn{host: set.Hostname, sender: m.From, arrived: now, now: now,
-		kind: "success", reports: rs, orig: hdr, envID: m.EnvID, requireTLS: m.RequireTLS})
+		kind: "success", reports: rs, orig: hdr, envID: m.EnvID, requireTLS: m.RequireTLS,
+		global: isGlobal(m.SMTPUTF8, hdr, rs)})
 	if err != nil {
 		return "", err
 	}
@@ -214,13 +225,52 @@ type dsn struct {
 	until        time.Time
 	envID        string // ENVID, "" if none
 	requireTLS   bool   // the message's REQUIRETLS: the DSN leaves with it (RFC 8689 §5)
+	global       bool   // the message needs SMTPUTF8: an RFC 6533 DSN
+}
+
+// isGlobal reports whether the DSN of a message is to be a global one
+// (RFC 6533): the message came with SMTPUTF8, or its header orig or a
+// recipient's address is UTF-8.
+func isGlobal(smtputf8 bool, orig []byte, rs []report) bool {
+	if smtputf8 {
+		return true
+	}
+	for _, r := range rs {
+		if smtp.NeedsSMTPUTF8(nil, r.r.addr, r.r.dsn.ORcpt) {
+			return true
+		}
+	}
+	return smtp.NeedsSMTPUTF8(orig)
+}
+
+// finalRecipient is the Final-Recipient field's value for addr (RFC
+// 3464 §2.3.2): type rfc822 for an ASCII address; in a global DSN a
+// UTF-8 one has type utf-8 (RFC 6533 §3), in its utf-8-addr-unitext
+// form: the UTF-8 as it is, with the characters QUCHAR leaves out (the
+// ASCII controls, space, "+", "=" and "\") as EmbeddedUnicodeChar,
+// \x{HEXPOINT}.
+func finalRecipient(addr string, global bool) string {
+	if !global || !smtp.NeedsSMTPUTF8(nil, addr) {
+		return "rfc822; " + addr
+	}
+	var b strings.Builder
+	b.WriteString("utf-8; ")
+	for _, r := range addr {
+		if r <= ' ' || r == '+' || r == '=' || r == '\\' || r == 0x7f {
+			fmt.Fprintf(&b, "\\x{%02X}", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // buildDSN makes the DSN message: RFC 6522 multipart/report with a part
 // for people quoting the replies, the RFC 3464 message/delivery-status
 // part, and the original header (text/rfc822-headers) or message
-// (message/rfc822). From MAILER-DAEMON@host; the caller queues it with
-// the null sender.
+// (message/rfc822); for a global DSN message/global-delivery-status,
+// message/global-headers and message/global (RFC 6533 §6). From
+// MAILER-DAEMON@host; the caller queues it with the null sender.
 func buildDSN(d dsn) []byte {
 	var b bytes.Buffer
 	mw := multipart.NewWriter(&b)
@@ -245,13 +295,22 @@ func buildDSN(d dsn) []byte {
 	w, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"text/plain; charset=utf-8"}})
 	io.WriteString(w, d.human())
 
-	w, _ = mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"message/delivery-status"}})
+	ct := "message/delivery-status"
+	if d.global {
+		ct = "message/global-delivery-status" // RFC 6533 §6.2
+	}
+	w, _ = mw.CreatePart(textproto.MIMEHeader{"Content-Type": {ct}})
 	io.WriteString(w, d.status())
 
 	if len(d.orig) > 0 {
 		ct := "text/rfc822-headers"
-		if d.full {
+		switch {
+		case d.full && d.global:
+			ct = "message/global" // RFC 6533 §6.1 (RFC 6532 §3.7)
+		case d.full:
 			ct = "message/rfc822"
+		case d.global:
+			ct = "message/global-headers" // RFC 6533 §6.3
 		}
 		w, _ = mw.CreatePart(textproto.MIMEHeader{"Content-Type": {ct}})
 		w.Write(d.orig)
@@ -314,7 +373,7 @@ func (d dsn) status() string {
 		if o := r.r.dsn.ORcpt; o != "" {
 			fmt.Fprintf(&b, "Original-Recipient: %s\r\n", clean(o)) // §2.3.1
 		}
-		fmt.Fprintf(&b, "Final-Recipient: rfc822; %s\r\n", r.r.addr)
+		fmt.Fprintf(&b, "Final-Recipient: %s\r\n", finalRecipient(r.r.addr, d.global))
 		fmt.Fprintf(&b, "Action: %s\r\n", r.action)
 		if r.action == "delivered" || r.action == "relayed" {
 			fmt.Fprintf(&b, "Status: 2.0.0\r\n")

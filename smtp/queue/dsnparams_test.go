@@ -288,3 +288,95 @@ func TestDSNUTF8Sender(t *testing.T) {
 		t.Errorf("%d calls %+v, want the success DSN, with SMTPUTF8", len(calls), fromsOf(calls))
 	}
 }
+
+// The failure DSN of a message that needs SMTPUTF8 is a global one (RFC
+// 6533): message/global-delivery-status with message/global-headers (or
+// message/global for RET=FULL), its UTF-8 recipient named with the utf-8
+// address type, and queued with SMTPUTF8 though its sender is ASCII.
+// An ASCII message's DSN stays RFC 3464's, without SMTPUTF8.
+func TestDSNGlobal(t *testing.T) {
+	h := newHarness(t, testSettings())
+	h.d.setResult(func(ctx context.Context, c call) ([]error, error) {
+		if c.from == "" {
+			return nil, nil
+		}
+		return nil, noSuchUser
+	})
+	h.run()
+	utf8Msg := "From: alice@example.org\r\nTo: jörg+x@bücher.example\r\nSubject: Grüße\r\n\r\nHallo\r\n"
+	tests := []struct {
+		name      string
+		m         smtp.Mail
+		msg       string
+		types     []string
+		rcpts     []string
+		smtputf8  bool
+		wantInOrg string
+	}{
+		{"utf-8 header and recipient",
+			smtp.Mail{From: "alice@example.org", Rcpts: []string{"jörg+x@bücher.example", "bob@example.com"},
+				Params: smtp.Params{SMTPUTF8: true}}, utf8Msg,
+			[]string{"text/plain", "message/global-delivery-status", "message/global-headers"},
+			[]string{`utf-8; jörg\x{2B}x@bücher.example`, "rfc822; bob@example.com"}, true, "Subject: Grüße"},
+		{"utf-8 header, RET=FULL",
+			smtp.Mail{From: "alice@example.org", Rcpts: []string{"bob@example.com"},
+				Params: smtp.Params{SMTPUTF8: true, Ret: "FULL"}}, utf8Msg,
+			[]string{"text/plain", "message/global-delivery-status", "message/global"},
+			[]string{"rfc822; bob@example.com"}, true, "Hallo"},
+		{"ascii",
+			smtp.Mail{From: "alice@example.org", Rcpts: []string{"bob@example.com"}}, testMsg("alice@example.org"),
+			[]string{"text/plain", "message/delivery-status", "text/rfc822-headers"},
+			[]string{"rfc822; bob@example.com"}, false, "Subject: test"},
+	}
+	for _, tt := range tests {
+		id, err := h.q.PutMail(context.Background(), tt.m, strings.NewReader(tt.msg))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		h.waitID(id)
+		testlib.WaitFor(t, 10*time.Second, "the DSN to go", func() bool { return len(h.q.List()) == 0 })
+		calls := h.d.take()
+		var dsns []call
+		for _, c := range calls {
+			if c.from == "" {
+				dsns = append(dsns, c)
+			}
+		}
+		if len(dsns) != 1 {
+			t.Fatalf("%s: calls %+v, want the message and one DSN", tt.name, fromsOf(calls))
+		}
+		d := parseDSN(t, dsns[0].msg)
+		if !slices.Equal(d.Types, tt.types) {
+			t.Errorf("%s: DSN parts %q, want %q", tt.name, d.Types, tt.types)
+		}
+		if got := finalRcpts(d); !slices.Equal(got, tt.rcpts) {
+			t.Errorf("%s: DSN recipients %q, want %q", tt.name, got, tt.rcpts)
+		}
+		if dsns[0].params.SMTPUTF8 != tt.smtputf8 {
+			t.Errorf("%s: DSN queued with SMTPUTF8 %v, want %v", tt.name, dsns[0].params.SMTPUTF8, tt.smtputf8)
+		}
+		if !strings.Contains(d.Original, tt.wantInOrg) {
+			t.Errorf("%s: original part lacks %q:\n%s", tt.name, tt.wantInOrg, d.Original)
+		}
+	}
+}
+
+// finalRecipient: rfc822 for ASCII addresses and outside a global DSN;
+// utf-8 with the unitext form (RFC 6533 §3) for a UTF-8 address in one.
+func TestFinalRecipient(t *testing.T) {
+	tests := []struct {
+		addr   string
+		global bool
+		want   string
+	}{
+		{"bob@example.com", false, "rfc822; bob@example.com"},
+		{"bob+x=y@example.com", true, "rfc822; bob+x=y@example.com"},
+		{"jörg@bücher.example", true, "utf-8; jörg@bücher.example"},
+		{`jörg+a=b\c@bücher.example`, true, `utf-8; jörg\x{2B}a\x{3D}b\x{5C}c@bücher.example`},
+	}
+	for _, tt := range tests {
+		if got := finalRecipient(tt.addr, tt.global); got != tt.want {
+			t.Errorf("finalRecipient(%q, %v) = %q, want %q", tt.addr, tt.global, got, tt.want)
+		}
+	}
+}

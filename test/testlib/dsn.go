@@ -12,13 +12,14 @@ import (
 
 // A DSN is a delivery status notification taken apart: an RFC 6522
 // multipart/report whose parts are a text for people, the RFC 3464
-// message/delivery-status fields, and the original header.
+// message/delivery-status fields, and the original header; or, for a
+// message that needed SMTPUTF8, their RFC 6533 global forms.
 type DSN struct {
 	Header     mail.Header
 	Human      string              // the text/plain part
 	PerMessage map[string]string   // the first group of delivery-status fields
 	Recipients []map[string]string // one group of fields per recipient
-	Original   string              // the text/rfc822-headers part, or message/rfc822 (RET=FULL)
+	Original   string              // the text/rfc822-headers part, or message/rfc822 (RET=FULL), or their global forms
 	Types      []string            // the parts' content types, in order
 }
 
@@ -53,15 +54,21 @@ func ParseDSN(t testing.TB, msg []byte) *DSN {
 		switch ct {
 		case "text/plain":
 			d.Human = body
-		case "message/delivery-status":
+		case "message/delivery-status", "message/global-delivery-status":
 			d.PerMessage, d.Recipients = statusGroups(t, body)
-		case "text/rfc822-headers", "message/rfc822":
+		case "text/rfc822-headers", "message/rfc822", "message/global-headers", "message/global":
 			d.Original = body
 		}
 	}
 	want := []string{"text/plain", "message/delivery-status", "text/rfc822-headers"}
 	if len(d.Types) == 3 && d.Types[2] == "message/rfc822" { // RET=FULL
 		want[2] = "message/rfc822"
+	}
+	if len(d.Types) > 1 && d.Types[1] == "message/global-delivery-status" { // RFC 6533 §6
+		want = []string{"text/plain", "message/global-delivery-status", "message/global-headers"}
+		if len(d.Types) == 3 && d.Types[2] == "message/global" {
+			want[2] = "message/global"
+		}
 	}
 	if !slices.Equal(d.Types, want) {
 		t.Errorf("DSN parts %q, want %q", d.Types, want)
