@@ -149,3 +149,15 @@ func TestWithKind(t *testing.T) {
 		t.Errorf("WithKind(nil) is not nil")
 	}
 }
+
+// TestProtocolErrors: the protocol's own errors name their errno to
+// 9pfuse (no ERANGE): a fid error EBADF, an internal error EIO.
+func TestProtocolErrors(t *testing.T) {
+	for text, want := range map[string]syscall.Errno{
+		errUnknownFid: syscall.EBADF, errWalkOpen: syscall.EBADF, errInternal: syscall.EIO,
+	} {
+		if got := fstest.FuseErrno(text); got != want {
+			t.Errorf("%q: 9pfuse gives %v, want %v", text, got, want)
+		}
+	}
+}

@@ -32,7 +32,7 @@ import (
 //   - answers Tversion itself: 9P2000.u and 9P2000.L get 9P2000, anything
 //     else "unknown", and a new Tversion starts a new session;
 //   - runs at most maxOutstanding requests at once, each in its own
-//     goroutine under recover() ("internal error"), and reads nothing more
+//     goroutine under recover() (errInternal), and reads nothing more
 //     until one is answered;
 //   - answers Tflush correctly (flush(5)): at once when the old request is
 //     done; otherwise after the old request's reply, which a blocked read of
@@ -313,7 +313,7 @@ func (c *conn) call(fc proto.FCall) (resp proto.FCall) {
 	defer func() {
 		if p := recover(); p != nil {
 			c.s.log.Printf("panic serving %s: %v\n%s", fc, p, debug.Stack())
-			resp = rerror(tag, "internal error")
+			resp = rerror(tag, errInternal)
 		}
 	}()
 	if fid, ok := fidOf(fc); ok {
@@ -435,7 +435,7 @@ func isType[T proto.FCall](fc proto.FCall) bool {
 func (c *conn) result(tag uint16, resp proto.FCall, err error) proto.FCall {
 	if err != nil || resp == nil {
 		c.s.log.Printf("9P handler error: %v", err)
-		return rerror(tag, "internal error")
+		return rerror(tag, errInternal)
 	}
 	if e, ok := resp.(*proto.RError); ok {
 		if t, ok := go9pErrors[e.Ename]; ok {
@@ -447,10 +447,20 @@ func (c *conn) result(tag uint16, resp proto.FCall, err error) proto.FCall {
 	return resp
 }
 
+// The protocol's own errors, worded for 9pfuse's table as the rest
+// (smtpfs(4), DIAGNOSTICS; fs/mount.Errno): " fid " makes a fid error
+// EBADF, and "i/o" makes an internal error EIO; without a word of the
+// table 9pfuse would say ERANGE.
+const (
+	errUnknownFid = "unknown fid on this connection"  // walk(5), go9p's "Bad Fid."
+	errWalkOpen   = "walk of an open fid not allowed" // walk(5)
+	errInternal   = "internal i/o error"              // a handler's panic or error; the log says which
+)
+
 // go9pErrors translates the Rerror texts of go9p's fs server.
 var go9pErrors = map[string]string{
 	"No such path":               "file does not exist",
-	"Bad Fid.":                   "unknown fid",
+	"Bad Fid.":                   errUnknownFid,
 	"Fid already open.":          "fid already open",
 	"Permission denied.":         "permission denied",
 	"Cannot write to directory.": "is a directory",
@@ -472,9 +482,9 @@ func (c *conn) walk(m *proto.TWalk) proto.FCall {
 	case m.Nwname > maxWalk:
 		return rerror(tag, "invalid walk: too many names")
 	case !known:
-		return rerror(tag, "unknown fid")
+		return rerror(tag, errUnknownFid)
 	case open:
-		return rerror(tag, "walk of an open fid")
+		return rerror(tag, errWalkOpen)
 	case inUse && m.Newfid != m.Fid:
 		return rerror(tag, "fid in use")
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"smtpfs/internal/dnsx"
 )
 
 // A DNS answers the two questions delivery asks. *Resolver is the real one;
@@ -62,14 +64,7 @@ type Resolver struct {
 // port 53). "" means the first nameserver of /etc/resolv.conf, or
 // 127.0.0.1:53 if there is none.
 func NewResolver(server string) *Resolver {
-	if server == "" {
-		server = "127.0.0.1:53"
-		if cc, err := dns.ClientConfigFromFile("/etc/resolv.conf"); err == nil && len(cc.Servers) > 0 {
-			server = net.JoinHostPort(cc.Servers[0], cc.Port)
-		}
-	} else if _, _, err := net.SplitHostPort(server); err != nil {
-		server = net.JoinHostPort(strings.Trim(server, "[]"), "53")
-	}
+	server = dnsx.Server(server)
 	return &Resolver{Server: server}
 }
 
@@ -93,19 +88,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 	if timeout == 0 {
 		timeout = 5 * time.Second
 	}
-	var in *dns.Msg
-	var err error
-	for try := 0; try < 2; try++ {
-		c := &dns.Client{Net: "udp", Timeout: timeout, UDPSize: 4096}
-		in, _, err = c.ExchangeContext(ctx, m, r.Server)
-		if err == nil && in.Truncated {
-			c.Net = "tcp"
-			in, _, err = c.ExchangeContext(ctx, m, r.Server)
-		}
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-	}
+	in, err := dnsx.Exchange(ctx, m, r.Server, timeout)
 	if err != nil {
 		return nil, &DNSError{Name: name, Type: tname, Err: err.Error()}
 	}

@@ -207,4 +207,11 @@ func TestSMTPCmdDSN(t *testing.T) {
 	if n := len(w.sink.Sessions()); n != 1 {
 		t.Errorf("%d sessions, want only the good one", n)
 	}
+	// -O: ORCPT for each recipient, the address as converted.
+	if code, _, stderr := w.run(msg, "-O", "single.example", "a@b.example", "y"); code != 0 {
+		t.Fatalf("-O: exit %d: %s", code, stderr)
+	}
+	if lines := w.sink.Sessions()[1]; !slices.Contains(lines, "RCPT TO:<y@single.example> ORCPT=rfc822;y@single.example") {
+		t.Errorf("-O: at the sink: %q", lines)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +54,7 @@ func newPolicyWorld(t *testing.T) *policyWorld {
 		return testlib.NewCert(t, d, names...)
 	}
 	good, wrong, self := cert("good", "good.mx.test"), cert("wrong", "elsewhere.mx.test"), cert("self", "selfsigned.mx.test")
-	sinks := testlib.NewSinksOnePort(t, testlib.SinkOptions{TLS: good.ServerConfig()}, testlib.SinkOptions{TLS: wrong.ServerConfig()},
+	sinks := testlib.NewSinksOnePort(t, testlib.SinkOptions{TLS: good.ServerConfig(), ReqTLS: true}, testlib.SinkOptions{TLS: wrong.ServerConfig()},
 		testlib.SinkOptions{TLS: self.ServerConfig()}, testlib.SinkOptions{})
 	w := &policyWorld{sinks: map[string]*testlib.Sink{}}
 	for i, h := range tlsHosts {
@@ -285,5 +286,25 @@ func TestTLSPolicySMTP(t *testing.T) {
 		if code != 1 || !strings.Contains(stderr, "the TLS policy does not apply") || len(tw.sinks["plain"].Messages()) != before {
 			t.Errorf("smtp -P verify %s: exit %d, %d messages sent in the clear\n%s", dest, code, len(tw.sinks["plain"].Messages())-before, stderr)
 		}
+	}
+}
+
+// TestTLSPolicySMTPRequireTLS: smtp -T sends REQUIRETLS (RFC 8689) on
+// MAIL FROM to an MX host the policy authenticates (MTA-STS enforce,
+// with -P); without -P or -D nothing is authenticated, and the message
+// fails for good (5.7.30) without a recipient being named.
+func TestTLSPolicySMTPRequireTLS(t *testing.T) {
+	tw := newPolicyWorld(t)
+	w := &smtpWorld{t: t, root: t.TempDir(), sink: tw.sinks["good"], env: append(os.Environ(), tw.env...)}
+	code, _, stderr := w.run(smtpMsg, "-T", "-P", "default", "sts-good.test", "glenda@example.com", "bob")
+	sess := w.sink.Sessions()
+	if code != 0 || len(sess) == 0 || !slices.ContainsFunc(sess[len(sess)-1], func(l string) bool {
+		return strings.HasPrefix(l, "MAIL FROM:<glenda@example.com>") && strings.Contains(l+" ", " REQUIRETLS ")
+	}) {
+		t.Errorf("smtp -T -P default: exit %d, sessions %q\n%s", code, sess, stderr)
+	}
+	code, _, stderr = w.run(smtpMsg, "-T", "sts-good.test", "glenda@example.com", "carol")
+	if code != 1 || !strings.Contains(stderr, "5.7.30") || tw.sawRcpt("carol@sts-good.test") {
+		t.Errorf("smtp -T without a policy: exit %d, RCPT seen %v\n%s", code, tw.sawRcpt("carol@sts-good.test"), stderr)
 	}
 }

@@ -1,6 +1,6 @@
 // Command smtp sends one message by SMTP, as upas smtp does:
 //
-//	smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-P level] [-D daneresolver] [-R root] [-N notify] [-E ret] [-V envid] [.domain] destaddr sender rcpt-list
+//	smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-P level] [-D daneresolver] [-R root] [-N notify] [-E ret] [-V envid] [-O] [-T] [.domain] destaddr sender rcpt-list
 //
 // The message comes on standard input, an upas "From sender date" line
 // first if it likes. It is converted as upas converts it (Message-ID, Date,
@@ -61,6 +61,14 @@
 //	-E  RET: FULL or HDRS, what a failure report returns of the message
 //	-V  ENVID: an identifier the reports quote back, printable ASCII, at
 //	    most 100 characters
+//	-O  ORCPT for every recipient: its address as converted,
+//	    rfc822;user@domain (utf-8; when it is not ASCII)
+//
+// and REQUIRETLS (RFC 8689):
+//
+//	-T  REQUIRETLS: send only to an MX host the TLS policy authenticates,
+//	    over verified TLS, to a server that offers REQUIRETLS, else fail
+//	    for good (5.7.30); needs -P or -D, without which it always fails
 //
 // $SMTPFS_RESOLVER (host:port) names the DNS server, else /etc/resolv.conf.
 // $SMTPFS_SMTP_PORT sets the port of MX hosts (default 25), for tests and
@@ -90,7 +98,7 @@ import (
 	"smtpfs/smtpd/conf"
 )
 
-const usage = "smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-P level] [-D daneresolver] [-R root] [-N notify] [-E ret] [-V envid] [.domain] destaddr sender rcpt-list"
+const usage = "smtp [-aAdfiopst] [-b busted-mx]... [-g gateway] [-h host] [-u user] [-P level] [-D daneresolver] [-R root] [-N notify] [-E ret] [-V envid] [-O] [-T] [.domain] destaddr sender rcpt-list"
 
 // Exit statuses.
 const (
@@ -115,6 +123,7 @@ type flags struct {
 	policy, daneRes     string // -P, -D
 	root                string
 	notify, ret, envid  string // DSN's NOTIFY, RET and ENVID (-N, -E, -V)
+	orcpt, requireTLS   bool   // -O: ORCPT for each recipient; -T: REQUIRETLS
 	domain              string // .domain, without the dot
 	dest, sender        string
 	rcpts               []string
@@ -146,22 +155,44 @@ func parse(args []string) (*flags, error) {
 	return f, nil
 }
 
-// mail is the envelope with the DSN parameters of the flags.
+// mail is the envelope with the DSN parameters and REQUIRETLS of the
+// flags. ORCPT (RFC 3461 §4.2) is each recipient as converted, the
+// address the sender meant in RFC 822 form: type rfc822, or utf-8 for a
+// non-ASCII one (RFC 6533 §3); the engine writes it as xtext.
 func (f *flags) mail(from string, rcpts []string) smtp.Mail {
-	m := smtp.Mail{From: from, Rcpts: rcpts, Params: smtp.Params{Ret: f.ret, EnvID: f.envid}}
-	if f.notify != "" {
-		for range rcpts {
-			m.Rcpt = append(m.Rcpt, smtp.RcptParams{Notify: f.notify})
+	m := smtp.Mail{From: from, Rcpts: rcpts, Params: smtp.Params{Ret: f.ret, EnvID: f.envid, RequireTLS: f.requireTLS}}
+	if f.notify == "" && !f.orcpt {
+		return m
+	}
+	for _, r := range rcpts {
+		p := smtp.RcptParams{Notify: f.notify}
+		if f.orcpt {
+			p.ORcpt = "rfc822;" + r
+			if !isASCII(r) {
+				p.ORcpt = "utf-8;" + r
+			}
 		}
+		m.Rcpt = append(m.Rcpt, p)
 	}
 	return m
 }
 
-// argSet is smtp's table of flags, upas smtp's and -R.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// argSet is smtp's table of flags: upas smtp's, and ours (-R, -P, -D,
+// -N, -E, -V, -O, -T).
 func argSet(f *flags) *arg.Set {
 	set := arg.New(usage)
 	for c, p := range map[byte]*bool{'a': &f.auth, 'A': &f.provoke, 'd': &f.debug, 'f': &f.filter,
-		'i': &f.insecureAuth, 'o': &f.insecure, 'p': &f.ping, 's': &f.starttls, 't': &f.implicit} {
+		'i': &f.insecureAuth, 'o': &f.insecure, 'p': &f.ping, 's': &f.starttls, 't': &f.implicit,
+		'O': &f.orcpt, 'T': &f.requireTLS} {
 		set.Bool(c, p)
 	}
 	set.List('b', &f.busted)

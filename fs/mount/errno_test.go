@@ -40,7 +40,10 @@ func TestErrno(t *testing.T) {
 		{"not a directory", syscall.ENOTDIR},
 		{"is a directory", syscall.EISDIR},
 		{"unknown fid for this file", syscall.EBADF},
-		{"unknown fid", syscall.EIO}, // no word of the table
+		{"unknown fid", syscall.EIO}, // no word of the table: ERANGE under 9pfuse, so the daemon never says it
+		{"unknown fid on this connection", syscall.EBADF},
+		{"walk of an open fid not allowed", syscall.EBADF},
+		{"internal i/o error", syscall.EIO},
 		{"'permission denied'", syscall.EACCES},
 		{"invalid: " + strings.Repeat("x", 200) + " busy", syscall.EINVAL}, // past what 9pfuse reads
 		{strings.Repeat("x", 126) + "busy", syscall.EIO},

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"smtpfs/internal/dnsx"
 )
 
 // A Resolver answers the DNS questions of SPF, DKIM and DMARC. *DNS asks a
@@ -70,14 +72,7 @@ type DNS struct {
 // NewDNS returns a DNS asking server (host:port; a bare host means port
 // 53). "" means the first nameserver of /etc/resolv.conf, or 127.0.0.1:53.
 func NewDNS(server string) *DNS {
-	if server == "" {
-		server = "127.0.0.1:53"
-		if cc, err := dns.ClientConfigFromFile("/etc/resolv.conf"); err == nil && len(cc.Servers) > 0 {
-			server = net.JoinHostPort(cc.Servers[0], cc.Port)
-		}
-	} else if _, _, err := net.SplitHostPort(server); err != nil {
-		server = net.JoinHostPort(strings.Trim(server, "[]"), "53")
-	}
+	server = dnsx.Server(server)
 	return &DNS{Server: server}
 }
 
@@ -175,19 +170,7 @@ func (d *DNS) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, A
 	if timeout == 0 {
 		timeout = 5 * time.Second
 	}
-	var in *dns.Msg
-	var err error
-	for try := 0; try < 2; try++ {
-		c := &dns.Client{Net: "udp", Timeout: timeout, UDPSize: 4096}
-		in, _, err = c.ExchangeContext(ctx, m, d.Server)
-		if err == nil && in.Truncated {
-			c.Net = "tcp"
-			in, _, err = c.ExchangeContext(ctx, m, d.Server)
-		}
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-	}
+	in, err := dnsx.Exchange(ctx, m, d.Server, timeout)
 	tname := dns.TypeToString[qtype]
 	if err != nil {
 		return nil, Answer{}, &DNSError{Name: name, Type: tname, Err: err.Error()}

@@ -3,11 +3,12 @@ package tlspolicy
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"smtpfs/internal/dnsx"
 )
 
 // A resolver asks one DNS server with miekg/dns: UDP with EDNS0, TCP when
@@ -22,14 +23,7 @@ type resolver struct {
 // means port 53); "" means the first nameserver of /etc/resolv.conf, or
 // 127.0.0.1:53.
 func newResolver(server string) *resolver {
-	if server == "" {
-		server = "127.0.0.1:53"
-		if cc, err := dns.ClientConfigFromFile("/etc/resolv.conf"); err == nil && len(cc.Servers) > 0 {
-			server = net.JoinHostPort(cc.Servers[0], cc.Port)
-		}
-	} else if _, _, err := net.SplitHostPort(server); err != nil {
-		server = net.JoinHostPort(strings.Trim(server, "[]"), "53")
-	}
+	server = dnsx.Server(server)
 	return &resolver{server: server, timeout: 5 * time.Second}
 }
 
@@ -62,19 +56,7 @@ func (r *resolver) query(ctx context.Context, name string, qtype uint16, dnssec 
 	m.RecursionDesired = true
 	m.AuthenticatedData = dnssec
 	m.SetEdns0(4096, dnssec)
-	var in *dns.Msg
-	var err error
-	for try := 0; try < 2; try++ {
-		c := &dns.Client{Net: "udp", Timeout: r.timeout, UDPSize: 4096}
-		in, _, err = c.ExchangeContext(ctx, m, r.server)
-		if err == nil && in.Truncated {
-			c.Net = "tcp"
-			in, _, err = c.ExchangeContext(ctx, m, r.server)
-		}
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-	}
+	in, err := dnsx.Exchange(ctx, m, r.server, r.timeout)
 	if err != nil {
 		return nil, &dnsError{name, tname, err.Error()}
 	}
