@@ -17,6 +17,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"smtpfs/internal/regfile"
 )
 
 // The DKIM keys, in lib/dkim/ under the mail root:
@@ -138,15 +140,13 @@ func (ks *KeyStore) readDomain(domain string) (map[string]*Key, error) {
 
 // readKey reads one key file.
 func readKey(file string) (*Key, error) {
-	f, err := os.Open(file)
+	// Only a regular file: a FIFO or a device put there must not hang
+	// or flood a reload.
+	f, fi, err := regfile.Open(file)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %v", file, regfile.Reason(err))
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
 	if fi.Mode().Perm()&0077 != 0 {
 		return nil, fmt.Errorf("permission denied: %s is readable by group or others (mode %v); chmod 600 it", file, fi.Mode().Perm())
 	}

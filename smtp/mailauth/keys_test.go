@@ -14,7 +14,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestMain(m *testing.M) {
@@ -184,5 +186,28 @@ func TestNewKeyBound(t *testing.T) {
 	}
 	if _, err := OpenKeyStore(dir); err != nil {
 		t.Errorf("after dkim newkey, the store cannot be opened: %v", err)
+	}
+}
+
+// A FIFO where a key should be is refused at once, not waited on: an
+// open for reading would wait for a writer that never comes, and the
+// reload with it.
+func TestOpenKeyStoreFIFO(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "example.com"), 0700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "example.com", "s.key"), 0600); err != nil {
+		t.Skip("no FIFOs here:", err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := OpenKeyStore(dir); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("OpenKeyStore with a FIFO for a key: %v, want not a regular file", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OpenKeyStore waited on a FIFO")
 	}
 }

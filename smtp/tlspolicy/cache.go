@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"smtpfs/internal/regfile"
 )
 
 // The cache of MTA-STS policies (RFC 8461 §5.1). A policy is kept for its
@@ -182,7 +184,7 @@ func (e *Engine) readCache(domain string) *cached {
 	if e.CacheDir == "" {
 		return nil
 	}
-	f, err := os.Open(filepath.Join(e.CacheDir, domain))
+	f, _, err := regfile.Open(filepath.Join(e.CacheDir, domain)) // never a FIFO's wait
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
