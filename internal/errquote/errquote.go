@@ -10,11 +10,19 @@
 // U+009F; CSI is U+009B) do the same in one character. So every control
 // character is shown, never sent: C0 controls (but tab, where kept),
 // DEL and bytes that are not UTF-8 as \xNN, C1 controls as \u0080 to
-// \u009f. Printable UTF-8 is left alone, and the escaped text escapes to
-// itself, so text may pass through more than one layer that escapes it.
+// \u009f. Unicode format characters (category Cf: the bidirectional
+// overrides and isolates U+202A-U+202E and U+2066-U+2069, zero-width
+// spaces and joiners) are shown as \uXXXX too: they send no command, but
+// reorder or hide what follows them on the screen, so that an address
+// holding U+202E would make a log line read other than it is. Printable
+// UTF-8 is left alone, and the escaped text escapes to itself, so text
+// may pass through more than one layer that escapes it.
 package errquote
 
-import "unicode/utf8"
+import (
+	"unicode"
+	"unicode/utf8"
+)
 
 // Max is how many bytes of s Quote shows before "...".
 const Max = 80
@@ -78,6 +86,13 @@ func appendChar(b []byte, s string, keepTab bool) ([]byte, int) {
 		return append(b, '\\', 'x', hex[c>>4], hex[c&15]), 1
 	case r >= 0x80 && r <= 0x9f:
 		return append(b, '\\', 'u', '0', '0', hex[r>>4], hex[r&15]), n
+	case r > 0x9f && unicode.Is(unicode.Cf, r):
+		if r > 0xffff {
+			b = append(b, '\\', 'U', '0', '0', hex[r>>20&15], hex[r>>16&15])
+		} else {
+			b = append(b, '\\', 'u')
+		}
+		return append(b, hex[r>>12&15], hex[r>>8&15], hex[r>>4&15], hex[r&15]), n
 	}
 	return append(b, s[:n]...), n
 }

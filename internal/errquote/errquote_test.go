@@ -3,6 +3,7 @@ package errquote
 import (
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -50,6 +51,9 @@ func TestEscape(t *testing.T) {
 		{"csi \u009b2J nel \u0085 apc \u009f", `csi \u009b2J nel \u0085 apc \u009f`},
 		{"raw \x9b2J \xc2", `raw \x9b2J \xc2`},
 		{"gr\u00fc\u00dfe \u263a \ufffd", "gr\u00fc\u00dfe \u263a \ufffd"},
+		// Format characters reorder or hide text: shown, not sent.
+		{"bob\u202egro.live@x", `bob\u202egro.live@x`},
+		{"a\u200bb\u2066c\u2069 \U000e0041", `a\u200bb\u2066c\u2069 \U000e0041`},
 	} {
 		got := Escape(tc.in)
 		if got != tc.want {
@@ -63,8 +67,8 @@ func TestEscape(t *testing.T) {
 				t.Errorf("Escape(%q) = %q has the control byte %#x", tc.in, got, c)
 			}
 		}
-		if !utf8.ValidString(got) || strings.ContainsFunc(got, func(r rune) bool { return r >= 0x80 && r <= 0x9f }) {
-			t.Errorf("Escape(%q) = %q: not UTF-8, or a C1 control", tc.in, got)
+		if !utf8.ValidString(got) || strings.ContainsFunc(got, func(r rune) bool { return r >= 0x80 && r <= 0x9f || unicode.Is(unicode.Cf, r) }) {
+			t.Errorf("Escape(%q) = %q: not UTF-8, or a C1 control or format character", tc.in, got)
 		}
 		if b := AppendEscaped([]byte("x"), tc.in); string(b) != "x"+tc.want {
 			t.Errorf("AppendEscaped(%q) = %q", tc.in, b)
